@@ -1,0 +1,117 @@
+"""The feed path: MAC rx -> Ethernet/IPv4/UDP -> MoldUDP64 -> ITCH 5.0 -> book events."""
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tickwire.hdl.counters import count
+from tickwire.hdl.feed.events import FeedNotice, NoticeKind
+from tickwire.hdl.feed.itch import ItchDecoder, event_signature
+from tickwire.hdl.feed.moldudp64 import MoldUdp64Receiver
+from tickwire.hdl.net.mac import mac_rx_signature
+from tickwire.hdl.net.udp_rx import FilterEntry, UdpReceiver
+
+FEED_LATENCY_CYCLES = 3
+
+
+class Alarms(data.Struct):
+    """Sticky until the host writes ``clear_alarms``."""
+    integrity: 1   # a frame ended with the MAC's bad flag, or a message was dropped for it
+    gap: 1         # a sequence gap on some feed
+    overflow: 1    # a notice was lost because the host did not drain the notice FIFO
+
+
+class FeedHandler(wiring.Component):
+    """Turns market data frames into normalised book events, at line rate.
+
+    ``UdpReceiver`` -> ``MoldUdp64Receiver`` -> ``ItchDecoder``, each a pipeline stage that
+    never stalls: the MAC is never back-pressured, whatever the message mix, and ``events`` has
+    no back-pressure either (a consumer that may stall puts a FIFO in front of itself). Host
+    notices (gaps, end of session, system events, stock directory, trading actions, malformed
+    messages) go through FIFOs, sequencing notices first; a notice arriving at a full FIFO is
+    counted in ``notice_overflow`` and raises the ``overflow`` alarm.
+
+    Ports
+    -----
+    rx : In(MacBeat stream, always ready)
+    filters : In(FilterEntry array): (group, port) -> (feed, line)
+    resync : In(feeds): forget a feed's session and sequence
+    events : Out(BookEvent stream, always ready)
+    notices : Out(FeedNotice stream)
+    next_sequence : Out(per feed, next expected MoldUDP64 sequence number)
+    counters : Out(``udp``, ``mold`` and ``itch`` counter groups and ``notice_overflow``)
+    alarms : Out(Alarms), clear_alarms : In(1)
+
+    Latency: 3 cycles from the cycle the last byte of a message is at ``rx`` to the cycle its
+    event is valid on ``events`` (1 per stage), for every alignment and message size.
+    """
+
+    def __init__(self, *, feeds=4, filter_entries=8, notice_depth=256):
+        self.feeds = feeds
+        self.filter_entries = filter_entries
+        self.notice_depth = notice_depth
+        self.udp = UdpReceiver(filter_entries)
+        self.mold = MoldUdp64Receiver(feeds)
+        self.itch = ItchDecoder()
+        super().__init__({
+            "rx": In(mac_rx_signature()),
+            "filters": In(data.ArrayLayout(FilterEntry, filter_entries)),
+            "resync": In(feeds),
+            "events": Out(event_signature()),
+            "notices": Out(stream.Signature(FeedNotice)),
+            "next_sequence": Out(data.ArrayLayout(64, feeds)),
+            "counters": Out(data.StructLayout({
+                "udp": self.udp.counters.shape(), "mold": self.mold.counters.shape(),
+                "itch": self.itch.counters.shape(), "notice_overflow": unsigned(32)})),
+            "alarms": Out(Alarms),
+            "clear_alarms": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.udp = udp = self.udp
+        m.submodules.mold = mold = self.mold
+        m.submodules.itch = itch = self.itch
+
+        wiring.connect(m, wiring.flipped(self.rx), udp.rx)
+        wiring.connect(m, udp.payload, mold.payload)
+        wiring.connect(m, mold.messages, itch.messages)
+        wiring.connect(m, itch.events, wiring.flipped(self.events))
+        m.d.comb += [
+            udp.filters.eq(self.filters),
+            mold.resync.eq(self.resync),
+            self.next_sequence.eq(mold.next_sequence),
+            self.counters.udp.eq(udp.counters),
+            self.counters.mold.eq(mold.counters),
+            self.counters.itch.eq(itch.counters),
+        ]
+
+        # Host notices: sequencing notices first (rare), then control-message notices.
+        width = FeedNotice.as_shape().size
+        m.submodules.sequencing_fifo = sequencing = fifo.SyncFIFOBuffered(width=width, depth=16)
+        m.submodules.control_fifo = control = fifo.SyncFIFOBuffered(
+            width=width, depth=self.notice_depth)
+        lost = Signal()
+        for source, queue in ((mold.notices, sequencing), (itch.notices, control)):
+            m.d.comb += [queue.w_data.eq(source.payload), queue.w_en.eq(source.valid)]
+            lost = lost | (source.valid & ~queue.w_rdy)
+        count(m, self.counters, "notice_overflow", lost)
+
+        out = self.notices
+        with m.If(sequencing.r_rdy):
+            m.d.comb += [out.valid.eq(1), out.payload.eq(sequencing.r_data),
+                         sequencing.r_en.eq(out.ready)]
+        with m.Else():
+            m.d.comb += [out.valid.eq(control.r_rdy), out.payload.eq(control.r_data),
+                         control.r_en.eq(out.ready)]
+
+        alarms = self.alarms
+        with m.If(self.clear_alarms):
+            m.d.sync += alarms.eq(0)
+        with m.If(udp.rx.valid & udp.rx.p.last & udp.rx.p.bad):
+            m.d.sync += alarms.integrity.eq(1)
+        with m.If(mold.notices.valid & (mold.notices.p.kind == NoticeKind.GAP)):
+            m.d.sync += alarms.gap.eq(1)
+        with m.If(lost):
+            m.d.sync += alarms.overflow.eq(1)
+        return m
