@@ -24,6 +24,11 @@ BEAT_BYTES = 8
 
 
 
+def notice(**fields):
+    """A FeedNotice dict; fields a notice kind does not use are zero, as in the gateware."""
+    return dict(kind=0, feed=0, code=0, locate=0, timestamp=0, sequence=0, value=0) | fields
+
+
 class FilterEntry(NamedTuple):
     group: int
     port: int
@@ -153,14 +158,14 @@ class FeedModel:
         self.expected[f] = max(base, sequence)
         if sequence > base:
             c["gaps"] += 1
-            self.sequencing.append(dict(kind=NoticeKind.GAP.value, feed=f, sequence=base,
+            self.sequencing.append(notice(kind=NoticeKind.GAP.value, feed=f, sequence=base,
                                         value=sequence - base))
         skip = max(0, base - sequence)
         wanted = count
         if count == mold.END_OF_SESSION_COUNT:
             self.ended[f], wanted = True, 0
             c["end_of_session"] += 1
-            self.sequencing.append(dict(kind=NoticeKind.END_OF_SESSION.value, feed=f,
+            self.sequencing.append(notice(kind=NoticeKind.END_OF_SESSION.value, feed=f,
                                         sequence=sequence))
         elif count == mold.HEARTBEAT_COUNT:
             c["heartbeats"] += 1
@@ -207,7 +212,7 @@ class FeedModel:
                       for fl in spec.fields}
         if values is None or (spec.type in b"AF" and values["side"] not in b"BS"):
             self.itch["bad_message"] += 1
-            self.control.append(dict(kind=NoticeKind.BAD_MESSAGE.value, feed=feed,
+            self.control.append(notice(kind=NoticeKind.BAD_MESSAGE.value, feed=feed,
                                      sequence=sequence, code=message[0], value=len(message)))
             return
         self.itch[itch_counter_name(spec.type)] += 1
@@ -240,11 +245,11 @@ class FeedModel:
                              price=values["price"])
             self.events.append(event)
         elif t == b"S":
-            self.control.append(dict(kind=NoticeKind.SYSTEM_EVENT.value,
+            self.control.append(notice(kind=NoticeKind.SYSTEM_EVENT.value,
                                      code=values["event_code"], **common))
         elif t == b"R":
-            self.control.append(dict(kind=NoticeKind.STOCK_DIRECTORY.value, value=values["stock"],
+            self.control.append(notice(kind=NoticeKind.STOCK_DIRECTORY.value, value=values["stock"],
                                      code=values["market_category"], **common))
         elif t == b"H":
-            self.control.append(dict(kind=NoticeKind.TRADING_ACTION.value, value=values["stock"],
+            self.control.append(notice(kind=NoticeKind.TRADING_ACTION.value, value=values["stock"],
                                      code=values["trading_state"], **common))

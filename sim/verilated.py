@@ -1,0 +1,198 @@
+"""Verilated models driven in batches from Python.
+
+`StreamHarness` turns an Amaranth component into a shared library: Verilog from
+`tickwire.hdl.platform.export`, compiled by the bundled Verilator together with a small
+generated C++ harness that clocks the model for a whole batch of cycles, driving one input
+stream from an array and collecting the payloads of output streams with their cycle numbers.
+Python crosses into C++ once per batch, not once per cycle. Builds are cached by a hash of
+their inputs (Verilog, harness, Verilator version, flags).
+"""
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+from tickwire.hdl.platform.export import component_ports, to_verilog
+
+from .toolchain import VERILATOR_MAKE_VARIABLES, cache_dir, digest, verilator_env, verilator_version
+
+CFLAGS = "-fPIC -O2 --std=c++20"
+
+
+def _words(width):
+    return (width + 31) // 32
+
+
+def _member(port):
+    """Verilator's C++ name of a port: it escapes each "__" as "___05F"."""
+    return port.replace("__", "___05F")
+
+
+def _copy_in(port, width, src):
+    port = _member(port)
+    if width > 64:
+        return f"for (int i = 0; i < {_words(width)}; i++) top->{port}[i] = {src}[i];"
+    if width > 32:
+        return f"top->{port} = (uint64_t){src}[0] | ((uint64_t){src}[1] << 32);"
+    return f"top->{port} = {src}[0];"
+
+
+def _copy_out(port, width, dst):
+    port = _member(port)
+    if width > 64:
+        return f"for (int i = 0; i < {_words(width)}; i++) {dst}[i] = top->{port}[i];"
+    if width > 32:
+        return f"{dst}[0] = (uint32_t)top->{port}; {dst}[1] = (uint32_t)(top->{port} >> 32);"
+    return f"{dst}[0] = top->{port};"
+
+
+def _harness(name, ports, stream_in, streams_out):
+    widths = {port: len(value) for port, (value, _) in ports.items()}
+    inputs = [p for p, (_, d) in ports.items() if d.value == "input" and p not in ("clk", "rst")]
+    in_width = widths[f"{stream_in}__payload"]
+    lines = [f'#include "V{name}.h"', "#include <cstdint>", "#include <cstring>",
+             "double sc_time_stamp() { return 0; }",
+             f"struct H {{ V{name}* top; uint64_t cycle; }};",
+             'extern "C" {',
+             f"void* tw_create() {{ auto h = new H; h->top = new V{name}; h->cycle = 0;"
+             " h->top->clk = 0; h->top->eval(); return h; }",
+             "void tw_destroy(void* p) { auto h = (H*)p; h->top->final(); delete h->top;"
+             " delete h; }",
+             "uint64_t tw_cycle(void* p) { return ((H*)p)->cycle; }",
+             "static void step(H* h) { auto top = h->top; top->clk = 1; top->eval();"
+             " top->clk = 0; top->eval(); h->cycle++; }",
+             "void tw_reset(void* p) { auto h = (H*)p; h->top->rst = 1; step(h);"
+             " h->top->rst = 0; }"]
+    lines.append("void tw_set(void* p, int port, const uint32_t* w) { auto top = ((H*)p)->top;"
+                 " switch (port) {")
+    for i, port in enumerate(inputs):
+        lines.append(f"  case {i}: {{ {_copy_in(port, widths[port], 'w')} break; }}")
+    lines.append("  } top->eval(); }")
+    lines.append("void tw_get(void* p, int port, uint32_t* w) { auto top = ((H*)p)->top;"
+                 " switch (port) {")
+    for i, port in enumerate(ports):
+        lines.append(f"  case {i}: {{ {_copy_out(port, widths[port], 'w')} break; }}")
+    lines.append("  } }")
+    # tw_run: n cycles; in_valid[n], in_words[n * IN]; per output stream s: out[s] buffer of
+    # (payload words) and stamps[s] of cycles, count[s] filled so far, capacity cap[s].
+    lines.append("uint64_t tw_run(void* p, uint64_t n, const uint8_t* in_valid,"
+                 " const uint32_t* in_words, uint32_t** out, uint64_t** stamps,"
+                 " uint64_t* count, const uint64_t* cap) {")
+    lines.append("  auto h = (H*)p; auto top = h->top;")
+    lines.append("  for (uint64_t c = 0; c < n; c++) {")
+    lines.append(f"    top->{_member(stream_in + '__valid')} = in_valid[c];")
+    lines.append(f"    if (in_valid[c]) {{ const uint32_t* w = in_words + c * {_words(in_width)};"
+                 f" {_copy_in(f'{stream_in}__payload', in_width, 'w')} }}")
+    for s in streams_out:
+        if f"{s}__ready" in ports:
+            lines.append(f"    top->{_member(s + '__ready')} = 1;")
+    lines.append("    step(h);")
+    for i, s in enumerate(streams_out):
+        width = widths[f"{s}__payload"]
+        lines.append(f"    if (top->{_member(s + '__valid')}) {{ if (count[{i}] >= cap[{i}]) return c + 1;"
+                     f" uint32_t* w = out[{i}] + count[{i}] * {_words(width)};"
+                     f" {_copy_out(f'{s}__payload', width, 'w')}"
+                     f" stamps[{i}][count[{i}]++] = h->cycle; }}")
+    lines.append("  }")
+    lines.append("  return n; }")
+    lines.append("}")
+    return "\n".join(lines) + "\n", inputs
+
+
+class StreamHarness:
+    """A Verilated component with one driven input stream and collected output streams."""
+
+    def __init__(self, component, name, stream_in, streams_out):
+        self.ports = component_ports(component)
+        self.widths = {port: len(value) for port, (value, _) in self.ports.items()}
+        verilog = to_verilog(component, name)
+        source, self.inputs = _harness(name, self.ports, stream_in, streams_out)
+        self.stream_in, self.streams_out = stream_in, list(streams_out)
+        self.build_dir = cache_dir("verilator", digest(verilog, source, verilator_version(),
+                                                       CFLAGS, VERILATOR_MAKE_VARIABLES))
+        library = self.build_dir / "libtickwire_model.so"
+        if not library.exists():
+            self._build(name, verilog, source)
+        self.lib = ctypes.CDLL(str(library))
+        self.lib.tw_create.restype = ctypes.c_void_p
+        for fn in ("tw_destroy", "tw_reset", "tw_cycle", "tw_set", "tw_get", "tw_run"):
+            getattr(self.lib, fn).argtypes = [ctypes.c_void_p]
+        self.lib.tw_cycle.restype = ctypes.c_uint64
+        self.lib.tw_run.restype = ctypes.c_uint64
+        self.lib.tw_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
+        self.lib.tw_get.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
+        self.model = self.lib.tw_create()
+        self.lib.tw_reset(self.model)
+
+    def _build(self, name, verilog, source):
+        work = self.build_dir
+        (work / f"{name}.v").write_text(verilog)
+        (work / "harness.cpp").write_text(source)
+        command = ["verilator", "--cc", f"{name}.v", "--exe", "harness.cpp", "--build",
+                   "-j", "2", "--top-module", name, "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   "-CFLAGS", CFLAGS, "-LDFLAGS", "-shared", "-o", "libtickwire_model.so",
+                   "-Mdir", "obj", "-MAKEFLAGS", " ".join(VERILATOR_MAKE_VARIABLES)]
+        result = subprocess.run(command, cwd=work, env=verilator_env(), capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"Verilator build failed in {work}:\n{result.stdout[-4000:]}"
+                               f"\n{result.stderr[-4000:]}")
+        (work / "obj" / "libtickwire_model.so").rename(work / "libtickwire_model.so")
+
+    def __del__(self):
+        if getattr(self, "model", None):
+            self.lib.tw_destroy(self.model)
+
+    @property
+    def cycle(self):
+        return self.lib.tw_cycle(self.model)
+
+    def set(self, port, value):
+        words = (ctypes.c_uint32 * _words(self.widths[port]))(
+            *[(value >> (32 * i)) & 0xFFFFFFFF for i in range(_words(self.widths[port]))])
+        self.lib.tw_set(self.model, self.inputs.index(port), words)
+
+    def get(self, port):
+        n = _words(self.widths[port])
+        words = (ctypes.c_uint32 * n)()
+        self.lib.tw_get(self.model, list(self.ports).index(port), words)
+        return sum(w << (32 * i) for i, w in enumerate(words))
+
+    def run(self, beats, capacity=None):
+        """Clock one cycle per entry of `beats` (an int payload, or None for idle); return, per
+        output stream, a list of (payload int, cycle it was valid in)."""
+        n = len(beats)
+        in_words = _words(self.widths[f"{self.stream_in}__payload"])
+        valid = (ctypes.c_uint8 * max(n, 1))(*[b is not None for b in beats])
+        flat = (ctypes.c_uint32 * max(n * in_words, 1))()
+        for c, beat in enumerate(beats):
+            if beat is not None:
+                for i in range(in_words):
+                    flat[c * in_words + i] = (beat >> (32 * i)) & 0xFFFFFFFF
+        capacity = capacity or max(n, 1)
+        k = len(self.streams_out)
+        sizes = [_words(self.widths[f"{s}__payload"]) for s in self.streams_out]
+        outs = [(ctypes.c_uint32 * (capacity * size))() for size in sizes]
+        stamps = [(ctypes.c_uint64 * capacity)() for _ in range(k)]
+        out_ptrs = (ctypes.POINTER(ctypes.c_uint32) * k)(
+            *[ctypes.cast(o, ctypes.POINTER(ctypes.c_uint32)) for o in outs])
+        stamp_ptrs = (ctypes.POINTER(ctypes.c_uint64) * k)(
+            *[ctypes.cast(s, ctypes.POINTER(ctypes.c_uint64)) for s in stamps])
+        counts = (ctypes.c_uint64 * k)()
+        caps = (ctypes.c_uint64 * k)(*([capacity] * k))
+        self.lib.tw_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64,
+                                    ctypes.POINTER(ctypes.c_uint8),
+                                    ctypes.POINTER(ctypes.c_uint32), type(out_ptrs),
+                                    type(stamp_ptrs), type(counts), type(caps)]
+        done = self.lib.tw_run(self.model, n, valid, flat, out_ptrs, stamp_ptrs, counts, caps)
+        if done != n:
+            raise RuntimeError("output capacity exceeded")
+        results = []
+        for s, size in enumerate(sizes):
+            items = []
+            for j in range(counts[s]):
+                base = j * size
+                value = sum(outs[s][base + i] << (32 * i) for i in range(size))
+                items.append((value, stamps[s][j]))
+            results.append(items)
+        return results
