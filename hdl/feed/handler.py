@@ -8,7 +8,7 @@ from tickwire.hdl.counters import count
 from tickwire.hdl.feed.events import FeedNotice, NoticeKind
 from tickwire.hdl.feed.itch import ItchDecoder, event_signature
 from tickwire.hdl.feed.moldudp64 import MoldUdp64Receiver
-from tickwire.hdl.net.mac import mac_rx_signature
+from tickwire.hdl.net.mac import AxiStreamRx, mac_rx_signature
 from tickwire.hdl.net.udp_rx import FilterEntry, UdpReceiver
 
 FEED_LATENCY_CYCLES = 3
@@ -115,3 +115,46 @@ class FeedHandler(wiring.Component):
         with m.If(lost):
             m.d.sync += alarms.overflow.eq(1)
         return m
+
+
+class AxiStreamFeedHandler(wiring.Component):
+    """`FeedHandler` behind an AXI-Stream MAC port named ``s_axis_*`` (for cocotbext-axi
+    benches and MACs with AXI-Stream clients). Same ports otherwise; same latency."""
+
+    def __init__(self, **parameters):
+        self.core = FeedHandler(**parameters)
+        members = dict(self.core.signature.members)
+        del members["rx"]
+        super().__init__({
+            "s_axis_tdata": In(64), "s_axis_tkeep": In(8), "s_axis_tvalid": In(1),
+            "s_axis_tlast": In(1), "s_axis_tuser": In(1), "s_axis_tready": Out(1),
+            **members,
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.axis = axis = AxiStreamRx()
+        m.submodules.core = core = self.core
+        m.d.comb += [axis.tdata.eq(self.s_axis_tdata), axis.tkeep.eq(self.s_axis_tkeep),
+                     axis.tvalid.eq(self.s_axis_tvalid), axis.tlast.eq(self.s_axis_tlast),
+                     axis.tuser.eq(self.s_axis_tuser), self.s_axis_tready.eq(1)]
+        wiring.connect(m, axis.rx, core.rx)
+        for name in self.signature.members:
+            if name.startswith("s_axis") or name == "rx":
+                continue
+            ours, theirs = getattr(self, name), getattr(core, name)
+            if self.signature.members[name].flow == In:
+                m.d.comb += _eq_all(theirs, ours)
+            else:
+                m.d.comb += _eq_all(ours, theirs)
+        return m
+
+
+def _eq_all(target, source):
+    """Assignments for a port that may be a plain value or a stream interface."""
+    if isinstance(target, stream.Interface):
+        statements = [target.payload.eq(source.payload), target.valid.eq(source.valid)]
+        if not target.signature.always_ready:
+            statements.append(source.ready.eq(target.ready))
+        return statements
+    return [target.eq(source)]
