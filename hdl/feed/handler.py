@@ -75,6 +75,7 @@ class FeedHandler(wiring.Component):
 
         wiring.connect(m, wiring.flipped(self.rx), udp.rx)
         wiring.connect(m, udp.payload, mold.payload)
+        wiring.connect(m, udp.verdict, mold.verdict)
         wiring.connect(m, mold.messages, itch.messages)
         wiring.connect(m, itch.events, wiring.flipped(self.events))
         m.d.comb += [

@@ -8,7 +8,7 @@ from tickwire.hdl.counters import count, counter_layout
 from tickwire.hdl.feed.events import FeedNotice, NoticeKind
 from tickwire.hdl.feed.itch_format import DECODED_BYTES, MIN_LENGTH
 from tickwire.hdl.net.mac import BEAT_BYTES
-from tickwire.hdl.net.udp_rx import payload_signature
+from tickwire.hdl.net.udp_rx import payload_signature, verdict_signature
 from tickwire.hdl.signals import wire
 
 HEADER_LENGTH = 20          # session 10, sequence 8, count 2 (MoldUDP64 1.00, section 2)
@@ -16,7 +16,7 @@ END_OF_SESSION = 0xFFFF
 MOLD_COUNTERS = ("packets", "messages", "heartbeats", "end_of_session", "gaps",
                  "duplicate_packets", "duplicate_messages", "wrong_session", "after_end",
                  "truncated", "bad_length", "count_mismatch", "corrupt")
-_FRAMING_ERRORS = ("truncated", "bad_length", "count_mismatch", "corrupt")
+_FRAMING_ERRORS = ("truncated", "bad_length", "count_mismatch", "corrupt")   # order of `errors_now`
 
 
 class MoldMessage(data.Struct):
@@ -82,6 +82,7 @@ class MoldUdp64Receiver(wiring.Component):
         self.feeds = feeds
         super().__init__({
             "payload": In(payload_signature()),
+            "verdict": In(verdict_signature()),
             "messages": Out(message_signature()),
             "notices": Out(notice_signature()),
             "resync": In(feeds),
@@ -93,6 +94,8 @@ class MoldUdp64Receiver(wiring.Component):
         m = Module()
         beat, valid = self.payload.p, self.payload.valid
         lanes = [beat.data[8 * i:8 * i + 8] for i in range(BEAT_BYTES)]
+        lane_at = Array(lanes)
+        first = valid & beat.first
 
         # Valid byte range of this beat: [first_lane, end_lane).
         first_lane = Signal(3)
@@ -104,47 +107,50 @@ class MoldUdp64Receiver(wiring.Component):
             with m.If(beat.keep[i]):
                 m.d.comb += end_lane.eq(i + 1)
 
-        # --- Framing state, with `first` restarting it -------------------------------------
+        # --- Framing ---------------------------------------------------------------------------
+        # `boundary` is the distance from lane 0 of the next beat to the end of the current item;
+        # whether that end falls in the next beat, and at which lane, is decided a beat early.
         framing_reg = Signal(_Framing)
-        boundary_reg = Signal(17)   # distance from this beat's lane 0 to the current item's end
-        rotation_reg = Signal(3)    # lane of the current item's first byte
-        item_beat_reg = Signal(3)   # index of this beat within the current item (saturates)
+        boundary_reg = Signal(17)
+        ends_reg = Signal()             # the current item ends in this beat...
+        end_at_reg = Signal(4)          # ...after lane end_at - 1 (1..8)
+        rotation_reg = Signal(3)        # lane of the current item's first byte
+        item_beat_reg = Signal(3)       # index of this beat within the current item (saturates)
         len_hi = Signal(8)
         length_reg = Signal(16)
-        index = Signal(16)          # messages completed in this packet
+        index = Signal(16)              # messages completed in this packet
 
         framing = wire(m, Mux(beat.first, _Framing.HEADER, framing_reg), "framing", _Framing)
-        boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
         rotation = wire(m, Mux(beat.first, first_lane, rotation_reg), "rotation")
         item_beat = wire(m, Mux(beat.first, 0, item_beat_reg), "item_beat")
-
         in_item = valid & ((framing == _Framing.HEADER) | (framing == _Framing.BODY))
-        ends_here = in_item & (boundary <= BEAT_BYTES)
-        complete = wire(m, ends_here & (boundary <= end_lane), "complete")
+        ends = in_item & ~beat.first & ends_reg
+        complete = wire(m, ends & (end_at_reg <= end_lane), "complete")
         header_done = complete & (framing == _Framing.HEADER)
         message_done = complete & (framing == _Framing.BODY)
-        item_cut = in_item & beat.last & (boundary > end_lane)
+        item_cut = in_item & beat.last & ~complete
 
         # The next length field: right after an item that ended in this beat, or at lane 0.
         at_next = valid & (framing == _Framing.NEXT)
-        length_at = wire(m, Mux(at_next, 0, boundary), "length_at")
+        length_at = wire(m, Mux(at_next, 0, end_at_reg), "length_at")
         length_due = complete | at_next
         clean_end = length_due & beat.last & (length_at >= end_lane)
         length_here = length_due & ~clean_end & (length_at <= 6) & (length_at + 1 < end_lane)
         length_split = length_due & ~clean_end & (length_at == 7) & ~beat.last
         length_cut = length_due & ~clean_end & ~length_here & ~length_split & beat.last
-        next_at_boundary = complete & ~clean_end & (boundary == BEAT_BYTES)
+        next_at_boundary = complete & ~clean_end & (length_at == BEAT_BYTES)
         lo_here = valid & (framing == _Framing.LEN_LO)
 
-        lane_at = Array(lanes)
         length = wire(m, Mux(lo_here, Cat(lanes[0], len_hi),
                              Cat(lane_at[(length_at + 1)[0:3]], lane_at[length_at[0:3]])),
                       "length")
         body_at = wire(m, Mux(lo_here, 1, length_at + 2), "body_at")
-        new_item = (length_here | lo_here)
+        new_item = length_here | lo_here
         length_bad = new_item & (length < MIN_LENGTH)
         starts_item = wire(m, new_item & ~length_bad, "starts_item")
-        starts_now = starts_item & (body_at < BEAT_BYTES)
+        # A new item's first bytes are written whatever its length: if that is bad the packet
+        # is dropped and the buffer is never read.
+        writes_new = wire(m, new_item & (body_at < BEAT_BYTES), "writes_new")
         new_rotation = body_at[0:3]
 
         # --- Message buffer: one register file, written through two rotators ---------------
@@ -158,7 +164,7 @@ class MoldUdp64Receiver(wiring.Component):
             word, k = divmod(j, BEAT_BYTES)
             old_write = in_item & Mux(k < BEAT_BYTES - rotation, item_beat == word,
                                       item_beat == word + 1)
-            new_write = starts_now & (word == 0) & (k < BEAT_BYTES - new_rotation)
+            new_write = writes_new & (word == 0) & (k < BEAT_BYTES - new_rotation)
             stored = buffer[8 * j:8 * j + 8]
             current = wire(m, Mux(old_write, rotated_old[k], stored), f"item_byte{j}")
             item_bytes.append(current)
@@ -168,21 +174,31 @@ class MoldUdp64Receiver(wiring.Component):
         def big_endian(offset, size):
             return Cat(*reversed(item_bytes[offset:offset + size]))
 
-        # --- Packet header and sequencing decision ------------------------------------------
+        # --- The UDP verdict (always before this packet's header can complete) ---------------
+        udp_known = Signal()
+        udp_ok = Signal()
+        feed = Signal(range(self.feeds))
+        line = Signal()
+        verdict = self.verdict
+        with m.If(verdict.valid):
+            m.d.sync += [udp_known.eq(1), udp_ok.eq(verdict.p.accept)]
+            with m.If(verdict.p.accept):
+                m.d.sync += [feed.eq(verdict.p.feed), line.eq(verdict.p.line)]
+        with m.If(first):
+            m.d.sync += [udp_known.eq(0), udp_ok.eq(0)]
+        count(m, self.counters, "packets", verdict.valid & verdict.p.accept)
+
+        # --- Packet header and the per-feed sequencing decision -------------------------------
         hdr_session = Signal(80)
         hdr_sequence = Signal(64)
         hdr_count = Signal(16)
-        feed = Signal(range(self.feeds))
-        line = Signal()
-        decide = Signal()            # the cycle after the header completed
+        decide = Signal()               # the cycle after the header completed
         header_bad = header_done & beat.last & beat.bad
         m.d.sync += decide.eq(header_done & ~header_bad)
         count_now = big_endian(18, 2)
         with m.If(header_done):
             m.d.sync += [hdr_session.eq(item[0:80]), hdr_sequence.eq(big_endian(10, 8)),
                          hdr_count.eq(count_now)]
-        with m.If(valid & beat.first):
-            m.d.sync += [feed.eq(beat.feed), line.eq(beat.line)]
 
         session = Array(Signal(80, name=f"session{f}") for f in range(self.feeds))
         session_valid = Signal(self.feeds)
@@ -190,61 +206,71 @@ class MoldUdp64Receiver(wiring.Component):
         expected = Array(Signal(64, name=f"expected{f}", init=1) for f in range(self.feeds))
         for f in range(self.feeds):
             m.d.comb += self.next_sequence[f].eq(expected[f])
+        current = Signal(64)            # expected[feed] for the packet in flight
+        with m.If(verdict.valid & verdict.p.accept):
+            m.d.sync += current.eq(expected[verdict.p.feed])
 
-        same_session = hdr_session == session[feed]
-        fresh = ~session_valid.bit_select(feed, 1) | (ended.bit_select(feed, 1) & ~same_session)
-        session_ok = wire(m, fresh | (same_session & ~ended.bit_select(feed, 1)), "session_ok")
-        base = wire(m, Mux(fresh, 1, expected[feed]), "base")
-        behind = wire(m, base - hdr_sequence, "behind", 65)   # negative (bit 64): a gap
-        gap = behind[64]
-        skip = wire(m, Mux(gap, 0, Mux(behind[16:64].any(), 0xFFFF, behind[0:16])), "skip")
+        feed_ended = ended.bit_select(feed, 1)
+        same_session = wire(m, hdr_session == session[feed], "same_session")
+        fresh = wire(m, ~session_valid.bit_select(feed, 1) | (feed_ended & ~same_session),
+                     "fresh")
+        session_ok = wire(m, udp_ok & (fresh | (same_session & ~feed_ended)), "session_ok")
+        base = wire(m, Mux(fresh, 1, current), "base")
+        gap = wire(m, hdr_sequence > base, "gap")
         end_of_session = hdr_count == END_OF_SESSION
-        wanted_reg = Signal(16)
-
-        packet_ok_reg = Signal()
-        skip_reg = Signal(16)
-        packet_ok = wire(m, Mux(decide, session_ok, packet_ok_reg), "packet_ok")
-        first_new = wire(m, Mux(decide, skip, skip_reg), "first_new")
-        wanted = wire(m, Mux(header_done, Mux(count_now == END_OF_SESSION, 0, count_now),
-                             wanted_reg), "wanted")
-        rejected = decide & ~session_ok
-
-        with m.If(header_done):
-            m.d.sync += wanted_reg.eq(wanted)
-        with m.If(decide):
-            m.d.sync += [packet_ok_reg.eq(session_ok), skip_reg.eq(skip)]
-            with m.If(session_ok):
-                m.d.sync += [session[feed].eq(hdr_session),
-                             session_valid.bit_select(feed, 1).eq(1),
-                             ended.bit_select(feed, 1).eq(end_of_session),
-                             expected[feed].eq(Mux(gap, hdr_sequence, base))]
-        count(m, self.counters, "wrong_session", rejected & ~ended.bit_select(feed, 1))
-        count(m, self.counters, "after_end",
-              rejected & ended.bit_select(feed, 1) & same_session)
         accepted = decide & session_ok
+        rejected = decide & udp_ok & ~session_ok
+        with m.If(accepted):
+            new_expected = Mux(gap, hdr_sequence, base)
+            m.d.sync += [session[feed].eq(hdr_session),
+                         session_valid.bit_select(feed, 1).eq(1),
+                         ended.bit_select(feed, 1).eq(end_of_session),
+                         current.eq(new_expected), expected[feed].eq(new_expected)]
+        count(m, self.counters, "wrong_session", rejected & ~feed_ended)
+        count(m, self.counters, "after_end", rejected & feed_ended & same_session)
         count(m, self.counters, "gaps", accepted & gap)
         count(m, self.counters, "end_of_session", accepted & end_of_session)
         count(m, self.counters, "heartbeats", accepted & (hdr_count == 0))
-        count(m, self.counters, "duplicate_packets",
-              accepted & (hdr_count != 0) & ~end_of_session & (skip >= hdr_count))
 
-        # --- Messages ------------------------------------------------------------------------
+        packet_ok = Signal()            # passed UDP and session checks (from decide + 1)
+        with m.If(decide):
+            m.d.sync += packet_ok.eq(session_ok)
+        with m.If(first):
+            m.d.sync += packet_ok.eq(0)
+        # Counted the cycle after the decision, from registers (a 64-bit add and compare).
+        duplicate_check = Signal()
+        base_r = Signal(64)
+        m.d.sync += [duplicate_check.eq(accepted & (hdr_count != 0) & ~end_of_session),
+                     base_r.eq(base)]
+        count(m, self.counters, "duplicate_packets",
+              duplicate_check & (hdr_sequence + hdr_count <= base_r))
+
+        # --- Messages --------------------------------------------------------------------------
+        wanted_reg = Signal(16)
+        wanted = wire(m, Mux(header_done, Mux(count_now == END_OF_SESSION, 0, count_now),
+                             wanted_reg), "wanted")
+        with m.If(header_done):
+            m.d.sync += wanted_reg.eq(wanted)
         message_sequence = Signal(64)
         with m.If(header_done):
             m.d.sync += message_sequence.eq(big_endian(10, 8))
         excess = message_done & (index >= wanted)
         messages_seen = Mux(header_done, 0, index) + message_done
         corrupt = complete & beat.last & beat.bad & (header_done | ~excess)
-        delivered = message_done & ~excess & ~corrupt & packet_ok
-        fresh_message = delivered & (index >= first_new)
+        usable = wire(m, message_done & ~excess & ~corrupt
+                      & Mux(decide, session_ok, packet_ok), "usable")
+        not_seen = wire(m, Mux(decide & fresh, message_sequence != 0,
+                               message_sequence >= current), "not_seen")
+        fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
             m.d.sync += [index.eq(index + 1), message_sequence.eq(message_sequence + 1)]
         with m.If(header_done):
             m.d.sync += index.eq(0)
         with m.If(fresh_message):
-            m.d.sync += expected[feed].eq(message_sequence + 1)
+            m.d.sync += [current.eq(message_sequence + 1),
+                         expected[feed].eq(message_sequence + 1)]
         count(m, self.counters, "messages", fresh_message)
-        count(m, self.counters, "duplicate_messages", delivered & ~fresh_message)
+        count(m, self.counters, "duplicate_messages", usable & ~not_seen)
 
         out = self.messages
         m.d.sync += out.valid.eq(fresh_message)
@@ -258,54 +284,64 @@ class MoldUdp64Receiver(wiring.Component):
             with m.If(self.resync[f]):
                 m.d.sync += [session_valid[f].eq(0), ended[f].eq(0), expected[f].eq(1)]
 
-        # --- Framing errors: counted one cycle late so that a packet refused by the session
-        # check (decided the cycle after its header) counts as that refusal only.
-        errors_now = {
-            "truncated": item_cut | length_cut | (starts_item & beat.last),
-            "bad_length": length_bad,
-            "count_mismatch": excess | (clean_end & ~corrupt & (messages_seen != wanted)),
-            "corrupt": corrupt,
-        }
-        errors = Signal(len(_FRAMING_ERRORS))
-        m.d.sync += errors.eq(Cat(*(errors_now[n] & ~rejected for n in _FRAMING_ERRORS)))
+        # --- Framing errors: held until the packet's fate is known, so that a packet refused
+        # by the UDP verdict or the session check counts as that refusal only.
+        errors_now = Cat(item_cut | length_cut | (starts_item & beat.last), length_bad,
+                         excess | (clean_end & ~corrupt & (messages_seen != wanted)), corrupt)
+        pending = Signal(len(_FRAMING_ERRORS))
+        header_seen = Signal()
+        decided = Signal()
+        with m.If(header_done & ~header_bad):
+            m.d.sync += header_seen.eq(1)
+        with m.If(decide):
+            m.d.sync += decided.eq(1)
+        resolved = udp_known & (~udp_ok | ~header_seen | decided)
+        countable = udp_ok & (~header_seen | packet_ok)
+        with m.If(resolved):
+            m.d.sync += pending.eq(errors_now)
+        with m.Else():
+            m.d.sync += pending.eq(pending | errors_now)
         for i, name in enumerate(_FRAMING_ERRORS):
-            count(m, self.counters, name, errors[i] & ~rejected)
-        stop = Cat(*errors_now.values()).any() | rejected
+            count(m, self.counters, name, resolved & countable & pending[i])
+        with m.If(first):
+            m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(errors_now)]
+        stop = errors_now.any() | rejected | (verdict.valid & ~verdict.p.accept)
 
         # --- Framing state update ------------------------------------------------------------
+        boundary = Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg)
+        boundary_next = wire(m, Mux(starts_item, body_at + length, boundary) - BEAT_BYTES,
+                             "boundary_next", 17)
         with m.If(valid):
-            m.d.sync += item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1))
+            m.d.sync += [item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1)),
+                         boundary_reg.eq(boundary_next),
+                         ends_reg.eq(boundary_next <= BEAT_BYTES),
+                         end_at_reg.eq(boundary_next[0:4])]
             with m.If(stop | clean_end):
                 m.d.sync += framing_reg.eq(_Framing.IDLE)
             with m.Elif(starts_item):
-                m.d.sync += [framing_reg.eq(_Framing.BODY),
-                             boundary_reg.eq(body_at + length - BEAT_BYTES),
-                             rotation_reg.eq(new_rotation), length_reg.eq(length),
-                             item_beat_reg.eq(Mux(starts_now, 1, 0))]
+                m.d.sync += [framing_reg.eq(_Framing.BODY), rotation_reg.eq(new_rotation),
+                             length_reg.eq(length),
+                             item_beat_reg.eq(Mux(body_at < BEAT_BYTES, 1, 0))]
             with m.Elif(length_split):
                 m.d.sync += [framing_reg.eq(_Framing.LEN_LO), len_hi.eq(lanes[7])]
             with m.Elif(next_at_boundary):
                 m.d.sync += framing_reg.eq(_Framing.NEXT)
             with m.Elif(in_item):
-                m.d.sync += [framing_reg.eq(framing), boundary_reg.eq(boundary - BEAT_BYTES),
-                             rotation_reg.eq(rotation)]
-        with m.If(rejected):
+                m.d.sync += [framing_reg.eq(framing), rotation_reg.eq(rotation)]
+        with m.If(rejected | (verdict.valid & ~verdict.p.accept)):
             m.d.sync += framing_reg.eq(_Framing.IDLE)
-        count(m, self.counters, "packets", valid & beat.first)
 
         # --- Notices: GAP, then END_OF_SESSION (the cycle after, if both) ---------------------
         notice = self.notices
         eos_pending = Signal()
         m.d.sync += [notice.valid.eq(0), eos_pending.eq(0)]
         with m.If(accepted & gap):
-            m.d.sync += [notice.valid.eq(1), notice.p.kind.eq(NoticeKind.GAP),
-                         notice.p.feed.eq(feed), notice.p.sequence.eq(base),
-                         notice.p.value.eq(hdr_sequence - base),
-                         notice.p.code.eq(0), notice.p.locate.eq(0), notice.p.timestamp.eq(0),
+            m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
+                         notice.p.kind.eq(NoticeKind.GAP), notice.p.feed.eq(feed),
+                         notice.p.sequence.eq(base), notice.p.value.eq(hdr_sequence - base),
                          eos_pending.eq(end_of_session)]
         with m.Elif((accepted & end_of_session) | eos_pending):
-            m.d.sync += [notice.valid.eq(1), notice.p.kind.eq(NoticeKind.END_OF_SESSION),
-                         notice.p.feed.eq(feed), notice.p.sequence.eq(hdr_sequence),
-                         notice.p.value.eq(0), notice.p.code.eq(0), notice.p.locate.eq(0),
-                         notice.p.timestamp.eq(0)]
+            m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
+                         notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
+                         notice.p.sequence.eq(hdr_sequence)]
         return m

@@ -1,6 +1,6 @@
 """Ethernet II / 802.1Q / IPv4 / UDP receive and multicast feed filter."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,6 +45,17 @@ class _State(enum.Enum, shape=2):
     DISCARD = 2
 
 
+class PacketVerdict(data.Struct):
+    """The outcome of a packet's header checks, two cycles after its first payload beat."""
+    accept: 1
+    feed: 3
+    line: 1
+
+
+def verdict_signature():
+    return stream.Signature(PacketVerdict, always_ready=True)
+
+
 class UdpReceiver(wiring.Component):
     """Parses Ethernet II (optionally 802.1Q tagged), IPv4 and UDP headers and forwards the UDP
     payloads of feed datagrams.
@@ -52,22 +63,28 @@ class UdpReceiver(wiring.Component):
     Checks: IPv4 version, IHL >= 5 (options skipped), total length, header checksum; fragments,
     non-IPv4 and non-UDP frames are dropped; the UDP length must fit the IP payload. The
     destination (group, port) is looked up in ``filters``; the first enabled match tags the
-    payload with its feed and line. Every dropped frame moves exactly one counter. The UDP
+    packet with its feed and line. Every dropped frame moves exactly one counter. The UDP
     checksum is not verified: it covers bytes that have not arrived when the payload is
     forwarded (cut-through); the MAC's FCS check (``bad``) covers integrity instead.
 
-    Cut-through policy: the payload leaves as it arrives. The MAC's ``bad`` flag arrives with the
-    frame's last beat: it is counted in ``bad_frames`` and, when that beat carries payload, passed
-    on as the payload's ``bad`` flag so that nothing ending in it is used.
+    Cut-through policy: the payload leaves as it arrives, from the beat that completes the UDP
+    header, before the header checks are finished; ``verdict`` follows two cycles after the
+    payload's first beat (accept, feed, line), and a rejected packet's beats stop. Consumers
+    act on nothing before the verdict (a MoldUDP64 header cannot complete sooner). The MAC's
+    ``bad`` flag arrives with the frame's last beat: it is counted in ``bad_frames`` and, when
+    that beat carries payload, passed on as the payload's ``bad`` flag so that nothing ending in
+    it is used.
 
     Ports
     -----
     rx : In(MacBeat stream, always ready)
     filters : In(array of FilterEntry)
     payload : Out(PayloadBeat stream, always ready)
+    verdict : Out(PacketVerdict stream, always ready)
     counters : Out(one 32-bit counter per name in UDP_COUNTERS)
 
-    Latency: 1 cycle (a payload beat leaves the cycle after it arrives). Never back-pressures.
+    Latency: 1 cycle for payload beats; the verdict 2 cycles after the first payload beat.
+    Never back-pressures.
     """
 
     def __init__(self, filter_entries=8):
@@ -76,6 +93,7 @@ class UdpReceiver(wiring.Component):
             "rx": In(mac_rx_signature()),
             "filters": In(data.ArrayLayout(FilterEntry, filter_entries)),
             "payload": Out(payload_signature()),
+            "verdict": Out(verdict_signature()),
             "counters": Out(counter_layout(UDP_COUNTERS)),
         })
 
@@ -91,143 +109,193 @@ class UdpReceiver(wiring.Component):
         state = wire(m, Mux(beat_in.first, _State.HEADER, state_reg), "state", _State)
         with m.If(valid):
             m.d.sync += beat_reg.eq(Mux(beat == 15, 15, beat + 1))
-
         in_header = valid & (state == _State.HEADER)
+
+        def present(offset):
+            """Whether the byte at `offset` is in this beat (a runt may lack it)."""
+            lane = offset & 7 if isinstance(offset, int) else offset[0:3]
+            return beat_in.keep.bit_select(lane, 1)
 
         def field(offset, length, name):
             """The big-endian value of frame bytes [offset, offset+length): captured as its bytes
-            go by, and including the current beat's bytes (valid from the beat of its last byte)."""
+            go by, including the current beat's (valid from the beat of its last byte).
+            `offset` must be stable while the field goes by (a constant or a register)."""
             reg = Signal(8 * length, name=name)
             now = []
             for j in range(length):
                 position = offset + j
                 here = beat == (position >> 3)
-                lane = (Array(lanes)[position & 7] if isinstance(position, Value)
+                lane = (Array(lanes)[position[0:3]] if isinstance(position, Value)
                         else lanes[position & 7])
                 byte_reg = reg[8 * (length - 1 - j):8 * (length - j)]
                 with m.If(in_header & here):
                     m.d.sync += byte_reg.eq(lane)
                 now.append(Mux(here, lane, byte_reg))
-            return wire(m, Cat(*reversed(now)), f"{name}_now")
+            return wire(m, Cat(*reversed(now)), f"{name}_now"), reg
 
-        # Ethernet, optional VLAN tag. The IP header starts at 14 or 18: 4*(3 + vlan) + 2, so that
-        # the low bits of every later offset are constant and each field's lane mux stays 2:1.
-        ethertype = field(h.ETHERNET["ethertype"].offset, 2, "ethertype")
-        inner_ethertype = field(h.ETHERNET_LENGTH + h.VLAN["ethertype"].offset, 2, "inner_type")
-        vlan_reg = Signal()
-        vlan = wire(m, Mux(beat == 1, ethertype == h.ETHERTYPE_VLAN, vlan_reg), "vlan")
+        # Ethernet and the optional VLAN tag. Offsets are built as 4*k + 2 so that their low
+        # bits are constant and every field's lane mux stays 2:1.
+        ethertype_end = h.ETHERNET["ethertype"].offset + 1
+        inner_end = h.ETHERNET_LENGTH + h.VLAN["ethertype"].offset + 1
+        ethertype, _ = field(h.ETHERNET["ethertype"].offset, 2, "ethertype")
+        inner_ethertype, _ = field(h.ETHERNET_LENGTH + h.VLAN["ethertype"].offset, 2, "inner")
+        vlan_now = ethertype == h.ETHERTYPE_VLAN
+        vlan = Signal()       # valid from beat 2
         with m.If(in_header & (beat == 1)):
-            m.d.sync += vlan_reg.eq(vlan)
+            m.d.sync += vlan.eq(vlan_now)
         ip = wire(m, Cat(Const(0b10, 2), 3 + vlan), "ip_offset")
+
+        # IPv4 version/IHL: byte 14 (untagged, beat 1) or 18 (tagged, beat 2).
+        version_ihl_untagged = Signal(8)
+        version_ihl_tagged = Signal(8)
+        with m.If(in_header & (beat == 1)):
+            m.d.sync += version_ihl_untagged.eq(lanes[h.ETHERNET_LENGTH & 7])
+        with m.If(in_header & (beat == 2)):
+            m.d.sync += version_ihl_tagged.eq(lanes[(h.ETHERNET_LENGTH + h.VLAN_LENGTH) & 7])
+        version_ihl = wire(m, Mux(vlan, version_ihl_tagged, version_ihl_untagged), "version_ihl")
+        ihl = version_ihl[0:4]
 
         def ip_field(name):
             f = h.IPV4[name]
-            return field(ip + f.offset, f.length, f"ip_{name}")
+            return field(ip + f.offset, f.length, f"ip_{name}")[1]
 
-        version_ihl = ip_field("version_ihl")
-        ihl = version_ihl[0:4]
-        ihl_at_least_5 = wire(m, Mux(ihl < 5, 5, ihl), "ihl_at_least_5")
         total_length = ip_field("total_length")
         flags_fragment = ip_field("flags_fragment")
         protocol = ip_field("protocol")
         dst_ip = ip_field("dst")
-        udp = wire(m, Cat(Const(0b10, 2), 3 + vlan + ihl_at_least_5), "udp_offset")  # ip + 4*IHL
 
-        def udp_field(name):
-            f = h.UDP[name]
-            return field(udp + f.offset, f.length, f"udp_{name}")
+        udp = Signal(7)       # ip + 4 * max(IHL, 5); valid from beat 4, the UDP header's earliest
+        m.d.sync += udp.eq(Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl)))
+        dst_port = field(udp + h.UDP["dst_port"].offset, 2, "udp_dst_port")[1]
+        udp_length_now, udp_length = field(udp + h.UDP["length"].offset, 2, "udp_length")
 
-        dst_port = udp_field("dst_port")
-        udp_length = udp_field("length")
-
-        # IPv4 header checksum: sum the 16-bit words of [ip, udp) as they go by; fold at the end.
-        checksum_acc = Signal(21)
+        # IPv4 header checksum, pipelined: per-beat sums of the header's 16-bit words, then the
+        # running sum, then two folds; complete two cycles after the header's last beat.
         words = []
+        ip_start = wire(m, Mux(beat == 1, Cat(Const(0b10, 2), 3 + vlan_now), ip), "ip_start")
         for w in range(BEAT_BYTES // 2):
             offset = Cat(Const(2 * w, 3), beat)
-            word = Cat(lanes[2 * w + 1], lanes[2 * w])
-            words.append(Mux((offset >= ip) & (offset < udp), word, 0))
-        with m.If(in_header):
-            m.d.sync += checksum_acc.eq(Mux(beat == 0, 0, checksum_acc) + sum(words))
-        fold1 = checksum_acc[0:16] + checksum_acc[16:]
-        fold2 = fold1[0:16] + fold1[16:]
-        checksum_ok = fold2[0:16] == 0xFFFF
+            in_ip = (offset >= ip_start) & ((beat < 4) | (offset < udp))
+            words.append(Mux(in_ip, Cat(lanes[2 * w + 1], lanes[2 * w]), 0))
+        beat_sum = Signal(18)
+        restart = Signal()
+        checksum_sum = Signal(21)
+        checksum_fold = Signal(17)
+        m.d.sync += [beat_sum.eq(Mux(in_header, sum(words), 0)),
+                     restart.eq(valid & beat_in.first),
+                     checksum_sum.eq(Mux(restart, 0, checksum_sum) + beat_sum),
+                     checksum_fold.eq(checksum_sum[0:16] + checksum_sum[16:])]
+        checksum_ok = (checksum_fold[0:16] + checksum_fold[16]) [0:16] == 0xFFFF
 
-        # Filter lookup: first enabled entry matching (group, port).
-        matches = [e.enable & (e.group == dst_ip) & (e.port == dst_port) for e in self.filters]
-        matched = Signal()
-        match_feed = Signal(3)
-        match_line = Signal()
-        for entry, hit in reversed(list(zip(self.filters, matches))):
-            with m.If(hit):
-                m.d.comb += [match_feed.eq(entry.feed), match_line.eq(entry.line)]
-        m.d.comb += matched.eq(Cat(*matches).any())
-
-        # Decisions, each at the beat where its last input byte arrives.
-        ethertype_beat = in_header & (beat == 1)
-        inner_beat = in_header & (beat == 2) & vlan
-        not_ipv4 = ((ethertype_beat & (ethertype != h.ETHERTYPE_IPV4) & ~vlan)
+        # Decisions at the beat where their last byte arrives.
+        ethertype_beat = in_header & (beat == ethertype_end >> 3) & present(ethertype_end)
+        inner_beat = in_header & (beat == inner_end >> 3) & present(inner_end) & vlan
+        not_ipv4 = ((ethertype_beat & (ethertype != h.ETHERTYPE_IPV4) & ~vlan_now)
                     | (inner_beat & (inner_ethertype != h.ETHERTYPE_IPV4)))
-        decision = in_header & ~not_ipv4 & (beat == ((udp + h.UDP_LENGTH - 1) >> 3))
-        ip_payload_length = total_length - (ihl << 2)
-        header_error = ((version_ihl[4:8] != 4) | (ihl < 5)
-                        | (total_length < (ihl << 2) + h.UDP_LENGTH))
-        fragment = (flags_fragment & (h.IP_MORE_FRAGMENTS | h.IP_FRAGMENT_OFFSET_MASK)) != 0
-        not_udp = protocol != h.IP_PROTOCOL_UDP
-        length_error = (udp_length <= h.UDP_LENGTH) | (udp_length > ip_payload_length)
-        reasons = [("ip_header_errors", header_error), ("ip_checksum_errors", ~checksum_ok),
-                   ("ip_fragments", fragment), ("not_udp", not_udp),
-                   ("udp_length_errors", length_error), ("unmatched", ~matched)]
-        accept = decision
-        for name, reason in reasons:
+        udp_end = wire(m, udp + h.UDP_LENGTH - 1, "udp_end")
+        earliest = (h.ETHERNET_LENGTH + h.IPV4_MIN_LENGTH + h.UDP_LENGTH - 1) >> 3  # `udp` valid
+        decision = wire(m, in_header & (beat >= earliest) & (beat == (udp_end >> 3))
+                        & present(udp_end), "decision")
+
+        # Verdict, stage 1 (the cycle after the decision beat): every check from registers.
+        stage1 = Signal()
+        stage2 = Signal()
+        m.d.sync += [stage1.eq(decision), stage2.eq(stage1)]
+        reasons = {
+            "ip_header_errors": (version_ihl[4:8] != 4) | (ihl < 5)
+                                | (total_length < Cat(Const(0, 2), ihl) + h.UDP_LENGTH),
+            "ip_fragments": (flags_fragment
+                             & (h.IP_MORE_FRAGMENTS | h.IP_FRAGMENT_OFFSET_MASK)) != 0,
+            "not_udp": protocol != h.IP_PROTOCOL_UDP,
+            "udp_length_errors": (udp_length <= h.UDP_LENGTH)
+                                 | (udp_length > total_length - Cat(Const(0, 2), ihl)),
+        }
+        reason_regs = {name: Signal(name=f"{name}_r") for name in reasons}
+        matches = Signal(self.filter_entries)
+        with m.If(stage1):
+            m.d.sync += [reason_regs[n].eq(v) for n, v in reasons.items()]
+            m.d.sync += matches.eq(Cat(*(e.enable & (e.group == dst_ip) & (e.port == dst_port)
+                                         for e in self.filters)))
+        # Stage 2: the checksum, then the first reason in priority order.
+        ordered = [("ip_header_errors", reason_regs["ip_header_errors"]),
+                   ("ip_checksum_errors", ~checksum_ok),
+                   ("ip_fragments", reason_regs["ip_fragments"]),
+                   ("not_udp", reason_regs["not_udp"]),
+                   ("udp_length_errors", reason_regs["udp_length_errors"]),
+                   ("unmatched", ~matches.any())]
+        accept = stage2
+        for name, reason in ordered:
             count(m, self.counters, name, accept & reason)
             accept = accept & ~reason
+        accept = wire(m, accept, "accept")
+        match_feed = Signal(3)
+        match_line = Signal()
+        for i in reversed(range(self.filter_entries)):
+            with m.If(matches[i]):
+                m.d.comb += [match_feed.eq(self.filters[i].feed),
+                             match_line.eq(self.filters[i].line)]
+        verdict = self.verdict
+        m.d.sync += [verdict.valid.eq(stage2), verdict.p.accept.eq(accept),
+                     verdict.p.feed.eq(match_feed), verdict.p.line.eq(match_line)]
+        # Per-packet flags are reset at the decision beat, not at the next frame's first beat:
+        # a short frame's verdict may come after the next frame has started.
+        rejected = Signal()      # this packet's verdict was a rejection: stop its beats
+        with m.If(decision):
+            m.d.sync += rejected.eq(0)
+        with m.If(stage2):
+            m.d.sync += rejected.eq(~accept)
 
-        # Payload beats: the first is the decision beat (the payload starts in the beat that
-        # completes the UDP header, as the header ends 2 bytes short of an 8-byte boundary).
-        left_reg = Signal(16)    # payload bytes still to come after the current beat
+        # Payload beats. The first is the decision beat: the UDP header ends 2 bytes short of
+        # an 8-byte boundary, so the payload starts in the beat that completes the header.
         start_lane = udp[0:3]
-        payload_length = udp_length - h.UDP_LENGTH
-        in_payload = valid & (state == _State.PAYLOAD)
-        room = Mux(accept, BEAT_BYTES - start_lane, BEAT_BYTES)
-        wanted = Mux(accept, payload_length, left_reg)
-        take = Mux(wanted < room, wanted, room)
-        lane_from = Mux(accept, start_lane, 0)
+        after_first = wire(m, udp_length_now - (2 * BEAT_BYTES) + start_lane, "after_first",
+                           signed(18))   # payload bytes beyond the first beat
+        remaining = Signal(signed(18))   # payload bytes from lane 0 of the current beat on
+        in_payload = valid & (state == _State.PAYLOAD) & ~rejected
+        ends_first = after_first <= 0
+        ends_later = remaining <= BEAT_BYTES
+        end_lane = Mux(decision, after_first + BEAT_BYTES, remaining)[0:4]
+        ends = Mux(decision, ends_first, ends_later)
         keep = Signal(8)
         for i in range(BEAT_BYTES):
-            m.d.comb += keep[i].eq((i >= lane_from) & (i < lane_from + take))
-        left_after = wanted - take
-        frame_short = beat_in.last & ((left_after != 0) | ((keep & ~beat_in.keep) != 0))
-        sending = accept | in_payload
-        payload_last = sending & ((left_after == 0) | beat_in.last)
+            m.d.comb += keep[i].eq(Mux(decision, i >= start_lane, 1) & (~ends | (i < end_lane)))
+        sending = decision | in_payload
+        cut = wire(m, beat_in.last & (~ends | ((keep & ~beat_in.keep) != 0)), "cut")
+        payload_last = sending & (ends | beat_in.last)
 
         out = self.payload
         m.d.sync += out.valid.eq(sending)
         with m.If(sending):
             m.d.sync += [
-                out.p.data.eq(beat_in.data),
-                out.p.keep.eq(keep & beat_in.keep),
-                out.p.first.eq(accept),
-                out.p.last.eq(payload_last),
-                out.p.truncated.eq(frame_short),
-                out.p.bad.eq(beat_in.last & beat_in.bad),
-                left_reg.eq(left_after),
+                out.p.data.eq(beat_in.data), out.p.keep.eq(keep & beat_in.keep),
+                out.p.first.eq(decision), out.p.last.eq(payload_last),
+                out.p.truncated.eq(cut), out.p.bad.eq(beat_in.last & beat_in.bad),
+                remaining.eq(Mux(decision, after_first, remaining - BEAT_BYTES)),
             ]
-        with m.If(accept):
-            m.d.sync += [out.p.feed.eq(match_feed), out.p.line.eq(match_line)]
 
         with m.If(valid):
-            with m.If(not_ipv4 | (decision & ~accept) | payload_last):
+            with m.If(not_ipv4 | payload_last):
                 m.d.sync += state_reg.eq(_State.DISCARD)
-            with m.Elif(accept):
+            with m.Elif(decision):
                 m.d.sync += state_reg.eq(_State.PAYLOAD)
             with m.Else():
                 m.d.sync += state_reg.eq(state)
 
+        # A payload cut short counts once the packet is known to be accepted.
+        cut_seen = Signal()
+        accepted = Signal()
+        with m.If(decision):
+            m.d.sync += [cut_seen.eq(0), accepted.eq(0)]
+        with m.If(sending & cut):
+            m.d.sync += cut_seen.eq(1)
+        with m.If(stage2):
+            m.d.sync += accepted.eq(accept)
+        header_cut = in_header & beat_in.last & ~not_ipv4 & ~decision
+        payload_cut = ((accept & (cut_seen | (sending & cut)))
+                       | (accepted & ~stage2 & ~decision & sending & cut))
+        count(m, self.counters, "truncated", header_cut | payload_cut)
         count(m, self.counters, "frames", valid & beat_in.first)
         count(m, self.counters, "bad_frames", valid & beat_in.last & beat_in.bad)
         count(m, self.counters, "not_ipv4", not_ipv4)
         count(m, self.counters, "accepted", accept)
-        header_cut = in_header & beat_in.last & ~not_ipv4 & ~decision
-        count(m, self.counters, "truncated", header_cut | (sending & frame_short))
         return m

