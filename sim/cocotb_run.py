@@ -5,29 +5,22 @@ of it (plus the Verilator and cocotb versions), and reused across test runs. A f
 test fails the caller (pytest or not): the results file is read and checked here.
 """
 
-import fcntl
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from tickwire.hdl.platform.export import to_verilog
 
-from .toolchain import VERILATOR_MAKE_VARIABLES, apply_verilator_env, cache_dir, digest
-from .toolchain import verilator_version
+from .toolchain import (
+    VERILATOR_MAKE_VARIABLES,
+    apply_verilator_env,
+    cache_dir,
+    digest,
+    locked,
+    verilator_version,
+)
 
 BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-
-
-@contextmanager
-def locked(directory):
-    """Serialise builds of one cache entry across processes (pytest-xdist workers)."""
-    with open(Path(directory) / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class CocotbFailure(AssertionError):

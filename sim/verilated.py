@@ -14,7 +14,14 @@ from pathlib import Path
 
 from tickwire.hdl.platform.export import component_ports, to_verilog
 
-from .toolchain import VERILATOR_MAKE_VARIABLES, cache_dir, digest, verilator_env, verilator_version
+from .toolchain import (
+    VERILATOR_MAKE_VARIABLES,
+    cache_dir,
+    digest,
+    locked,
+    verilator_env,
+    verilator_version,
+)
 
 CFLAGS = "-fPIC -O2 --std=c++20"
 
@@ -111,8 +118,9 @@ class StreamHarness:
         self.build_dir = cache_dir("verilator", digest(verilog, source, verilator_version(),
                                                        CFLAGS, VERILATOR_MAKE_VARIABLES))
         library = self.build_dir / "libtickwire_model.so"
-        if not library.exists():
-            self._build(name, verilog, source)
+        with locked(self.build_dir):
+            if not library.exists():
+                self._build(name, verilog, source)
         self.lib = ctypes.CDLL(str(library))
         self.lib.tw_create.restype = ctypes.c_void_p
         for fn in ("tw_destroy", "tw_reset", "tw_cycle", "tw_set", "tw_get", "tw_run"):

@@ -210,10 +210,16 @@ class MoldUdp64Receiver(wiring.Component):
         with m.If(verdict.valid & verdict.p.accept):
             m.d.sync += current.eq(expected[verdict.p.feed])
 
-        feed_ended = ended.bit_select(feed, 1)
-        same_session = wire(m, hdr_session == session[feed], "same_session")
-        fresh = wire(m, ~session_valid.bit_select(feed, 1) | (feed_ended & ~same_session),
-                     "fresh")
+        # The feed's session state, copied when the verdict names the feed.
+        feed_session = Signal(80)
+        feed_known = Signal()
+        feed_ended = Signal()
+        with m.If(verdict.valid & verdict.p.accept):
+            m.d.sync += [feed_session.eq(session[verdict.p.feed]),
+                         feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
+                         feed_ended.eq(ended.bit_select(verdict.p.feed, 1))]
+        same_session = wire(m, hdr_session == feed_session, "same_session")
+        fresh = wire(m, ~feed_known | (feed_ended & ~same_session), "fresh")
         session_ok = wire(m, udp_ok & (fresh | (same_session & ~feed_ended)), "session_ok")
         base = wire(m, Mux(fresh, 1, current), "base")
         gap = wire(m, hdr_sequence > base, "gap")
@@ -225,7 +231,7 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [session[feed].eq(hdr_session),
                          session_valid.bit_select(feed, 1).eq(1),
                          ended.bit_select(feed, 1).eq(end_of_session),
-                         current.eq(new_expected), expected[feed].eq(new_expected)]
+                         current.eq(new_expected)]
         count(m, self.counters, "wrong_session", rejected & ~feed_ended)
         count(m, self.counters, "after_end", rejected & feed_ended & same_session)
         count(m, self.counters, "gaps", accepted & gap)
@@ -254,21 +260,34 @@ class MoldUdp64Receiver(wiring.Component):
         message_sequence = Signal(64)
         with m.If(header_done):
             m.d.sync += message_sequence.eq(big_endian(10, 8))
-        excess = message_done & (index >= wanted)
+        excess = message_done & (index >= wanted_reg)   # no message completes with the header
         messages_seen = Mux(header_done, 0, index) + message_done
         corrupt = complete & beat.last & beat.bad & (header_done | ~excess)
         usable = wire(m, message_done & ~excess & ~corrupt
                       & Mux(decide, session_ok, packet_ok), "usable")
-        not_seen = wire(m, Mux(decide & fresh, message_sequence != 0,
-                               message_sequence >= current), "not_seen")
+        # Delivery. After the decision, `current` is the next sequence number to deliver, so an
+        # equality suffices. A message can complete in the decision cycle itself only when the
+        # header ended in lane 0 or 1 (payload starting at lane 6), and then the header's
+        # sequence number was stored a beat earlier: its comparison is made from the stored
+        # bytes, from registers, the cycle before.
+        stored_sequence = Cat(*reversed([buffer[8 * j:8 * j + 8] for j in range(10, 18)]))
+        stored_not_behind = Signal()
+        m.d.sync += stored_not_behind.eq(stored_sequence >= current)
+        not_seen = wire(m, Mux(decide, Mux(fresh, message_sequence != 0, stored_not_behind),
+                               message_sequence == current), "not_seen")
         fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
             m.d.sync += [index.eq(index + 1), message_sequence.eq(message_sequence + 1)]
         with m.If(header_done):
             m.d.sync += index.eq(0)
         with m.If(fresh_message):
-            m.d.sync += [current.eq(message_sequence + 1),
-                         expected[feed].eq(message_sequence + 1)]
+            m.d.sync += current.eq(message_sequence + 1)
+        # `current` is the working copy; the feed's entry follows it a cycle later (the next
+        # packet of any feed loads its copy at its verdict, many cycles after).
+        write_back = Signal()
+        m.d.sync += write_back.eq(accepted | fresh_message)
+        with m.If(write_back):
+            m.d.sync += expected[feed].eq(current)
         count(m, self.counters, "messages", fresh_message)
         count(m, self.counters, "duplicate_messages", usable & ~not_seen)
 
@@ -308,14 +327,20 @@ class MoldUdp64Receiver(wiring.Component):
         stop = errors_now.any() | rejected | (verdict.valid & ~verdict.p.accept)
 
         # --- Framing state update ------------------------------------------------------------
-        boundary = Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg)
-        boundary_next = wire(m, Mux(starts_item, body_at + length, boundary) - BEAT_BYTES,
-                             "boundary_next", 17)
+        # Next beat's boundary flags: for a new item from its length directly (no adder on the
+        # path: it ends next beat iff body_at + length <= 16), else from the register.
+        boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
+        short_item = (length[4:] == 0) & (length[0:4] <= 2 * BEAT_BYTES - body_at)
         with m.If(valid):
-            m.d.sync += [item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1)),
-                         boundary_reg.eq(boundary_next),
-                         ends_reg.eq(boundary_next <= BEAT_BYTES),
-                         end_at_reg.eq(boundary_next[0:4])]
+            m.d.sync += item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1))
+            with m.If(starts_item):
+                m.d.sync += [boundary_reg.eq(body_at + length - BEAT_BYTES),
+                             ends_reg.eq(short_item),
+                             end_at_reg.eq(body_at[0:4] + length[0:4] - BEAT_BYTES)]
+            with m.Else():
+                m.d.sync += [boundary_reg.eq(boundary - BEAT_BYTES),
+                             ends_reg.eq(boundary <= 2 * BEAT_BYTES),
+                             end_at_reg.eq(boundary[0:4] - BEAT_BYTES)]
             with m.If(stop | clean_end):
                 m.d.sync += framing_reg.eq(_Framing.IDLE)
             with m.Elif(starts_item):
