@@ -42,12 +42,14 @@ def filters_value(entries, count=8):
 
 def schedule(frames):
     """Per-cycle MacBeat values (None = idle), and for each frame its first cycle."""
+    layout = MacBeat.as_shape()
+    at = {name: layout[name].offset for name in ("keep", "first", "last", "bad")}
     cycles, starts = [], []
     for frame in frames:
         starts.append(len(cycles))
         for data, keep, first, last, bad in beats(frame.data, frame.bad):
-            cycles.append(pack(MacBeat, dict(data=data, keep=keep, first=first, last=last,
-                                             bad=bad)))
+            cycles.append(data | keep << at["keep"] | first << at["first"]
+                          | last << at["last"] | bad << at["bad"])
         cycles.extend([None] * frame.idle_after)
     return cycles, starts
 

@@ -1,5 +1,7 @@
 """Converting between Amaranth layouts and plain Python dicts (for models, tests and hosts)."""
 
+import functools
+
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
@@ -8,16 +10,23 @@ def _layout(shape):
     return shape if isinstance(shape, data.Layout) else data.Layout.cast(shape)
 
 
+@functools.cache
+def _fields(shape):
+    """(name, offset, mask, nested layout or None) for each field of a layout."""
+    out = []
+    for name, field in _layout(shape):
+        nested = field.shape if isinstance(field.shape, data.Layout) or (
+            isinstance(field.shape, type) and issubclass(field.shape, data.Struct)) else None
+        out.append((name, field.offset, (1 << field.width) - 1, nested))
+    return tuple(out)
+
+
 def unpack(shape, value):
     """An integer holding a struct's bits -> {field: int} (nested structs become dicts)."""
     out = {}
-    for name, field in _layout(shape):
-        raw = (value >> field.offset) & ((1 << field.width) - 1)
-        if isinstance(field.shape, data.Layout) or (
-                isinstance(field.shape, type) and issubclass(field.shape, data.Struct)):
-            out[name] = unpack(field.shape, raw)
-        else:
-            out[name] = raw
+    for name, offset, mask, nested in _fields(shape):
+        raw = (value >> offset) & mask
+        out[name] = raw if nested is None else unpack(nested, raw)
     return out
 
 

@@ -324,13 +324,19 @@ class MoldUdp64Receiver(wiring.Component):
             count(m, self.counters, name, resolved & countable & pending[i])
         with m.If(first):
             m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(errors_now)]
-        stop = errors_now.any() | rejected | (verdict.valid & ~verdict.p.accept)
+        # What ends the framing of a packet early. The count check at a clean end is left out:
+        # a clean end stops framing anyway, and keeping it out keeps the header's count (read
+        # through the rotator) off the framing registers' path.
+        stop = (item_cut | length_cut | (starts_item & beat.last) | length_bad | excess | corrupt
+                | rejected | (verdict.valid & ~verdict.p.accept))
 
         # --- Framing state update ------------------------------------------------------------
         # Next beat's boundary flags: for a new item from its length directly (no adder on the
         # path: it ends next beat iff body_at + length <= 16), else from the register.
         boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
         short_item = (length[4:] == 0) & (length[0:4] <= 2 * BEAT_BYTES - body_at)
+        # Data registers follow the framing unconditionally (they are don't-care once the
+        # framing is idle); only `framing_reg` sees `stop`.
         with m.If(valid):
             m.d.sync += item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1))
             with m.If(starts_item):
@@ -341,18 +347,23 @@ class MoldUdp64Receiver(wiring.Component):
                 m.d.sync += [boundary_reg.eq(boundary - BEAT_BYTES),
                              ends_reg.eq(boundary <= 2 * BEAT_BYTES),
                              end_at_reg.eq(boundary[0:4] - BEAT_BYTES)]
+            with m.If(new_item):
+                m.d.sync += [rotation_reg.eq(new_rotation), length_reg.eq(length),
+                             item_beat_reg.eq(Mux(body_at < BEAT_BYTES, 1, 0))]
+            with m.Else():
+                m.d.sync += rotation_reg.eq(rotation)
+            with m.If(length_split):
+                m.d.sync += len_hi.eq(lanes[7])
             with m.If(stop | clean_end):
                 m.d.sync += framing_reg.eq(_Framing.IDLE)
             with m.Elif(starts_item):
-                m.d.sync += [framing_reg.eq(_Framing.BODY), rotation_reg.eq(new_rotation),
-                             length_reg.eq(length),
-                             item_beat_reg.eq(Mux(body_at < BEAT_BYTES, 1, 0))]
+                m.d.sync += framing_reg.eq(_Framing.BODY)
             with m.Elif(length_split):
-                m.d.sync += [framing_reg.eq(_Framing.LEN_LO), len_hi.eq(lanes[7])]
+                m.d.sync += framing_reg.eq(_Framing.LEN_LO)
             with m.Elif(next_at_boundary):
                 m.d.sync += framing_reg.eq(_Framing.NEXT)
             with m.Elif(in_item):
-                m.d.sync += [framing_reg.eq(framing), rotation_reg.eq(rotation)]
+                m.d.sync += framing_reg.eq(framing)
         with m.If(rejected | (verdict.valid & ~verdict.p.accept)):
             m.d.sync += framing_reg.eq(_Framing.IDLE)
 

