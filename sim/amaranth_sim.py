@@ -40,7 +40,7 @@ def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None):
     decoded_events, decoded_notices, counters = decode_outputs(
         [w for w, _ in events], notices, state["counters"], dut.counters.shape())
     latencies = event_latencies(frames, starts, filters,
-                                [(e, c) for e, (_, c) in zip(decoded_events, events)])
+                                [(e, c) for e, (_, c) in zip(decoded_events, events, strict=True)])
     beats_presented = sum(b is not None for b in cycles)
     return FeedRun(decoded_events, decoded_notices, counters, latencies, len(cycles),
                    beats_presented)

@@ -83,7 +83,7 @@ def event_latencies(frames, starts, filters, events):
     """For each event, cycles from its message's last byte at rx to the event's valid cycle."""
     feed_of = {(f.group, f.port): f.feed for f in filters if f.enable}
     presented = {}
-    for frame, start in zip(frames, starts):
+    for frame, start in zip(frames, starts, strict=True):
         for group, port, sequence, end in message_ends(frame.data):
             feed = feed_of.get((group, port))
             if feed is not None:

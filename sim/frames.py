@@ -34,8 +34,12 @@ def ip(text):
     return int.from_bytes(bytes(parts), "big")
 
 
-def udp_frame(payload, *, dst_ip, dst_port, src_ip=ip("10.0.0.1"), src_port=40000,
-              src_mac=bytes.fromhex("020000000001"), dst_mac=None, vlan=None,
+DEFAULT_SOURCE_IP = ip("10.0.0.1")
+DEFAULT_SOURCE_MAC = bytes.fromhex("020000000001")
+
+
+def udp_frame(payload, *, dst_ip, dst_port, src_ip=DEFAULT_SOURCE_IP, src_port=40000,
+              src_mac=DEFAULT_SOURCE_MAC, dst_mac=None, vlan=None,
               ip_options=b"", ttl=64, identification=0, udp_checksum=True):
     """A complete frame without FCS; `vlan` is a VLAN id to add an 802.1Q tag."""
     if len(ip_options) % 4:

@@ -28,7 +28,8 @@ class Scenario(NamedTuple):
 
 
 def default_filters(feed=0):
-    return [FilterEntry(FEED_GROUP_A, FEED_PORT, feed, 0), FilterEntry(FEED_GROUP_B, FEED_PORT, feed, 1)]
+    return [FilterEntry(FEED_GROUP_A, FEED_PORT, feed, 0),
+            FilterEntry(FEED_GROUP_B, FEED_PORT, feed, 1)]
 
 
 def order_flow(count, *, seed=1, symbols=DEFAULT_SYMBOLS):

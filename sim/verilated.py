@@ -10,7 +10,6 @@ their inputs (Verilog, harness, Verilator version, flags).
 
 import ctypes
 import subprocess
-from pathlib import Path
 
 from tickwire.hdl.platform.export import component_ports, to_verilog
 
@@ -96,7 +95,8 @@ def _harness(name, ports, stream_in, streams_out):
     lines.append("    step(h);")
     for i, s in enumerate(streams_out):
         width = widths[f"{s}__payload"]
-        lines.append(f"    if (top->{_member(s + '__valid')}) {{ if (count[{i}] >= cap[{i}]) return c + 1;"
+        lines.append(f"    if (top->{_member(s + '__valid')}) {{"
+                     f" if (count[{i}] >= cap[{i}]) return c + 1;"
                      f" uint32_t* w = out[{i}] + count[{i}] * {_words(width)};"
                      f" {_copy_out(f'{s}__payload', width, 'w')}"
                      f" stamps[{i}][count[{i}]++] = h->cycle; }}")

@@ -33,6 +33,6 @@ class VerilatedFeedHandler:
             self.dut.counters.shape())
         stamps = [c - base for _, c in events]
         latencies = event_latencies(frames, starts, self.filters,
-                                    list(zip(decoded_events, stamps)))
+                                    list(zip(decoded_events, stamps, strict=True)))
         return FeedRun(decoded_events, decoded_notices, counters, latencies, len(cycles),
                        sum(b is not None for b in cycles))

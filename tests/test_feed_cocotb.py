@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from tickwire.hdl.feed.handler import AxiStreamFeedHandler
 import pytest
 
+from tickwire.hdl.feed.handler import AxiStreamFeedHandler
 from tickwire.sim.cocotb_run import CocotbFailure, run_cocotb
 
 

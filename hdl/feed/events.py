@@ -1,4 +1,4 @@
-"""Normalised records the feed path emits: `BookEvent` (to the book) and `FeedNotice` (to the host)."""
+"""Normalised records of the feed path: `BookEvent` (to the book), `FeedNotice` (to the host)."""
 
 from amaranth.lib import data, enum
 
@@ -36,7 +36,7 @@ class NoticeKind(enum.Enum, shape=4):
     GAP = 1               # sequence = first missing, value = number missing
     END_OF_SESSION = 2    # sequence = the end-of-session packet's sequence
     SYSTEM_EVENT = 3      # code = event code (O S Q M E C)
-    STOCK_DIRECTORY = 4   # locate, value = symbol (8 ASCII bytes, big-endian), code = market category
+    STOCK_DIRECTORY = 4   # locate, value = symbol (8 ASCII, big-endian), code = market category
     TRADING_ACTION = 5    # locate, value = symbol, code = trading state (H P Q T)
     BAD_MESSAGE = 6       # code = message type, value = its length: wrong length or bad field
 

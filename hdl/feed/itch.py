@@ -1,6 +1,6 @@
 """ITCH 5.0 decode: messages -> `BookEvent`s for the book, `FeedNotice`s for the host."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,6 +1,6 @@
 """MoldUDP64 receive: session and sequence tracking, A/B arbitration, message de-framing."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -221,35 +221,41 @@ class MoldUdp64Receiver(wiring.Component):
         same_session = wire(m, hdr_session == feed_session, "same_session")
         fresh = wire(m, ~feed_known | (feed_ended & ~same_session), "fresh")
         session_ok = wire(m, udp_ok & (fresh | (same_session & ~feed_ended)), "session_ok")
-        base = wire(m, Mux(fresh, 1, current), "base")
-        gap = wire(m, hdr_sequence > base, "gap")
         end_of_session = hdr_count == END_OF_SESSION
         accepted = decide & session_ok
         rejected = decide & udp_ok & ~session_ok
         with m.If(accepted):
-            new_expected = Mux(gap, hdr_sequence, base)
             m.d.sync += [session[feed].eq(hdr_session),
                          session_valid.bit_select(feed, 1).eq(1),
-                         ended.bit_select(feed, 1).eq(end_of_session),
-                         current.eq(new_expected)]
+                         ended.bit_select(feed, 1).eq(end_of_session)]
+            with m.If(fresh):
+                m.d.sync += current.eq(1)
         count(m, self.counters, "wrong_session", rejected & ~feed_ended)
         count(m, self.counters, "after_end", rejected & feed_ended & same_session)
-        count(m, self.counters, "gaps", accepted & gap)
-        count(m, self.counters, "end_of_session", accepted & end_of_session)
-        count(m, self.counters, "heartbeats", accepted & (hdr_count == 0))
 
         packet_ok = Signal()            # passed UDP and session checks (from decide + 1)
         with m.If(decide):
             m.d.sync += packet_ok.eq(session_ok)
         with m.If(first):
             m.d.sync += packet_ok.eq(0)
-        # Counted the cycle after the decision, from registers (a 64-bit add and compare).
-        duplicate_check = Signal()
-        base_r = Signal(64)
-        m.d.sync += [duplicate_check.eq(accepted & (hdr_count != 0) & ~end_of_session),
-                     base_r.eq(base)]
-        count(m, self.counters, "duplicate_packets",
-              duplicate_check & (hdr_sequence + hdr_count <= base_r))
+
+        # The sequencing outcome, one cycle after the decision, from registers: gap, notices,
+        # counters, and moving `current` up to the packet's first sequence number on a gap
+        # (unless the packet already delivered its first message in the decision cycle).
+        settled = Signal()
+        base = Signal(64)
+        last_sequence = Signal(65)
+        m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
+                     last_sequence.eq(hdr_sequence + hdr_count)]
+        gap = wire(m, hdr_sequence > base, "gap")
+        delivered_any = Signal()
+        with m.If(settled & gap & ~delivered_any):
+            m.d.sync += current.eq(hdr_sequence)
+        count(m, self.counters, "gaps", settled & gap)
+        count(m, self.counters, "end_of_session", settled & end_of_session)
+        count(m, self.counters, "heartbeats", settled & (hdr_count == 0))
+        count(m, self.counters, "duplicate_packets", settled & (hdr_count != 0)
+              & ~end_of_session & (last_sequence <= base))
 
         # --- Messages --------------------------------------------------------------------------
         wanted_reg = Signal(16)
@@ -273,19 +279,24 @@ class MoldUdp64Receiver(wiring.Component):
         stored_sequence = Cat(*reversed([buffer[8 * j:8 * j + 8] for j in range(10, 18)]))
         stored_not_behind = Signal()
         m.d.sync += stored_not_behind.eq(stored_sequence >= current)
+        # The cycle after, `current` is the packet's base: a first message compares by
+        # magnitude (it may be ahead, on a gap); every later one by equality.
         not_seen = wire(m, Mux(decide, Mux(fresh, message_sequence != 0, stored_not_behind),
-                               message_sequence == current), "not_seen")
+                               Mux(settled & (index == 0), message_sequence >= current,
+                                   message_sequence == current)), "not_seen")
         fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
             m.d.sync += [index.eq(index + 1), message_sequence.eq(message_sequence + 1)]
         with m.If(header_done):
             m.d.sync += index.eq(0)
         with m.If(fresh_message):
-            m.d.sync += current.eq(message_sequence + 1)
+            m.d.sync += [current.eq(message_sequence + 1), delivered_any.eq(1)]
+        with m.If(first):
+            m.d.sync += delivered_any.eq(0)
         # `current` is the working copy; the feed's entry follows it a cycle later (the next
         # packet of any feed loads its copy at its verdict, many cycles after).
         write_back = Signal()
-        m.d.sync += write_back.eq(accepted | fresh_message)
+        m.d.sync += write_back.eq(accepted | settled | fresh_message)
         with m.If(write_back):
             m.d.sync += expected[feed].eq(current)
         count(m, self.counters, "messages", fresh_message)
@@ -371,12 +382,12 @@ class MoldUdp64Receiver(wiring.Component):
         notice = self.notices
         eos_pending = Signal()
         m.d.sync += [notice.valid.eq(0), eos_pending.eq(0)]
-        with m.If(accepted & gap):
+        with m.If(settled & gap):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.GAP), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(base), notice.p.value.eq(hdr_sequence - base),
                          eos_pending.eq(end_of_session)]
-        with m.Elif((accepted & end_of_session) | eos_pending):
+        with m.Elif((settled & end_of_session) | eos_pending):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(hdr_sequence)]

@@ -5,9 +5,9 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.counters import count, counter_layout
-from tickwire.hdl.signals import wire
 from tickwire.hdl.net import headers as h
 from tickwire.hdl.net.mac import BEAT_BYTES, mac_rx_signature
+from tickwire.hdl.signals import wire
 
 UDP_COUNTERS = ("frames", "accepted", "truncated", "bad_frames", "not_ipv4", "ip_header_errors",
                 "ip_checksum_errors", "ip_fragments", "not_udp", "udp_length_errors", "unmatched")

