@@ -34,22 +34,25 @@ def _member(port):
     return port.replace("__", "___05F")
 
 
-def _copy_in(port, width, src):
-    port = _member(port)
+def _copy(port, width, words, *, to_port):
+    """C++ copying a port from or to an array of 32-bit words."""
+    port, n = f"top->{_member(port)}", _words(width)
     if width > 64:
-        return f"for (int i = 0; i < {_words(width)}; i++) top->{port}[i] = {src}[i];"
+        target, source = (f"{port}[i]", f"{words}[i]") if to_port else (f"{words}[i]", f"{port}[i]")
+        return f"for (int i = 0; i < {n}; i++) {target} = {source};"
+    if width > 32 and to_port:
+        return f"{port} = (uint64_t){words}[0] | ((uint64_t){words}[1] << 32);"
     if width > 32:
-        return f"top->{port} = (uint64_t){src}[0] | ((uint64_t){src}[1] << 32);"
-    return f"top->{port} = {src}[0];"
+        return f"{words}[0] = (uint32_t){port}; {words}[1] = (uint32_t)({port} >> 32);"
+    return f"{port} = {words}[0];" if to_port else f"{words}[0] = {port};"
+
+
+def _copy_in(port, width, src):
+    return _copy(port, width, src, to_port=True)
 
 
 def _copy_out(port, width, dst):
-    port = _member(port)
-    if width > 64:
-        return f"for (int i = 0; i < {_words(width)}; i++) {dst}[i] = top->{port}[i];"
-    if width > 32:
-        return f"{dst}[0] = (uint32_t)top->{port}; {dst}[1] = (uint32_t)(top->{port} >> 32);"
-    return f"{dst}[0] = top->{port};"
+    return _copy(port, width, dst, to_port=False)
 
 
 def _harness(name, ports, stream_in, streams_out):

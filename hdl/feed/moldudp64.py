@@ -38,7 +38,7 @@ def notice_signature():
 
 
 class _Framing(enum.Enum, shape=3):
-    IDLE = 0      # between packets, or the rest of a packet is being dropped
+    IDLE = 0      # between packets
     HEADER = 1    # inside the 20-byte MoldUDP64 header
     BODY = 2      # inside a message
     NEXT = 3      # a message ended on a beat boundary: its successor's length is at lane 0
@@ -97,15 +97,7 @@ class MoldUdp64Receiver(wiring.Component):
         lane_at = Array(lanes)
         first = valid & beat.first
 
-        # Valid byte range of this beat: [first_lane, end_lane).
-        first_lane = Signal(3)
-        end_lane = Signal(4)
-        for i in reversed(range(BEAT_BYTES)):
-            with m.If(beat.keep[i]):
-                m.d.comb += first_lane.eq(i)
-        for i in range(BEAT_BYTES):
-            with m.If(beat.keep[i]):
-                m.d.comb += end_lane.eq(i + 1)
+        first_lane, end_lane = beat.first_lane, beat.end_lane   # valid bytes of this beat
 
         # --- Framing ---------------------------------------------------------------------------
         # `boundary` is the distance from lane 0 of the next beat to the end of the current item;
@@ -119,6 +111,7 @@ class MoldUdp64Receiver(wiring.Component):
         len_hi = Signal(8)
         length_reg = Signal(16)
         index = Signal(16)              # messages completed in this packet
+        dropped = Signal()              # an error dropped the rest of this packet
 
         framing = wire(m, Mux(beat.first, _Framing.HEADER, framing_reg), "framing", _Framing)
         rotation = wire(m, Mux(beat.first, first_lane, rotation_reg), "rotation")
@@ -147,9 +140,9 @@ class MoldUdp64Receiver(wiring.Component):
         body_at = wire(m, Mux(lo_here, 1, length_at + 2), "body_at")
         new_item = length_here | lo_here
         length_bad = new_item & (length < MIN_LENGTH)
-        starts_item = wire(m, new_item & ~length_bad, "starts_item")
-        # A new item's first bytes are written whatever its length: if that is bad the packet
-        # is dropped and the buffer is never read.
+        # The framing follows every length field, good or bad: after an error the packet is
+        # `dropped` (nothing more is delivered or counted) and the framing's state is unused
+        # until the next packet restarts it, so no error check sits on the framing's path.
         writes_new = wire(m, new_item & (body_at < BEAT_BYTES), "writes_new")
         new_rotation = body_at[0:3]
 
@@ -269,7 +262,7 @@ class MoldUdp64Receiver(wiring.Component):
         excess = message_done & (index >= wanted_reg)   # no message completes with the header
         messages_seen = Mux(header_done, 0, index) + message_done
         corrupt = complete & beat.last & beat.bad & (header_done | ~excess)
-        usable = wire(m, message_done & ~excess & ~corrupt
+        usable = wire(m, message_done & ~excess & ~corrupt & ~dropped
                       & Mux(decide, session_ok, packet_ok), "usable")
         # Delivery. After the decision, `current` is the next sequence number to deliver, so an
         # equality suffices. A message can complete in the decision cycle itself only when the
@@ -316,8 +309,12 @@ class MoldUdp64Receiver(wiring.Component):
 
         # --- Framing errors: held until the packet's fate is known, so that a packet refused
         # by the UDP verdict or the session check counts as that refusal only.
-        errors_now = Cat(item_cut | length_cut | (starts_item & beat.last), length_bad,
+        errors_now = Cat(item_cut | length_cut | (new_item & beat.last), length_bad,
                          excess | (clean_end & ~corrupt & (messages_seen != wanted)), corrupt)
+        errors = Signal(len(_FRAMING_ERRORS))
+        m.d.sync += errors.eq(Mux(dropped, 0, errors_now))
+        with m.If(valid & errors_now.any()):
+            m.d.sync += dropped.eq(1)
         pending = Signal(len(_FRAMING_ERRORS))
         header_seen = Signal()
         decided = Signal()
@@ -328,29 +325,22 @@ class MoldUdp64Receiver(wiring.Component):
         resolved = udp_known & (~udp_ok | ~header_seen | decided)
         countable = udp_ok & (~header_seen | packet_ok)
         with m.If(resolved):
-            m.d.sync += pending.eq(errors_now)
+            m.d.sync += pending.eq(errors)
         with m.Else():
-            m.d.sync += pending.eq(pending | errors_now)
+            m.d.sync += pending.eq(pending | errors)
         for i, name in enumerate(_FRAMING_ERRORS):
             count(m, self.counters, name, resolved & countable & pending[i])
         with m.If(first):
-            m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(errors_now)]
-        # What ends the framing of a packet early. The count check at a clean end is left out:
-        # a clean end stops framing anyway, and keeping it out keeps the header's count (read
-        # through the rotator) off the framing registers' path.
-        stop = (item_cut | length_cut | (starts_item & beat.last) | length_bad | excess | corrupt
-                | rejected | (verdict.valid & ~verdict.p.accept))
+            m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(0), dropped.eq(0)]
 
         # --- Framing state update ------------------------------------------------------------
         # Next beat's boundary flags: for a new item from its length directly (no adder on the
         # path: it ends next beat iff body_at + length <= 16), else from the register.
         boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
         short_item = (length[4:] == 0) & (length[0:4] <= 2 * BEAT_BYTES - body_at)
-        # Data registers follow the framing unconditionally (they are don't-care once the
-        # framing is idle); only `framing_reg` sees `stop`.
         with m.If(valid):
             m.d.sync += item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1))
-            with m.If(starts_item):
+            with m.If(new_item):
                 m.d.sync += [boundary_reg.eq(body_at + length - BEAT_BYTES),
                              ends_reg.eq(short_item),
                              end_at_reg.eq(body_at[0:4] + length[0:4] - BEAT_BYTES)]
@@ -365,9 +355,9 @@ class MoldUdp64Receiver(wiring.Component):
                 m.d.sync += rotation_reg.eq(rotation)
             with m.If(length_split):
                 m.d.sync += len_hi.eq(lanes[7])
-            with m.If(stop | clean_end):
+            with m.If(clean_end):
                 m.d.sync += framing_reg.eq(_Framing.IDLE)
-            with m.Elif(starts_item):
+            with m.Elif(new_item):
                 m.d.sync += framing_reg.eq(_Framing.BODY)
             with m.Elif(length_split):
                 m.d.sync += framing_reg.eq(_Framing.LEN_LO)
@@ -375,8 +365,6 @@ class MoldUdp64Receiver(wiring.Component):
                 m.d.sync += framing_reg.eq(_Framing.NEXT)
             with m.Elif(in_item):
                 m.d.sync += framing_reg.eq(framing)
-        with m.If(rejected | (verdict.valid & ~verdict.p.accept)):
-            m.d.sync += framing_reg.eq(_Framing.IDLE)
 
         # --- Notices: GAP, then END_OF_SESSION (the cycle after, if both) ---------------------
         notice = self.notices
