@@ -1,6 +1,6 @@
 """MoldUDP64 receive: session and sequence tracking, A/B arbitration, message de-framing."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -97,49 +97,57 @@ class MoldUdp64Receiver(wiring.Component):
         lane_at = Array(lanes)
         first = valid & beat.first
 
-        first_lane, end_lane = beat.first_lane, beat.end_lane   # valid bytes of this beat
+        first_lane = beat.first_lane    # the payload's first byte, on its first beat
 
         # --- Framing ---------------------------------------------------------------------------
-        # `boundary` is the distance from lane 0 of the next beat to the end of the current item;
-        # whether that end falls in the next beat, and at which lane, is decided a beat early.
+        # Where the current item ends and where the next length field starts are known a beat
+        # ahead and kept one-hot, so that each beat only ANDs them with its valid lanes.
         framing_reg = Signal(_Framing)
-        boundary_reg = Signal(17)
-        ends_reg = Signal()             # the current item ends in this beat...
-        end_at_reg = Signal(4)          # ...after lane end_at - 1 (1..8)
-        rotation_reg = Signal(3)        # lane of the current item's first byte
-        item_beat_reg = Signal(3)       # index of this beat within the current item (saturates)
+        boundary_reg = Signal(17)   # distance from this beat's lane 0 to the current item's end
+        ends_reg = Signal()         # the current item's last byte is in this beat...
+        last_hot = Signal(8)        # ...at this lane (one-hot)
+        at_hot = Signal(9)          # the next length field starts at this lane (8 = next beat)
+        body_at_reg = Signal(4)     # lane of the next message's first byte (8, 9: next beat)
+        rotation_reg = Signal(3)    # lane of the current item's first byte
+        item_beat_reg = Signal(3)   # index of this beat within the current item (saturates)
         len_hi = Signal(8)
         length_reg = Signal(16)
-        index = Signal(16)              # messages completed in this packet
-        dropped = Signal()              # an error dropped the rest of this packet
+        index = Signal(16)          # messages completed in this packet
+        dropped = Signal()          # an error dropped the rest of this packet
 
         framing = wire(m, Mux(beat.first, _Framing.HEADER, framing_reg), "framing", _Framing)
         rotation = wire(m, Mux(beat.first, first_lane, rotation_reg), "rotation")
         item_beat = wire(m, Mux(beat.first, 0, item_beat_reg), "item_beat")
+        later = valid & ~beat.first
         in_item = valid & ((framing == _Framing.HEADER) | (framing == _Framing.BODY))
-        ends = in_item & ~beat.first & ends_reg
-        complete = wire(m, ends & (end_at_reg <= end_lane), "complete")
-        header_done = complete & (framing == _Framing.HEADER)
-        message_done = complete & (framing == _Framing.BODY)
+        ends = later & ((framing_reg == _Framing.HEADER) | (framing_reg == _Framing.BODY)) \
+            & ends_reg
+        complete = wire(m, ends & (last_hot & beat.keep).any(), "complete")
+        header_done = complete & (framing_reg == _Framing.HEADER)
+        message_done = complete & (framing_reg == _Framing.BODY)
         item_cut = in_item & beat.last & ~complete
 
         # The next length field: right after an item that ended in this beat, or at lane 0.
-        at_next = valid & (framing == _Framing.NEXT)
-        length_at = wire(m, Mux(at_next, 0, end_at_reg), "length_at")
+        at_next = later & (framing_reg == _Framing.NEXT)
         length_due = complete | at_next
-        clean_end = length_due & beat.last & (length_at >= end_lane)
-        length_here = length_due & ~clean_end & (length_at <= 6) & (length_at + 1 < end_lane)
-        length_split = length_due & ~clean_end & (length_at == 7) & ~beat.last
-        length_cut = length_due & ~clean_end & ~length_here & ~length_split & beat.last
-        next_at_boundary = complete & ~clean_end & (length_at == BEAT_BYTES)
-        lo_here = valid & (framing == _Framing.LEN_LO)
+        starts_present = (at_hot[0:8] & beat.keep).any()
+        both_present = Cat(*(at_hot[q] & beat.keep[q + 1] for q in range(7))).any()
+        clean_end = length_due & beat.last & ~starts_present
+        length_here = length_due & both_present
+        length_split = length_due & at_hot[7] & ~beat.last
+        length_cut = length_due & beat.last & starts_present & ~both_present
+        next_at_boundary = complete & at_hot[8] & ~beat.last
+        lo_here = later & (framing_reg == _Framing.LEN_LO)
 
-        length = wire(m, Mux(lo_here, Cat(lanes[0], len_hi),
-                             Cat(lane_at[(length_at + 1)[0:3]], lane_at[length_at[0:3]])),
-                      "length")
-        body_at = wire(m, Mux(lo_here, 1, length_at + 2), "body_at")
+        field_hi = Signal(8)
+        field_lo = Signal(8)
+        for q in range(7):
+            with m.If(at_hot[q]):
+                m.d.comb += [field_hi.eq(lanes[q]), field_lo.eq(lanes[q + 1])]
+        length = wire(m, Mux(lo_here, Cat(lanes[0], len_hi), Cat(field_lo, field_hi)), "length")
+        body_at = wire(m, Mux(lo_here, 1, body_at_reg), "body_at", 4)
         new_item = length_here | lo_here
-        length_bad = new_item & (length < MIN_LENGTH)
+        length_bad = new_item & (length[4:] == 0) & (length[0:4] < MIN_LENGTH)
         # The framing follows every length field, good or bad: after an error the packet is
         # `dropped` (nothing more is delivered or counted) and the framing's state is unused
         # until the next packet restarts it, so no error check sits on the framing's path.
@@ -334,20 +342,23 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(0), dropped.eq(0)]
 
         # --- Framing state update ------------------------------------------------------------
-        # Next beat's boundary flags: for a new item from its length directly (no adder on the
-        # path: it ends next beat iff body_at + length <= 16), else from the register.
+        # Next beat: for a new item, it ends next beat iff body_at + length <= 16 (no adder on
+        # the path); otherwise from the registered distance.
         boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
-        short_item = (length[4:] == 0) & (length[0:4] <= 2 * BEAT_BYTES - body_at)
+        short_item = (length[5:] == 0) & (length[0:5] <= 2 * BEAT_BYTES - body_at)
+        ends_next = wire(m, Mux(new_item, short_item, boundary <= 2 * BEAT_BYTES), "ends_next")
+        end_at_next = wire(m, Mux(new_item, body_at + length[0:4], boundary[0:4])
+                           - BEAT_BYTES, "end_at_next", 4)          # 1..8 when ends_next
         with m.If(valid):
-            m.d.sync += item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1))
-            with m.If(new_item):
-                m.d.sync += [boundary_reg.eq(body_at + length - BEAT_BYTES),
-                             ends_reg.eq(short_item),
-                             end_at_reg.eq(body_at[0:4] + length[0:4] - BEAT_BYTES)]
-            with m.Else():
-                m.d.sync += [boundary_reg.eq(boundary - BEAT_BYTES),
-                             ends_reg.eq(boundary <= 2 * BEAT_BYTES),
-                             end_at_reg.eq(boundary[0:4] - BEAT_BYTES)]
+            m.d.sync += [
+                item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1)),
+                boundary_reg.eq(Mux(new_item, body_at + length, boundary) - BEAT_BYTES),
+                ends_reg.eq(ends_next),
+                last_hot.eq(Cat(*(end_at_next == q + 1 for q in range(8)))),
+                at_hot.eq(Mux(next_at_boundary, 1, Cat(Const(0, 1), *(end_at_next == q
+                                                                  for q in range(1, 9))))),
+                body_at_reg.eq(Mux(next_at_boundary, 2, end_at_next + 2)),
+            ]
             with m.If(new_item):
                 m.d.sync += [rotation_reg.eq(new_rotation), length_reg.eq(length),
                              item_beat_reg.eq(Mux(body_at < BEAT_BYTES, 1, 0))]

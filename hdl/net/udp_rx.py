@@ -27,8 +27,7 @@ class PayloadBeat(data.Struct):
     of the payload's first byte. ``truncated`` and ``bad`` are set on the last beat only."""
     data: 64
     keep: 8
-    first_lane: 3   # valid bytes are lanes [first_lane, end_lane): `keep` as a range
-    end_lane: 4
+    first_lane: 3   # the lowest lane set in `keep`
     first: 1
     last: 1
     truncated: 1
@@ -266,18 +265,14 @@ class UdpReceiver(wiring.Component):
         out = self.payload
         kept = wire(m, keep & beat_in.keep, "kept")
         first_lane = Signal(3)
-        end_lane = Signal(4)
         for i in reversed(range(BEAT_BYTES)):
             with m.If(kept[i]):
                 m.d.comb += first_lane.eq(i)
-        for i in range(BEAT_BYTES):
-            with m.If(kept[i]):
-                m.d.comb += end_lane.eq(i + 1)
         m.d.sync += out.valid.eq(sending)
         with m.If(sending):
             m.d.sync += [
                 out.p.data.eq(beat_in.data), out.p.keep.eq(kept),
-                out.p.first_lane.eq(first_lane), out.p.end_lane.eq(end_lane),
+                out.p.first_lane.eq(first_lane),
                 out.p.first.eq(decision), out.p.last.eq(payload_last),
                 out.p.truncated.eq(cut), out.p.bad.eq(beat_in.last & beat_in.bad),
                 remaining.eq(Mux(decision, after_first, remaining - BEAT_BYTES)),
