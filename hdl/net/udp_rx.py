@@ -170,17 +170,25 @@ class UdpReceiver(wiring.Component):
 
         # IPv4 header checksum, pipelined: per-beat sums of the header's 16-bit words, then the
         # running sum, then two folds; complete two cycles after the header's last beat.
-        words = []
-        ip_start = wire(m, Mux(beat == 1, Cat(Const(0b10, 2), 3 + vlan_now), ip), "ip_start")
-        for w in range(BEAT_BYTES // 2):
-            offset = Cat(Const(2 * w, 3), beat)
-            in_ip = (offset >= ip_start) & ((beat < 4) | (offset < udp))
-            words.append(Mux(in_ip, Cat(lanes[2 * w + 1], lanes[2 * w]), 0))
+        # Which words of a beat are header words is registered a beat ahead: none in beat 0;
+        # in beat 1 the word at 14, unless this very beat shows a VLAN tag; in beat 2 the word
+        # at 16 unless tagged, and 18 to 22; then every word below the UDP header.
+        header_words = Signal(BEAT_BYTES // 2)
+        udp_ahead = Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl))
+        later = Cat(*((Cat(Const(2 * w, 3), beat + 1) < udp_ahead)
+                      for w in range(BEAT_BYTES // 2)))
+        with m.If(valid):
+            m.d.sync += header_words.eq(Mux(beat == 0, 0, Mux(beat == 1, 0b1110,
+                                                               Mux(beat == 2, 0b1111, later))))
+        take = [header_words[0] | ((beat == 2) & ~vlan), header_words[1], header_words[2],
+                Mux(beat == 1, ~vlan_now, header_words[3])]
+        words = [Mux(take[w], Cat(lanes[2 * w + 1], lanes[2 * w]), 0)
+                 for w in range(BEAT_BYTES // 2)]
         beat_sum = Signal(18)
         restart = Signal()
         checksum_sum = Signal(21)
         checksum_fold = Signal(17)
-        m.d.sync += [beat_sum.eq(Mux(in_header, sum(words), 0)),
+        m.d.sync += [beat_sum.eq(Mux(in_header & ~beat_in.first, sum(words), 0)),
                      restart.eq(valid & beat_in.first),
                      checksum_sum.eq(Mux(restart, 0, checksum_sum) + beat_sum),
                      checksum_fold.eq(checksum_sum[0:16] + checksum_sum[16:])]
