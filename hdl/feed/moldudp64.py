@@ -320,7 +320,7 @@ class MoldUdp64Receiver(wiring.Component):
         errors_now = Cat(item_cut | length_cut | (new_item & beat.last), length_bad,
                          excess | (clean_end & ~corrupt & (messages_seen != wanted)), corrupt)
         errors = Signal(len(_FRAMING_ERRORS))
-        m.d.sync += errors.eq(Mux(dropped, 0, errors_now))
+        m.d.sync += errors.eq(Mux(dropped & ~first, 0, errors_now))
         with m.If(valid & errors_now.any()):
             m.d.sync += dropped.eq(1)
         pending = Signal(len(_FRAMING_ERRORS))

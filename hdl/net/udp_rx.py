@@ -166,7 +166,7 @@ class UdpReceiver(wiring.Component):
         udp = Signal(7)       # ip + 4 * max(IHL, 5); valid from beat 4, the UDP header's earliest
         m.d.sync += udp.eq(Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl)))
         dst_port = field(udp + h.UDP["dst_port"].offset, 2, "udp_dst_port")[1]
-        udp_length_now, udp_length = field(udp + h.UDP["length"].offset, 2, "udp_length")
+        _, udp_length = field(udp + h.UDP["length"].offset, 2, "udp_length")
 
         # IPv4 header checksum, pipelined: per-beat sums of the header's 16-bit words, then the
         # running sum, then two folds; complete two cycles after the header's last beat.
@@ -254,14 +254,23 @@ class UdpReceiver(wiring.Component):
 
         # Payload beats. The first is the decision beat: the UDP header ends 2 bytes short of
         # an 8-byte boundary, so the payload starts in the beat that completes the header.
+        # The UDP header starts at lane 2 or 6 (offset 4k + 2). Its length field is then either
+        # in the previous beat (lanes 6, 7: registered) or at lanes 2, 3 of this, the decision
+        # beat; and the payload's first lane is 2 or 6. No adder sits before the first beat.
         start_lane = udp[0:3]
+        late = udp[2]          # header at lane 6: length field in the decision beat
+        length_lanes = (h.UDP["length"].offset + 6) % BEAT_BYTES
+        udp_length_now = wire(m, Mux(late, Cat(lanes[length_lanes + 1], lanes[length_lanes]),
+                                     udp_length), "udp_length_now")
+        room = wire(m, 2 * BEAT_BYTES - start_lane, "room", 5)   # first beat holds length-8 <=
+        ends_first = (udp_length_now[5:] == 0) & (udp_length_now[0:5] <= room)
+        end_first = wire(m, (start_lane + udp_length_now[0:4] - BEAT_BYTES)[0:4], "end_first")
         after_first = wire(m, udp_length_now - (2 * BEAT_BYTES) + start_lane, "after_first",
                            signed(18))   # payload bytes beyond the first beat
         remaining = Signal(signed(18))   # payload bytes from lane 0 of the current beat on
         in_payload = valid & (state == _State.PAYLOAD) & ~rejected
-        ends_first = after_first <= 0
         ends_later = remaining <= BEAT_BYTES
-        end_lane = Mux(decision, after_first + BEAT_BYTES, remaining)[0:4]
+        end_lane = Mux(decision, end_first, remaining[0:4])
         ends = Mux(decision, ends_first, ends_later)
         keep = Signal(8)
         for i in range(BEAT_BYTES):
@@ -272,10 +281,7 @@ class UdpReceiver(wiring.Component):
 
         out = self.payload
         kept = wire(m, keep & beat_in.keep, "kept")
-        first_lane = Signal(3)
-        for i in reversed(range(BEAT_BYTES)):
-            with m.If(kept[i]):
-                m.d.comb += first_lane.eq(i)
+        first_lane = Mux(decision, start_lane, 0)
         m.d.sync += out.valid.eq(sending)
         with m.If(sending):
             m.d.sync += [
