@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.counters import count, counter_layout
-from tickwire.hdl.feed.events import BookEvent, BookEventKind, FeedNotice, NoticeKind, Side
+from tickwire.hdl.feed.events import BookEvent, BookEventKind, FeedNotice, NoticeKind
 from tickwire.hdl.feed.itch_format import MESSAGES
 from tickwire.hdl.feed.moldudp64 import message_signature
 from tickwire.hdl.signals import wire
@@ -102,42 +102,55 @@ class ItchDecoder(wiring.Component):
         count(m, self.counters, "unknown", valid & ~Cat(*known).any())
         count(m, self.counters, "bad_message", bad)
 
-        # Book events.
-        event = self.events
-        is_event = Cat(*(well_formed[t] for t in _EVENT_KINDS)).any()
-        m.d.sync += event.valid.eq(is_event)
-        with m.If(is_event):
-            m.d.sync += [event.p.eq(0), event.p.locate.eq(locate),
-                         event.p.timestamp.eq(timestamp), event.p.sequence.eq(msg.sequence),
-                         event.p.feed.eq(msg.feed)]
-            for t, kind in _EVENT_KINDS.items():
-                spec = MESSAGES[t]
-                with m.If(well_formed[t]):
-                    m.d.sync += event.p.kind.eq(kind)
-                    for ours, theirs in _EVENT_FIELDS[t].items():
-                        m.d.sync += getattr(event.p, ours).eq(field(spec, theirs))
-                    if t in b"AF":
-                        m.d.sync += event.p.side.eq(
-                            Mux(field(spec, "side") == ord("S"), Side.SELL, Side.BUY))
-                    if t == b"C":
-                        m.d.sync += event.p.printable.eq(field(spec, "printable") == ord("Y"))
+        def one_of(choices, width):
+            """The value of the one true condition (types are exclusive), else zero."""
+            return _or_all([Mux(cond, value, 0) for cond, value in choices], width)
 
-        # Host notices: control messages and malformed ones.
+        # Book events: payloads are written every cycle (meaningful when valid), each field an
+        # AND-OR over the message types that carry it, so only `valid` waits for the decode.
+        event = self.events
+        ok = well_formed
+        m.d.sync += [
+            event.valid.eq(Cat(*(ok[t] for t in _EVENT_KINDS)).any()),
+            event.p.kind.eq(one_of([(ok[t], k.value) for t, k in _EVENT_KINDS.items()], 3)),
+            event.p.locate.eq(locate), event.p.timestamp.eq(timestamp),
+            event.p.sequence.eq(msg.sequence), event.p.feed.eq(msg.feed),
+        ]
+        for ours in ("order_ref", "new_ref", "shares", "price"):
+            choices = [(ok[t], field(MESSAGES[t], theirs)) for t, fields in _EVENT_FIELDS.items()
+                       for name, theirs in fields.items() if name == ours]
+            target = getattr(event.p, ours)
+            m.d.sync += target.eq(one_of(choices, len(target)))
+        side = field(MESSAGES[b"A"], "side")          # same offset in A and F
+        m.d.sync += [
+            event.p.side.eq((ok[b"A"] | ok[b"F"]) & (side == ord("S"))),
+            event.p.printable.eq(ok[b"C"] & (field(MESSAGES[b"C"], "printable") == ord("Y"))),
+        ]
+
+        # Host notices: control messages and malformed ones, the same way.
         notice = self.notices
-        is_notice = Cat(*(well_formed[t] for t in _NOTICES)).any() | bad
-        m.d.sync += notice.valid.eq(is_notice)
-        with m.If(is_notice):
-            m.d.sync += [notice.p.eq(0), notice.p.feed.eq(msg.feed),
-                         notice.p.sequence.eq(msg.sequence)]
-            with m.If(bad):
-                m.d.sync += [notice.p.kind.eq(NoticeKind.BAD_MESSAGE),
-                             notice.p.code.eq(message_type), notice.p.value.eq(msg.length)]
-            for t, (kind, value, code) in _NOTICES.items():
-                spec = MESSAGES[t]
-                with m.If(well_formed[t]):
-                    m.d.sync += [notice.p.kind.eq(kind), notice.p.locate.eq(locate),
-                                 notice.p.timestamp.eq(timestamp),
-                                 notice.p.code.eq(field(spec, code))]
-                    if value is not None:
-                        m.d.sync += notice.p.value.eq(field(spec, value))
+        control = [(ok[t], kind, value, code) for t, (kind, value, code) in _NOTICES.items()]
+        m.d.sync += [
+            notice.valid.eq(Cat(*(ok[t] for t in _NOTICES)).any() | bad),
+            notice.p.kind.eq(one_of([(bad, NoticeKind.BAD_MESSAGE.value)]
+                                    + [(c, k.value) for c, k, _, _ in control], 4)),
+            notice.p.feed.eq(msg.feed), notice.p.sequence.eq(msg.sequence),
+            notice.p.locate.eq(Mux(bad, 0, locate)), notice.p.timestamp.eq(Mux(bad, 0, timestamp)),
+            notice.p.code.eq(one_of([(bad, message_type)]
+                                    + [(c, field(MESSAGES[t], code))
+                                       for (c, _, _, code), t in zip(control, _NOTICES,
+                                                                     strict=True)], 8)),
+            notice.p.value.eq(one_of([(bad, msg.length)]
+                                     + [(c, field(MESSAGES[t], value))
+                                        for (c, _, value, _), t in zip(control, _NOTICES,
+                                                                       strict=True)
+                                        if value is not None], 64)),
+        ]
         return m
+
+
+def _or_all(values, width):
+    result = 0
+    for value in values:
+        result = result | value
+    return result if isinstance(result, int) else result[0:width]
