@@ -212,14 +212,18 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += current.eq(expected[verdict.p.feed])
 
         # The feed's session state, copied when the verdict names the feed.
-        feed_session = Signal(80)
         feed_known = Signal()
         feed_ended = Signal()
         with m.If(verdict.valid & verdict.p.accept):
-            m.d.sync += [feed_session.eq(session[verdict.p.feed]),
-                         feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
+            m.d.sync += [feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
                          feed_ended.eq(ended.bit_select(verdict.p.feed, 1))]
-        same_session = wire(m, hdr_session == feed_session, "same_session")
+        # The session bytes (0-9) complete at least one beat before the header does, so they
+        # are compared, from the buffer, with every feed's session the cycle before the decision.
+        stored_session = buffer[0:80]
+        same_by_feed = Signal(self.feeds)
+        m.d.sync += same_by_feed.eq(Cat(*(stored_session == session[f]
+                                          for f in range(self.feeds))))
+        same_session = wire(m, same_by_feed.bit_select(feed, 1), "same_session")
         fresh = wire(m, ~feed_known | (feed_ended & ~same_session), "fresh")
         session_ok = wire(m, udp_ok & (fresh | (same_session & ~feed_ended)), "session_ok")
         end_of_session = hdr_count == END_OF_SESSION
