@@ -164,7 +164,12 @@ class UdpReceiver(wiring.Component):
         dst_ip = ip_field("dst")
 
         udp = Signal(7)       # ip + 4 * max(IHL, 5); valid from beat 4, the UDP header's earliest
-        m.d.sync += udp.eq(Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl)))
+        udp_next = Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl))
+        udp_end_beat = Signal(4)    # the beat holding the UDP header's last byte...
+        udp_end_lane = Signal(3)    # ...and its lane (1 or 5)
+        udp_end_next = udp_next + h.UDP_LENGTH - 1
+        m.d.sync += [udp.eq(udp_next), udp_end_beat.eq(udp_end_next >> 3),
+                     udp_end_lane.eq(udp_end_next[0:3])]
         dst_port = field(udp + h.UDP["dst_port"].offset, 2, "udp_dst_port")[1]
         _, udp_length = field(udp + h.UDP["length"].offset, 2, "udp_length")
 
@@ -199,10 +204,10 @@ class UdpReceiver(wiring.Component):
         inner_beat = in_header & (beat == inner_end >> 3) & present(inner_end) & vlan
         not_ipv4 = ((ethertype_beat & (ethertype != h.ETHERTYPE_IPV4) & ~vlan_now)
                     | (inner_beat & (inner_ethertype != h.ETHERTYPE_IPV4)))
-        udp_end = wire(m, udp + h.UDP_LENGTH - 1, "udp_end")
+
         earliest = (h.ETHERNET_LENGTH + h.IPV4_MIN_LENGTH + h.UDP_LENGTH - 1) >> 3  # `udp` valid
-        decision = wire(m, in_header & (beat >= earliest) & (beat == (udp_end >> 3))
-                        & present(udp_end), "decision")
+        decision = wire(m, in_header & (beat >= earliest) & (beat == udp_end_beat)
+                        & beat_in.keep.bit_select(udp_end_lane, 1), "decision")
 
         # Verdict, stage 1 (the cycle after the decision beat): every check from registers.
         stage1 = Signal()
