@@ -321,10 +321,18 @@ class MoldUdp64Receiver(wiring.Component):
 
         # --- Framing errors: held until the packet's fate is known, so that a packet refused
         # by the UDP verdict or the session check counts as that refusal only.
-        errors_now = Cat(item_cut | length_cut | (new_item & beat.last), length_bad,
-                         excess | (clean_end & ~corrupt & (messages_seen != wanted)), corrupt)
+        errors_now = Cat(item_cut | length_cut | (new_item & beat.last), length_bad, excess,
+                         corrupt)
         errors = Signal(len(_FRAMING_ERRORS))
-        m.d.sync += errors.eq(Mux(dropped & ~first, 0, errors_now))
+        # A clean end with the wrong number of messages is checked a cycle later, from
+        # registers (the header's count may have arrived in the same beat, through the rotator).
+        clean_end_q = Signal()
+        seen_q = Signal(17)
+        live = ~dropped | first
+        m.d.sync += [errors.eq(Mux(live, errors_now, 0)),
+                     clean_end_q.eq(clean_end & ~corrupt & live), seen_q.eq(messages_seen)]
+        count_short = clean_end_q & (seen_q != wanted_reg)
+        errors = errors | Cat(Const(0, 2), count_short, Const(0, 1))
         with m.If(valid & errors_now.any()):
             m.d.sync += dropped.eq(1)
         pending = Signal(len(_FRAMING_ERRORS))
