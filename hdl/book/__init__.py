@@ -1,0 +1,1 @@
+"""The order book: order-reference table, price levels per subscribed symbol, BBO updates."""
