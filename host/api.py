@@ -1,0 +1,110 @@
+"""The host API that the `tickwire` command line is a thin layer over.
+
+    import asyncio
+    from tickwire.host.api import connect
+
+    async def main():
+        device = await connect("sim")            # or "pcie:/sys/bus/pci/devices/.../resource0"
+        await device.write("feed.filters", {"group": 0xE9360C6F, "port": 26477, "feed": 0,
+                                            "line": 0, "enable": 1}, index=0)
+        print(await device.read("feed.counters.udp.accepted"))
+        for notice in await device.drain("feed.notices"):
+            print(notice)
+
+    asyncio.run(main())
+"""
+
+from pathlib import Path
+
+from tickwire.hdl.platform.device import device_register_map
+
+from .device import Device
+from .transports import SimTransport, open_transport
+
+#: Where the generated register map is committed.
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+REGISTER_DOCS = ("registers.json", "registers.md")
+
+
+async def connect(device="sim", *, identity=None, **sim_parameters):
+    """Open a device by its spec (``sim``, ``pcie:<resource file>``), refusing it unless its
+    design identity is `identity` (by default the identity of this host's gateware)."""
+    transport = open_transport(device, **sim_parameters)
+    try:
+        return await Device.open(transport, device_register_map(), identity=identity)
+    except BaseException:
+        transport.close()
+        raise
+
+
+def register_map():
+    return device_register_map()
+
+
+def register_documents():
+    """{file name: text} of the generated register map."""
+    regs = register_map()
+    return {"registers.json": regs.to_json(), "registers.md": regs.to_markdown()}
+
+
+def write_register_documents(directory=DOCS):
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in register_documents().items():
+        (directory / name).write_text(text)
+        written.append(directory / name)
+    return written
+
+
+def stale_register_documents(directory=DOCS):
+    """The generated files in `directory` that are missing or differ from the declarations."""
+    directory = Path(directory)
+    return [name for name, text in register_documents().items()
+            if not (directory / name).exists() or (directory / name).read_text() != text]
+
+
+def filter_entry(entry):
+    """A `tickwire.sim.feed_model.FilterEntry` (or any object with its fields) as a register
+    value."""
+    return {"group": entry.group, "port": entry.port, "feed": entry.feed, "line": entry.line,
+            "enable": int(entry.enable)}
+
+
+async def load_filters(device, entries):
+    """Write `entries` to the feed filter table, disabling the remaining entries."""
+    depth = device.register("feed.filters").depth
+    entries = list(entries)
+    if len(entries) > depth:
+        raise ValueError(f"{len(entries)} filter entries, the gateware holds {depth}")
+    for index in range(depth):
+        value = filter_entry(entries[index]) if index < len(entries) else {"enable": 0}
+        await device.write("feed.filters", value, index=index)
+
+
+def simulated_nic(device):
+    """The `SimulatedNic` behind a device opened on ``sim`` (to queue frames at MAC rx)."""
+    if not isinstance(device.transport, SimTransport):
+        raise ValueError(f"{device.transport} is not the simulated NIC")
+    return device.transport.nic
+
+
+async def replay(device, frames, drain_cycles=8):
+    """Present `frames` at the simulated NIC's MAC rx and clock until they have gone in."""
+    nic = simulated_nic(device)
+    for frame in frames:
+        nic.send(frame)
+    nic.run(drain_cycles)
+
+
+async def replay_default_scenario(device, messages, seed=2026, loss=(0.02, 0.02)):
+    """Load the default scenario's filters through the register bank and replay `messages`
+    ITCH messages of it on lines A and B (what `tickwire sim` replays)."""
+    from tickwire.sim.scenario import ab_frames, default_filters, order_flow
+
+    simulated_nic(device)
+    flow = order_flow(messages, seed=seed)
+    frames = ab_frames(b"20261122A1", flow, seed=seed, loss=tuple(loss))
+    await load_filters(device, default_filters())
+    await replay(device, frames)
+    return len(frames)
