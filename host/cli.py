@@ -107,3 +107,214 @@ def version():
     """Print the tickwire version."""
     from importlib.metadata import version as package_version
     click.echo(package_version("tickwire"))
+
+
+# The control plane: the register map and devices (tickwire.host.api) ------------------------
+
+DEVICE_HELP = "Device: sim (the simulated NIC), pcie:<sysfs resource file> (or its path)."
+IDENTITY_HELP = ("Expected design identity (16 hex digits); default: the identity of the "
+                 "gateware this host is built from.")
+
+
+def _identity(text):
+    if text is None:
+        return None
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not hexadecimal", param_hint="--identity") from None
+
+
+def _run(coroutine_function):
+    """Run a coroutine; the driver's refusals become one-line errors (exit status 1)."""
+    import asyncio
+
+    from tickwire.host.device import DeviceError, RegisterError
+
+    try:
+        return asyncio.run(coroutine_function())
+    except (RegisterError, DeviceError, ValueError, OSError) as error:
+        from rich.markup import escape
+
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(error))}",
+                                                   highlight=False)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the map as JSON.")
+@click.option("--write", "write_dir", type=click.Path(file_okay=False), default=None,
+              is_flag=False, flag_value="", help="Regenerate registers.json and registers.md "
+              "(in docs/ of the checkout, or in the directory given).")
+@click.option("--check", is_flag=True,
+              help="Exit non-zero if the committed docs/registers.* are not current.")
+def regs(as_json, write_dir, check):
+    """Dump the register map generated from the gateware's register declarations."""
+    from tickwire.host import api
+
+    if write_dir is not None:
+        for path in api.write_register_documents(write_dir or api.DOCS):
+            click.echo(f"wrote {path}")
+        return
+    if check:
+        stale = api.stale_register_documents()
+        if stale:
+            Console(stderr=True).print(f"[red]not current:[/red] {', '.join(stale)} in "
+                                       f"{api.DOCS}; run `tickwire regs --write`")
+            sys.exit(1)
+        click.echo("register documents are current")
+        return
+    regs_map = api.register_map()
+    if as_json:
+        click.echo(regs_map.to_json(), nl=False)
+        return
+    table = Table(title=f"tickwire register map ({regs_map.size} words of 32 bits)")
+    for column in ("address", "name", "kind", "access", "bits", "doc"):
+        table.add_column(column, justify="right" if column in ("address", "bits") else "left")
+    for r in regs_map:
+        span = f"0x{r.address:04x}" + (f"+{r.span}" if r.span > 1 else "")
+        table.add_row(span, r.name, r.kind + (f"[{r.depth}]" if r.depth > 1 else ""), r.access,
+                      str(r.width), r.doc)
+    Console().print(table)
+
+
+@main.command()
+@click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
+@click.option("--identity", help=IDENTITY_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (for scripts).")
+@click.option("--all", "show_all", is_flag=True, help="Show counters that are zero too.")
+@click.option("--notices", is_flag=True, help="Also drain and show the notice FIFO.")
+@click.option("--replay", type=click.IntRange(min=100), default=None, metavar="N",
+              help="sim only: load the default scenario's feed filters through the register "
+              "bank and replay N messages of it at MAC rx first.")
+@click.option("--seed", default=2026, show_default=True, help="Scenario seed for --replay.")
+def status(device, identity, as_json, show_all, notices, replay, seed):
+    """Counters, alarms and status registers of a device, read through its register bank."""
+    from tickwire.host import api
+
+    async def work():
+        dev = await api.connect(device, identity=_identity(identity))
+        report = {"device": device}
+        if replay is not None:
+            report["frames_replayed"] = await api.replay_default_scenario(dev, replay, seed)
+        report |= await dev.status()
+        if notices:
+            report["notices"] = await dev.drain("feed.notices")
+        return report
+
+    report = _run(work)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    console = Console()
+    console.print(f"device {device}, design identity {report['identity']}"
+                  + (f", {report['frames_replayed']} frames replayed"
+                     if "frames_replayed" in report else ""), highlight=False)
+    table = Table(title="status")
+    table.add_column("register")
+    table.add_column("value", justify="right")
+    for name, value in report["status"].items():
+        if isinstance(value, dict):
+            raised = [k for k, v in value.items() if v]
+            value = "[red]" + ", ".join(raised) + "[/red]" if raised else "none"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        table.add_row(name, str(value))
+    console.print(table)
+    counters = Table(title="counters" + ("" if show_all else " (non-zero)"))
+    counters.add_column("counter")
+    counters.add_column("value", justify="right")
+    for name, value in report["counters"].items():
+        if value or show_all:
+            counters.add_row(name, f"{value:,}")
+    console.print(counters)
+    if notices:
+        table = Table(title=f"notices ({len(report['notices'])} drained)")
+        for field in ("kind", "feed", "code", "locate", "timestamp", "sequence", "value"):
+            table.add_column(field, justify="right")
+        for notice in report["notices"]:
+            table.add_row(*_notice_cells(notice))
+        console.print(table)
+
+
+def _notice_cells(notice):
+    """A notice for people: kind by name, a symbol (stock directory, trading action) as text."""
+    from tickwire.hdl.feed.events import NoticeKind
+
+    cells = {k: str(v) for k, v in notice.items()}
+    try:
+        kind = NoticeKind(notice["kind"])
+    except ValueError:
+        return list(cells.values())
+    cells["kind"] = kind.name
+    if kind in (NoticeKind.STOCK_DIRECTORY, NoticeKind.TRADING_ACTION):
+        cells["value"] = notice["value"].to_bytes(8, "big").decode("ascii", "replace").strip()
+    if notice["code"]:
+        cells["code"] = chr(notice["code"]) if 32 < notice["code"] < 127 else cells["code"]
+    return list(cells.values())
+
+
+def _value(text):
+    """VALUE on the command line: an integer (0x.. allowed), or field=value pairs."""
+    def number(item):
+        try:
+            return int(item, 0)
+        except ValueError:
+            return item    # an enum member name; the driver checks it
+    if len(text) == 1 and "=" not in text[0]:
+        try:
+            return int(text[0], 0)
+        except ValueError:
+            raise click.BadParameter(f"{text[0]!r} is not an integer", param_hint="VALUE") from None
+    fields = {}
+    for item in text:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: give field=value pairs or one integer",
+                                     param_hint="VALUE")
+        fields[name] = number(value)
+    return fields
+
+
+@main.command()
+@click.argument("name")
+@click.option("--index", type=int, help="Table entry.")
+@click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
+@click.option("--identity", help=IDENTITY_HELP)
+def read(name, index, device, identity):
+    """Read a register (or a table entry with --index) by name; prints JSON."""
+    from tickwire.host import api
+
+    async def work():
+        dev = await api.connect(device, identity=_identity(identity))
+        register = dev.register(name)
+        if register.depth > 1 and index is None:
+            return await dev.read_table(name)
+        if register.kind == "fifo":
+            return await dev.drain(name)
+        return await dev.read(name, index)
+
+    click.echo(json.dumps(_run(work)))
+
+
+@main.command()
+@click.argument("name")
+@click.argument("value", nargs=-1, required=True)
+@click.option("--index", type=int, help="Table entry.")
+@click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
+@click.option("--identity", help=IDENTITY_HELP)
+def write(name, value, index, device, identity):
+    """Write a register by name: VALUE is an integer or field=value pairs, e.g.
+    `tickwire write feed.filters --index 0 group=0xE9360C6F port=26477 feed=0 line=0 enable=1`.
+
+    The value is checked against the register map first (writable, fits, fields exist);
+    nothing is written if it is refused."""
+    from tickwire.host import api
+
+    parsed = _value(value)
+
+    async def work():
+        dev = await api.connect(device, identity=_identity(identity))
+        await dev.write(name, parsed, index)
+
+    _run(work)
