@@ -27,8 +27,9 @@ REGISTER_DOCS = ("registers.json", "registers.md")
 
 
 async def connect(device="sim", *, identity=None, **sim_parameters):
-    """Open a device by its spec (``sim``, ``pcie:<resource file>``), refusing it unless its
-    design identity is `identity` (by default the identity of this host's gateware)."""
+    """Open a device by its spec (``sim``, ``udp://host:port``, ``pcie:<resource file>``),
+    refusing it unless its design identity is `identity` (by default the identity of this
+    host's gateware)."""
     transport = open_transport(device, **sim_parameters)
     try:
         return await Device.open(transport, device_register_map(), identity=identity)

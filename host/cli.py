@@ -111,7 +111,8 @@ def version():
 
 # The control plane: the register map and devices (tickwire.host.api) ------------------------
 
-DEVICE_HELP = "Device: sim (the simulated NIC), pcie:<sysfs resource file> (or its path)."
+DEVICE_HELP = ("Device: sim (the simulated NIC), udp://<host>:<port> (the board's token in "
+               "TICKWIRE_CONTROL_TOKEN), pcie:<sysfs resource file> (or its path).")
 IDENTITY_HELP = ("Expected design identity (16 hex digits); default: the identity of the "
                  "gateware this host is built from.")
 
@@ -133,7 +134,7 @@ def _run(coroutine_function):
 
     try:
         return asyncio.run(coroutine_function())
-    except (RegisterError, DeviceError, ValueError, OSError) as error:
+    except (RegisterError, DeviceError, ValueError, OSError, ConnectionError) as error:
         from rich.markup import escape
 
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(error))}",

@@ -7,8 +7,10 @@ addresses) and ``close()``; `tickwire.host.device.Device` works the same over ev
 - `PcieBar`: a PCIe BAR, by mmap of its sysfs resource file
   (``/sys/bus/pci/devices/<bdf>/resource<n>``); word ``a`` is at byte offset ``4a``,
   little-endian, accessed as one aligned 32-bit load or store.
-- The UDP control channel for boards without PCIe has no gateware side yet (a later
-  increment).
+- `tickwire.host.udp_control.UdpControl`: the UDP control channel for boards without PCIe
+  (``udp://host:port``, the board's token in ``TICKWIRE_CONTROL_TOKEN``); its gateware side
+  is a later increment, its board side exists as a reference model
+  (`tickwire.sim.nic_control`).
 """
 
 import mmap
@@ -79,15 +81,35 @@ class PcieBar:
 
 
 def open_transport(spec, **sim_parameters):
-    """A transport for a device spec: ``sim``, ``pcie:<resource file>`` (or a path to one)."""
+    """A transport for a device spec: ``sim``, ``udp://<host>:<port>``, ``pcie:<resource
+    file>`` (or a path to one)."""
     if spec == "sim":
         return SimTransport(**sim_parameters)
     if spec.startswith("pcie:"):
         return PcieBar(spec.removeprefix("pcie:"))
     if spec.startswith("udp://"):
-        raise ValueError("the UDP control channel has no gateware side yet (a later "
-                         "increment); use --device sim or a PCIe resource file")
+        return _udp(spec.removeprefix("udp://"))
     if os.path.exists(spec):
         return PcieBar(spec)
-    raise ValueError(f"unknown device {spec!r}: use sim, pcie:<resource file>, or a path to a "
-                     "PCIe resource file")
+    raise ValueError(f"unknown device {spec!r}: use sim, udp://<host>:<port>, "
+                     "pcie:<resource file>, or a path to a PCIe resource file")
+
+
+TOKEN_VARIABLE = "TICKWIRE_CONTROL_TOKEN"
+
+
+def _udp(where):
+    from .udp_control import TOKEN_BYTES, UdpControl
+
+    host, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"udp://{where}: give udp://<host>:<port>")
+    token = os.environ.get(TOKEN_VARIABLE, "")
+    try:
+        token = bytes.fromhex(token)
+    except ValueError:
+        token = b""
+    if len(token) != TOKEN_BYTES:
+        raise ValueError(f"set {TOKEN_VARIABLE} to the board's control token "
+                         f"({2 * TOKEN_BYTES} hex digits)")
+    return UdpControl(host.strip("[]"), int(port), token)

@@ -45,7 +45,7 @@ def test_status_table_and_a_wrong_identity():
 
 def test_bad_device_and_options_are_refused():
     result = run("status", "--device", "udp://10.0.0.2:7000")
-    assert result.returncode == 1 and "no gateware side yet" in result.stderr
+    assert result.returncode == 1 and "TICKWIRE_CONTROL_TOKEN" in result.stderr
     result = run("status", "--device", "/nonexistent/resource0")
     assert result.returncode == 1 and "unknown device" in result.stderr
     result = run("status", "--identity", "xyz")

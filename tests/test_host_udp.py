@@ -1,0 +1,184 @@
+"""The UDP control channel: its wire format, the host transport, and the board's rules in the
+reference model (`tickwire.sim.nic_control`), end to end over a socket to a simulated NIC."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tickwire.host.api import load_filters, replay
+from tickwire.host.device import Device
+from tickwire.host.transports import SimTransport
+from tickwire.host.udp_control import (
+    MAX_OPERATIONS,
+    READ,
+    REPLY,
+    WRITE,
+    FormatError,
+    Operation,
+    UdpControl,
+    decode,
+    encode,
+)
+from tickwire.sim.nic import SimulatedNic
+from tickwire.sim.nic_control import ControlEndpoint, ControlServer
+from tickwire.sim.scenario import ab_frames, default_filters, order_flow
+
+TICKWIRE = [str(Path(sys.executable).parent / "tickwire")]
+TOKEN = bytes(range(16))
+HOST = "127.0.0.1"
+
+
+class Bus:
+    """A register bus that remembers every access."""
+
+    def __init__(self):
+        self.words, self.log = {}, []
+
+    def read_word(self, address):
+        self.log.append(("read", address))
+        return self.words.get(address, 0)
+
+    def write_word(self, address, value):
+        self.log.append(("write", address, value))
+        self.words[address] = value
+
+
+operation = st.builds(Operation, st.sampled_from([READ, WRITE]), st.integers(0, (1 << 24) - 1),
+                      st.integers(0, (1 << 32) - 1))
+
+
+@given(st.integers(0, (1 << 64) - 1), st.lists(operation, min_size=1, max_size=MAX_OPERATIONS),
+       st.binary(min_size=16, max_size=16))
+def test_requests_round_trip(request_id, operations, token):
+    assert decode(encode(request_id, operations, token)) == (request_id, token, operations)
+
+
+@given(st.binary(max_size=100))
+def test_garbage_is_malformed_and_dropped(payload):
+    endpoint = ControlEndpoint(Bus(), TOKEN, HOST)
+    try:
+        decode(payload)
+    except FormatError:
+        assert endpoint.handle(payload, HOST) is None
+        assert endpoint.counters["malformed"] == 1 and endpoint.bus.log == []
+
+
+def test_board_rules_source_token_replay_and_retransmission():
+    bus = Bus()
+    endpoint = ControlEndpoint(bus, TOKEN, HOST)
+    write = encode(10, [Operation(WRITE, 5, 99), Operation(READ, 5)], TOKEN)
+    assert endpoint.handle(write, "10.0.0.66") is None                     # wrong source
+    assert endpoint.handle(encode(10, [Operation(WRITE, 5, 1)], bytes(16)), HOST) is None
+    assert bus.log == []
+    reply = endpoint.handle(write, HOST)
+    assert decode(reply)[2] == [Operation(WRITE | REPLY, 5, 99), Operation(READ | REPLY, 5, 99)]
+    assert endpoint.handle(write, HOST) == reply                           # retransmission
+    assert endpoint.handle(encode(9, [Operation(WRITE, 5, 7)], TOKEN), HOST) is None  # stale
+    assert endpoint.handle(encode(1, [Operation(READ, 5)], TOKEN), HOST) is None
+    assert bus.log == [("write", 5, 99), ("read", 5)]                     # ran once
+    assert endpoint.counters == {"accepted": 1, "retransmitted": 1, "malformed": 0,
+                                 "wrong_source": 1, "bad_token": 1, "replayed": 2}
+    bad_op = bytearray(encode(11, [Operation(READ, 5)], TOKEN))
+    bad_op[28] = 7
+    assert endpoint.handle(bytes(bad_op), HOST) is None and endpoint.counters["malformed"] == 1
+
+
+@pytest.fixture(scope="module")
+def nic():
+    return SimulatedNic()
+
+
+def test_driver_over_udp_to_a_simulated_nic(nic):
+    nic.reset()
+    frames = ab_frames(b"20261122A1", order_flow(200, seed=9), seed=9, loss=(0.05, 0.05))
+    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+
+    async def work():
+        direct = await Device.open(SimTransport(nic))
+        await load_filters(direct, default_filters())
+        await replay(direct, frames)
+        expected = await direct.status()
+        with ControlServer(endpoint, drop_replies=3) as server:   # lost replies: retransmitted
+            udp = UdpControl(HOST, server.port, TOKEN, timeout=0.1)
+            try:
+                device = await Device.open(udp)
+                got = await device.status()
+                await device.write("feed.filters", {"enable": 0}, index=1)
+                notices = await device.drain("feed.notices")
+            finally:
+                udp.close()
+        return expected, got, notices, await direct.read("feed.filters", 1)
+
+    expected, got, notices, entry = asyncio.run(work())
+    assert got == expected and expected["counters"]["feed.counters.udp.accepted"] > 0
+    assert len(notices) > 0 and entry["enable"] == 0
+    # At least the 3 lost replies were retransmitted (a slow machine may time out more often).
+    assert endpoint.counters["retransmitted"] >= 3 and endpoint.counters["replayed"] == 0
+
+
+def test_a_wrong_token_gets_no_answer_and_writes_nothing(nic):
+    nic.reset()
+    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+
+    async def work():
+        with ControlServer(endpoint) as server:
+            udp = UdpControl(HOST, server.port, bytes(16), timeout=0.05, retries=2)
+            try:
+                await udp.write_word(nic.register_map["feed.filters"].entry_address(0) + 1,
+                                     1 << 20)
+            finally:
+                udp.close()
+
+    with pytest.raises(TimeoutError, match="wrong token"):
+        asyncio.run(work())
+    assert endpoint.counters["bad_token"] >= 1 and endpoint.counters["accepted"] == 0
+    assert asyncio.run(Device(SimTransport(nic), nic.register_map).read("feed.filters", 0)) == \
+        dict.fromkeys(("group", "port", "feed", "line", "enable"), 0)
+
+
+def test_a_captured_request_replayed_by_an_attacker_is_dropped(nic):
+    nic.reset()
+    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+    address = nic.register_map["feed.resync"].address
+    with ControlServer(endpoint) as server:
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.settimeout(10)
+        captured = encode(1000, [Operation(WRITE, address, 1)], TOKEN)
+        attacker.sendto(captured, (HOST, server.port))
+        attacker.recvfrom(2048)                                     # accepted once
+        newer = encode(1001, [Operation(READ, 0)], TOKEN)
+        attacker.sendto(newer, (HOST, server.port))
+        attacker.recvfrom(2048)
+        attacker.settimeout(0.5)
+        attacker.sendto(captured, (HOST, server.port))              # replay: no answer
+        with pytest.raises(TimeoutError):
+            attacker.recvfrom(2048)
+        attacker.settimeout(10)
+        attacker.sendto(encode(1002, [Operation(READ, 0)], TOKEN), (HOST, server.port))
+        assert decode(attacker.recvfrom(2048)[0])[0] == 1002      # served after the replay
+        attacker.close()
+    assert endpoint.counters["accepted"] == 3 and endpoint.counters["replayed"] == 1
+
+
+def test_cli_status_over_udp(nic):
+    nic.reset()
+    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+    with ControlServer(endpoint) as server:
+        device = f"udp://{HOST}:{server.port}"
+        env = dict(os.environ, TICKWIRE_CONTROL_TOKEN=TOKEN.hex())
+        result = subprocess.run(TICKWIRE + ["status", "--device", device, "--json"],
+                                capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["status"]["feed.next_sequence"] == [1, 1, 1, 1]
+        env["TICKWIRE_CONTROL_TOKEN"] = "00" * 16
+        result = subprocess.run(TICKWIRE + ["status", "--device", device], capture_output=True,
+                                text=True, env=env, timeout=120)
+        assert result.returncode == 1 and "no reply" in result.stderr
