@@ -109,3 +109,45 @@ async def replay_default_scenario(device, messages, seed=2026, loss=(0.02, 0.02)
     await load_filters(device, default_filters())
     await replay(device, frames)
     return len(frames)
+
+
+async def samples(device, *, interval=1.0, count=None, between=None):
+    """Poll a device: yield ``(status, raised)`` every `interval` seconds, where `raised` lists
+    the alarms that went from clear to set since the previous sample (the first sample reports
+    every alarm set). `between`, an async callable, runs before each poll after the first (the
+    `watch` command uses it to keep the simulated NIC's feed running)."""
+    import asyncio
+
+    previous, taken = {}, 0
+    while count is None or taken < count:
+        if taken:
+            if between is not None:
+                await between()
+            await asyncio.sleep(interval)
+        status = await device.status()
+        alarms = {f"{name}.{bit}": value for name, bits in status["status"].items()
+                  if isinstance(bits, dict) for bit, value in bits.items()}
+        raised = [name for name, value in alarms.items() if value and not previous.get(name)]
+        previous = alarms
+        taken += 1
+        yield status, raised
+
+
+def scenario_feeder(device, messages, seed=2026, chunks=10):
+    """For `watch` on the simulated NIC: an async callable that replays the next part of the
+    default scenario each time it is called (filters loaded on the first call)."""
+    from tickwire.sim.scenario import ab_frames, default_filters, order_flow
+
+    simulated_nic(device)
+    frames = ab_frames(b"20261122A1", order_flow(messages, seed=seed), seed=seed,
+                       loss=(0.02, 0.02))
+    step = max(1, -(-len(frames) // chunks))
+    state = {"next": 0}
+
+    async def feed():
+        if state["next"] == 0:
+            await load_filters(device, default_filters())
+        await replay(device, frames[state["next"]:state["next"] + step])
+        state["next"] += step
+
+    return feed

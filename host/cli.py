@@ -319,3 +319,80 @@ def write(name, value, index, device, identity):
         await dev.write(name, parsed, index)
 
     _run(work)
+
+
+@main.command()
+@click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
+@click.option("--identity", help=IDENTITY_HELP)
+@click.option("--interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds between samples.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many samples (default: until interrupted).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per sample instead of a live table.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False),
+              help="Append alarms as they are raised to this file, one JSON object a line "
+                   "(time, device, alarm).")
+@click.option("--replay", type=click.IntRange(min=100), default=None, metavar="N",
+              help="sim only: replay N messages of the default scenario, a tenth per sample.")
+def watch(device, identity, interval, count, as_json, log_file, replay):
+    """Live counters and alarms of a device, refreshed every --interval seconds; raised alarms
+    are logged with timestamps."""
+    import datetime
+
+    from rich.live import Live
+
+    from tickwire.host import api
+
+    def log(raised, sample_time):
+        lines = [json.dumps({"time": sample_time, "device": device, "alarm": name})
+                 for name in raised]
+        for line in lines:
+            click.echo(line, err=True)
+        if log_file and lines:
+            with open(log_file, "a") as out:
+                out.write("\n".join(lines) + "\n")
+
+    def render(status, rates):
+        table = Table(title=f"{device} · identity {status['identity']} · "
+                            f"{datetime.datetime.now():%H:%M:%S}")
+        table.add_column("counter")
+        table.add_column("value", justify="right")
+        table.add_column("per second", justify="right")
+        for name, value in status["counters"].items():
+            if value:
+                table.add_row(name, f"{value:,}", f"{rates.get(name, 0):,.0f}")
+        for name, value in status["status"].items():
+            table.add_row(name, json.dumps(value), "")
+        return table
+
+    async def work():
+        dev = await api.connect(device, identity=_identity(identity))
+        between = api.scenario_feeder(dev, replay) if replay else None
+        last, live = None, None
+        if not as_json:
+            live = Live(auto_refresh=False)
+            live.start()
+        try:
+            async for status, raised in api.samples(dev, interval=interval, count=count,
+                                                    between=between):
+                now = datetime.datetime.now(datetime.UTC)
+                log(raised, now.isoformat())
+                rates = {}
+                if last is not None:
+                    seconds = max((now - last[0]).total_seconds(), 1e-9)
+                    rates = {k: (v - last[1].get(k, 0)) % (1 << 32) / seconds
+                             for k, v in status["counters"].items()}
+                last = (now, status["counters"])
+                if as_json:
+                    click.echo(json.dumps({"time": now.isoformat(), **status}))
+                else:
+                    live.update(render(status, rates), refresh=True)
+        finally:
+            if live is not None:
+                live.stop()
+
+    try:
+        _run(work)
+    except KeyboardInterrupt:
+        pass

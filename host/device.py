@@ -188,9 +188,18 @@ class Device:
         return await self.read(register.overflow)
 
     async def counters(self, prefix=""):
-        """{name: value} of every counter whose name starts with `prefix`."""
-        return {r.name: await self.read(r.name) for r in self.map
-                if r.kind == "counter" and r.name.startswith(prefix)}
+        """{name: value} of every counter whose name starts with `prefix`. Counters are single
+        words: a transport that batches (``read_words``) reads them in as few requests as it
+        can."""
+        registers = [r for r in self.map if r.kind == "counter" and r.name.startswith(prefix)]
+        addresses = [r.address for r in registers]
+        batch = getattr(self.transport, "read_words", None)
+        async with self._locked():
+            if batch is not None:
+                values = await batch(addresses)
+            else:
+                values = [await self.transport.read_word(a) for a in addresses]
+        return {r.name: v & ((1 << r.width) - 1) for r, v in zip(registers, values, strict=True)}
 
     async def status(self):
         """Everything a monitor shows: identity, alarms and other status, counters."""

@@ -157,6 +157,14 @@ class UdpControl:
     async def write_word(self, address, value):
         await self.request([Operation(WRITE, address, value)])
 
+    async def read_words(self, addresses):
+        """Single-word reads batched, MAX_OPERATIONS per request."""
+        out = []
+        for start in range(0, len(addresses), MAX_OPERATIONS):
+            chunk = addresses[start:start + MAX_OPERATIONS]
+            out += [r.data for r in await self.request([Operation(READ, a) for a in chunk])]
+        return out
+
     def close(self):
         if self._transport is not None:
             self._transport.close()

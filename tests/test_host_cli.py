@@ -53,6 +53,15 @@ def test_bad_device_and_options_are_refused():
 
 
 def test_help_everywhere():
-    for command in (["regs"], ["status"], ["read"], ["write"]):
+    for command in (["regs"], ["status"], ["read"], ["write"], ["watch"]):
         result = run(*command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_watch_follows_a_replay_on_the_simulated_nic():
+    result = run("watch", "--device", "sim", "--replay", "1000", "--count", "4", "--interval",
+                 "0", "--json")
+    assert result.returncode == 0, result.stderr
+    frames = [json.loads(line)["counters"]["feed.counters.udp.frames"]
+              for line in result.stdout.splitlines()]
+    assert len(frames) == 4 and frames[0] == 0 and frames == sorted(frames) and frames[-1] > 0

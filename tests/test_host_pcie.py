@@ -139,3 +139,17 @@ def test_unknown_names_are_refused_on_read(tmp_path):
 
     with pytest.raises(RegisterError, match="did you mean feed.counters.udp.frames"):
         asyncio.run(work())
+
+
+def test_watch_logs_raised_alarms_with_timestamps(tmp_path):
+    path = image(tmp_path, feed__alarms=0b101, feed__counters__udp__frames=3)
+    log = tmp_path / "alarms.jsonl"
+    result = run("watch", "--device", str(path), "--count", "2", "--interval", "0", "--json",
+                 "--log", str(log))
+    assert result.returncode == 0, result.stderr
+    samples = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(samples) == 2 and samples[0]["counters"]["feed.counters.udp.frames"] == 3
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    # Raised once (in the first sample), not again while they stay set.
+    assert [e["alarm"] for e in entries] == ["feed.alarms.integrity", "feed.alarms.overflow"]
+    assert all(e["device"] == str(path) and "T" in e["time"] for e in entries)
