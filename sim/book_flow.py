@@ -16,11 +16,12 @@ from .book_model import ADD, CANCEL, DELETE, EXECUTE, EXECUTE_AT_PRICE, REPLACE,
 
 
 def random_events(count, *, seed=1, locates=(1, 2, 3, 4), spread=8, tick=100, bad=0.02,
-                  unsubscribed=(), max_shares=5000, replace_share=0.1, drift=4):
+                  unsubscribed=(), max_shares=5000, replace_share=0.1, drift=4,
+                  live_target=2000):
     rng = random.Random(seed)
     bases = {loc: rng.randrange(100, 1000) * tick * 10 for loc in locates}
     mids = dict(bases)
-    live = {}            # ref -> (locate, side, price, shares)
+    live = _Live()       # ref -> (locate, side, price, shares), with O(1) random choice
     dead = []            # references deleted (reused later, sometimes)
     next_ref = 1
     out = []
@@ -33,7 +34,7 @@ def random_events(count, *, seed=1, locates=(1, 2, 3, 4), spread=8, tick=100, ba
                 out.append(event(EXECUTE, locate=rng.choice(locates), order_ref=next_ref + 10**6,
                                  shares=10, timestamp=ts, sequence=seq))
             elif choice == 1 and live:
-                ref = rng.choice(list(live))
+                ref = live.choice(rng)
                 locate, side, price, shares = live.pop(ref)
                 out.append(event(EXECUTE, locate=locate, order_ref=ref, shares=shares + 7,
                                  timestamp=ts, sequence=seq))
@@ -46,7 +47,7 @@ def random_events(count, *, seed=1, locates=(1, 2, 3, 4), spread=8, tick=100, ba
                 out.append(event(ADD, locate=rng.choice(unsubscribed), order_ref=next_ref + 2**20,
                                  side=0, shares=100, price=1000, timestamp=ts, sequence=seq))
             continue
-        if r < 0.45 or len(live) < 8:
+        if r < (0.5 if len(live) < live_target else 0.3) or len(live) < 8:
             locate = rng.choice(locates)
             side = rng.randrange(2)
             step = mids[locate] + tick * rng.choice((-1, 0, 0, 1))
@@ -63,7 +64,7 @@ def random_events(count, *, seed=1, locates=(1, 2, 3, 4), spread=8, tick=100, ba
             out.append(event(ADD, locate=locate, order_ref=ref, side=side, shares=shares,
                              price=price, timestamp=ts, sequence=seq))
             continue
-        ref = rng.choice(list(live))
+        ref = live.choice(rng)
         locate, side, price, shares = live[ref]
         r = rng.random()
         if r < 0.3:
@@ -95,6 +96,34 @@ def random_events(count, *, seed=1, locates=(1, 2, 3, 4), spread=8, tick=100, ba
             dead.append(ref)
             live[new_ref] = (locate, side, new_price, new_shares)
     return out
+
+
+class _Live(dict):
+    """A dict that also keeps its keys in a list, for O(1) uniform random choice."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys_, self.index = [], {}
+
+    def __setitem__(self, key, value):
+        if key not in self:
+            self.index[key] = len(self.keys_)
+            self.keys_.append(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        i, last = self.index.pop(key), self.keys_.pop()
+        if last != key:
+            self.keys_[i], self.index[last] = last, i
+
+    def pop(self, key):
+        value = self[key]
+        del self[key]
+        return value
+
+    def choice(self, rng):
+        return self.keys_[rng.randrange(len(self.keys_))]
 
 
 _KINDS = {b"A": ADD, b"F": ADD, b"E": EXECUTE, b"C": EXECUTE_AT_PRICE, b"X": CANCEL,

@@ -45,7 +45,7 @@ class BookParameters(NamedTuple):
     depth: int = 10           # price levels stored per symbol and side
     visible: int = 8          # levels shown on BookUpdate and snapshots (top N)
     orders: int = 16384       # order-table capacity (ways x sets)
-    ways: int = 4             # associativity: a reference may live in any way of its set
+    ways: int = 8             # associativity: a reference may live in any way of its set
     ref_bits: int = 36        # order references held exactly (larger ones are refused)
     fifo_depth: int = 64      # input FIFO (the feed has no back-pressure)
 
