@@ -26,13 +26,14 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 REGISTER_DOCS = ("registers.json", "registers.md")
 
 
-async def connect(device="sim", *, identity=None, **sim_parameters):
+async def connect(device="sim", *, identity=None, check_identity=True, **sim_parameters):
     """Open a device by its spec (``sim``, ``udp://host:port``, ``pcie:<resource file>``),
     refusing it unless its design identity is `identity` (by default the identity of this
-    host's gateware)."""
+    host's gateware). `check_identity=False` only reads it (for `tickwire identity`)."""
     transport = open_transport(device, **sim_parameters)
     try:
-        return await Device.open(transport, device_register_map(), identity=identity)
+        return await Device.open(transport, device_register_map(), identity=identity,
+                                 check_identity=check_identity)
     except BaseException:
         transport.close()
         raise

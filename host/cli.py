@@ -396,3 +396,26 @@ def watch(device, identity, interval, count, as_json, log_file, replay):
         _run(work)
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--device", default=None, help=DEVICE_HELP + " If given, compare with it.")
+def identity(device):
+    """Print the design identity of the gateware this host is built from; with --device, also
+    the device's, and exit non-zero if they differ."""
+    from tickwire.hdl.platform.device import design_identity
+    from tickwire.host import api
+
+    ours = design_identity()
+    click.echo(f"host   {ours:016x}")
+    if device is None:
+        return
+
+    async def work():
+        return (await api.connect(device, check_identity=False)).identity
+
+    reported = _run(work)
+    click.echo(f"device {reported:016x}")
+    if reported != ours:
+        Console(stderr=True).print("[red]the device runs another design[/red]")
+        sys.exit(1)

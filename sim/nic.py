@@ -26,7 +26,10 @@ class SimulatedNic:
     `read_word` / `write_word`.
 
     ``identity`` overrides the design identity built into the model (tests of the host's
-    refusal use it); by default the model carries its true identity."""
+    refusal use it); by default the model carries its true identity.
+
+    A process holds one Verilated model per design (Verilator's limit): a new `SimulatedNic`
+    of the same design takes the model over and resets it, and the older one refuses to run."""
 
     NAME = "tickwire_device"
 
@@ -41,6 +44,7 @@ class SimulatedNic:
         self.widths = {name: len(value) for name, (value, _) in ports.items()}
         self.model = load(to_verilog(device, self.NAME), self.NAME)
         self.model.auto_eval = False
+        self.model.tickwire_owner = self
         self.rx = deque()           # pending MacBeat payloads, one per cycle
         self.collect_events = collect_events
         self.events = []            # (BookEvent payload int, cycle)
@@ -63,6 +67,9 @@ class SimulatedNic:
     def tick(self, cycles=1):
         """Advance the clock, presenting queued rx beats one per cycle."""
         model = self.model
+        if model.tickwire_owner is not self:
+            raise RuntimeError("this SimulatedNic was superseded by a newer one of the same "
+                               "design in this process (one Verilated model per design)")
         for _ in range(cycles):
             beat = self.rx.popleft() if self.rx else None
             if beat is not None:
@@ -101,3 +108,16 @@ class SimulatedNic:
         self._set("bus__w_stb", 1)
         self.tick()
         self._set("bus__w_stb", 0)
+
+
+_shared = {}
+
+
+def shared_nic(**feed_parameters):
+    """This process's `SimulatedNic` of the design with these parameters, built on first use
+    (for test suites and tools that open the simulated NIC more than once)."""
+    key = tuple(sorted(feed_parameters.items()))
+    nic = _shared.get(key)
+    if nic is None or nic.model.tickwire_owner is not nic:
+        nic = _shared[key] = SimulatedNic(**feed_parameters)
+    return nic

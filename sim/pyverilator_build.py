@@ -53,8 +53,13 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
+_loaded = {}
+
+
 def load(verilog, name):
-    """A `pyverilator.PyVerilator` for the Verilog module `name`, built once per input hash."""
+    """The `pyverilator.PyVerilator` for the Verilog module `name`, built once per input hash
+    and constructed once per process: Verilator's default context refuses a second model once
+    time has advanced, so callers share this one (and reset it)."""
     pyverilator = _patched()
     apply_verilator_env()
     key = digest(verilog, name, verilator_version(), version("pyverilator-mm"), CARGS, ARGS,
@@ -76,4 +81,6 @@ def load(verilog, name):
             if result.returncode != 0:
                 raise RuntimeError(f"pyverilator build failed in {work}:\n"
                                    f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return pyverilator.PyVerilator(str(library))
+    if library not in _loaded:
+        _loaded[library] = pyverilator.PyVerilator(str(library))
+    return _loaded[library]

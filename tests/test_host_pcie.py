@@ -153,3 +153,15 @@ def test_watch_logs_raised_alarms_with_timestamps(tmp_path):
     # Raised once (in the first sample), not again while they stay set.
     assert [e["alarm"] for e in entries] == ["feed.alarms.integrity", "feed.alarms.overflow"]
     assert all(e["device"] == str(path) and "T" in e["time"] for e in entries)
+
+
+def test_identity_command_compares_host_and_device(tmp_path):
+    result = run("identity", "--device", str(image(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    host, device = (line.split()[1] for line in result.stdout.splitlines())
+    assert host == device == f"{design_identity():016x}"
+    other = tmp_path / "other"
+    other.mkdir()
+    result = run("identity", "--device", str(image(other, identity=0xABCDEF)))
+    assert result.returncode == 1 and "0000000000abcdef" in result.stdout
+    assert "another design" in result.stderr

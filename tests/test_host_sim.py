@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tickwire.hdl.feed.events import NoticeKind
+from tickwire.hdl.feed.events import BookEvent, NoticeKind
 from tickwire.host.api import filter_entry, load_filters, replay
 from tickwire.host.device import Device, IdentityMismatch, RegisterError
 from tickwire.host.transports import SimTransport
@@ -14,7 +14,8 @@ from tickwire.sim import moldudp64 as mold
 from tickwire.sim.amaranth_sim import run_feed_handler
 from tickwire.sim.feed_run import Frame
 from tickwire.sim.frames import udp_frame
-from tickwire.sim.nic import SimulatedNic
+from tickwire.sim.nic import shared_nic
+from tickwire.sim.records import unpack
 from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT, ab_frames, default_filters, order_flow
 
 SEQUENCING = (NoticeKind.GAP.value, NoticeKind.END_OF_SESSION.value)
@@ -22,7 +23,7 @@ SEQUENCING = (NoticeKind.GAP.value, NoticeKind.END_OF_SESSION.value)
 
 @pytest.fixture(scope="module")
 def nic():
-    return SimulatedNic()
+    return shared_nic()
 
 
 @pytest.fixture
@@ -60,8 +61,9 @@ def scenario_frames():
     return flow, frames[:6] + [garbage, bad] + frames[6:]
 
 
-def test_counters_and_notices_through_the_register_bank_match_the_feed_handler(device):
+def test_counters_and_notices_through_the_register_bank_match_the_feed_handler(device, nic):
     flow, frames = scenario_frames()
+    nic.collect_events, nic.events = True, []
 
     async def work():
         await load_filters(device, default_filters())
@@ -70,7 +72,9 @@ def test_counters_and_notices_through_the_register_bank_match_the_feed_handler(d
                 await device.read("feed.alarms"), await device.read_table("feed.next_sequence"))
 
     counters, notices, alarms, next_sequence = asyncio.run(work())
+    nic.collect_events = False
     reference = run_feed_handler(frames, default_filters())
+    assert [unpack(BookEvent, e) for e, _ in nic.events] == reference.events   # MAC rx -> events
     assert counters == flat_counters(reference.counters)
     assert counters["feed.counters.udp.accepted"] > 0
     assert counters["feed.counters.udp.bad_frames"] == 1

@@ -27,7 +27,7 @@ from tickwire.host.udp_control import (
     decode,
     encode,
 )
-from tickwire.sim.nic import SimulatedNic
+from tickwire.sim.nic import shared_nic
 from tickwire.sim.nic_control import ControlEndpoint, ControlServer
 from tickwire.sim.scenario import ab_frames, default_filters, order_flow
 
@@ -93,7 +93,7 @@ def test_board_rules_source_token_replay_and_retransmission():
 
 @pytest.fixture(scope="module")
 def nic():
-    return SimulatedNic()
+    return shared_nic()
 
 
 def test_driver_over_udp_to_a_simulated_nic(nic):
@@ -174,7 +174,8 @@ def test_cli_status_over_udp(nic):
     with ControlServer(endpoint) as server:
         device = f"udp://{HOST}:{server.port}"
         env = dict(os.environ, TICKWIRE_CONTROL_TOKEN=TOKEN.hex())
-        result = subprocess.run(TICKWIRE + ["status", "--device", device, "--json"],
+        result = subprocess.run(TICKWIRE + ["status", "--device", device, "--json",
+                                            "--identity", f"{nic.identity:016x}"],
                                 capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["status"]["feed.next_sequence"] == [1, 1, 1, 1]
