@@ -26,14 +26,17 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 REGISTER_DOCS = ("registers.json", "registers.md")
 
 
-async def connect(device="sim", *, identity=None, check_identity=True, **sim_parameters):
+async def connect(device="sim", *, identity=None, check_identity=True, register_map=None,
+                  **sim_parameters):
     """Open a device by its spec (``sim``, ``udp://host:port``, ``pcie:<resource file>``),
     refusing it unless its design identity is `identity` (by default the identity of this
-    host's gateware). `check_identity=False` only reads it (for `tickwire identity`)."""
+    host's gateware). `check_identity=False` only reads it (for `tickwire identity`).
+    `register_map` defaults to the map of this host's gateware; a host without the gateware's
+    source can pass ``RegisterMap.from_json(...)`` of the committed ``registers.json``."""
     transport = open_transport(device, **sim_parameters)
     try:
-        return await Device.open(transport, device_register_map(), identity=identity,
-                                 check_identity=check_identity)
+        return await Device.open(transport, register_map or device_register_map(),
+                                 identity=identity, check_identity=check_identity)
     except BaseException:
         transport.close()
         raise

@@ -165,3 +165,24 @@ def test_identity_command_compares_host_and_device(tmp_path):
     result = run("identity", "--device", str(image(other, identity=0xABCDEF)))
     assert result.returncode == 1 and "0000000000abcdef" in result.stdout
     assert "another design" in result.stderr
+
+
+def test_a_host_with_only_the_json_map_drives_the_device_the_same(tmp_path):
+    from tickwire.hdl.platform.registers import RegisterMap
+    from tickwire.host.api import DOCS, connect
+
+    loaded = RegisterMap.from_json((DOCS / "registers.json").read_text())
+    assert [r.describe() for r in loaded] == [r.describe() for r in REGS]
+    path = image(tmp_path, feed__counters__itch__type_A=41, feed__alarms=0b100)
+
+    async def work():
+        device = await connect(str(path), register_map=loaded)
+        await device.write("feed.filters", {"port": 26477, "enable": 1}, index=7)
+        result = (await device.read("feed.counters.itch.type_A"),
+                  await device.read("feed.alarms"), await device.read("feed.filters", 7))
+        device.transport.close()
+        return result
+
+    assert asyncio.run(work()) == (41, {"integrity": 0, "gap": 0, "overflow": 1},
+                                   {"group": 0, "port": 26477, "feed": 0, "line": 0,
+                                    "enable": 1})

@@ -154,6 +154,8 @@ class Register:
         out = {"name": self.name, "kind": self.kind, "access": self.access,
                "address": self.address, "words": self.words, "width": self.width,
                "depth": self.depth, "doc": self.doc}
+        if self.value is not None:
+            out["value"] = self.value
         if self.overflow:
             out["overflow"] = self.overflow
         if self.fields:
@@ -211,6 +213,26 @@ class RegisterMap:
         for r in self.registers:
             if r.overflow and self.by_name.get(r.overflow, r).kind != "counter":
                 raise ValueError(f"{r.name}: overflow counter {r.overflow!r} is not a counter")
+
+    @classmethod
+    def from_json(cls, text):
+        """The host's view of a map from its generated JSON (``docs/registers.json``): names,
+        addresses, widths and fields, for hosts that do not have the gateware's source. It
+        cannot build a bank (it knows no ports)."""
+        description = json.loads(text)
+        if description.get("format") != "tickwire register map 1":
+            raise ValueError("not a tickwire register map (format 1)")
+        self = cls.__new__(cls)
+        self.blocks, self.ports, self.registers = (), {}, []
+        for item in description["registers"]:
+            fields = tuple(Field(f["name"], f["offset"], f["width"], f.get("enum"))
+                           for f in item.get("fields", ()))
+            self.registers.append(Register(
+                item["name"], item["kind"], item["access"], item["address"], item["width"],
+                item["depth"], item["doc"], fields, value=item.get("value"),
+                overflow=item.get("overflow")))
+        self.by_name = {r.name: r for r in self.registers}
+        return self
 
     @property
     def size(self):
