@@ -419,3 +419,35 @@ def identity(device):
     if reported != ours:
         Console(stderr=True).print("[red]the device runs another design[/red]")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
+@click.option("--identity", help=IDENTITY_HELP)
+@click.option("--check", is_flag=True, help="Validate against the build only; write nothing.")
+def load(config, device, identity, check):
+    """Load a configuration file (TOML) into a device: today the feed filters
+    ([[feed.filter]], see host/examples/feed.toml).
+
+    The whole file is validated against the build first (every error names the file, the field
+    and the rule); nothing is written unless it is all valid; tables are read back after."""
+    from tickwire.host import api
+    from tickwire.host import config as configuration
+
+    try:    # before the device is even opened
+        writes = configuration.read(config, api.register_map())
+    except configuration.ConfigError as error:
+        Console(stderr=True).print("[red]refused, nothing written:[/red]")
+        click.echo(str(error), err=True)
+        sys.exit(1)
+    if check:
+        click.echo(f"{config}: valid ({len(writes['feed.filters'])} feed filters)")
+        return
+
+    async def work():
+        dev = await api.connect(device, identity=_identity(identity))
+        return await configuration.load(dev, config)
+
+    writes = _run(work)
+    click.echo(f"{config}: loaded {len(writes['feed.filters'])} feed filters into {device}")

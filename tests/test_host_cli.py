@@ -53,7 +53,8 @@ def test_bad_device_and_options_are_refused():
 
 
 def test_help_everywhere():
-    for command in (["regs"], ["status"], ["read"], ["write"], ["watch"], ["identity"]):
+    for command in (["regs"], ["status"], ["read"], ["write"], ["watch"], ["identity"],
+                    ["load"]):
         result = run(*command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
 
