@@ -137,6 +137,8 @@ class Device:
             raise RegisterError(f"{name} is write-only")
         address = register.entry_address(self._index(register, index))
         async with self._locked():
+            if register.snapshot:    # a counter: read it from a fresh snapshot of its group
+                await self.transport.write_word(self.map[register.snapshot].address, 1)
             value = await self._read_words(address, register.words)
         return _decode(register, value & ((1 << register.width) - 1))
 
@@ -191,13 +193,16 @@ class Device:
         return await self.read(register.overflow)
 
     async def counters(self, prefix=""):
-        """{name: value} of every counter whose name starts with `prefix`. Counters are single
-        words: a transport that batches (``read_words``) reads them in as few requests as it
-        can."""
+        """{name: value} of every counter whose name starts with `prefix`, all from one snapshot
+        of their groups (a consistent cut, taken in one cycle). Counters are single words: a
+        transport that batches (``read_words``) reads them in as few requests as it can."""
         registers = [r for r in self.map if r.kind == "counter" and r.name.startswith(prefix)]
         addresses = [r.address for r in registers]
+        snapshots = dict.fromkeys(r.snapshot for r in registers if r.snapshot)
         batch = getattr(self.transport, "read_words", None)
         async with self._locked():
+            for snapshot in snapshots:
+                await self.transport.write_word(self.map[snapshot].address, 1)
             if batch is not None:
                 values = await batch(addresses)
             else:

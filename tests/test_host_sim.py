@@ -4,15 +4,17 @@ names through its register bank, compared with what the feed handler itself repo
 import asyncio
 
 import pytest
+from amaranth.sim import Simulator
 
 from tickwire.hdl.feed.events import BookEvent, NoticeKind
+from tickwire.hdl.feed.handler import FeedHandler
 from tickwire.host.api import filter_entry, load_filters, replay
 from tickwire.host.device import Device, IdentityMismatch, RegisterError
 from tickwire.host.transports import SimTransport
 from tickwire.sim import itch
 from tickwire.sim import moldudp64 as mold
 from tickwire.sim.amaranth_sim import run_feed_handler
-from tickwire.sim.feed_run import Frame
+from tickwire.sim.feed_run import Frame, filters_value, schedule
 from tickwire.sim.frames import udp_frame
 from tickwire.sim.nic import shared_nic
 from tickwire.sim.records import unpack
@@ -85,6 +87,54 @@ def test_counters_and_notices_through_the_register_bank_match_the_feed_handler(d
     gaps = [n for n in notices if n["kind"] == NoticeKind.GAP.value]
     assert alarms == {"integrity": 1, "gap": int(bool(gaps)), "overflow": 0}
     assert next_sequence[0] == len(flow) + 1 and next_sequence[1:] == [1, 1, 1]
+
+
+def counters_at(frames, cycles):
+    """The feed handler's own counters (Amaranth's simulator) after each of `cycles` clock
+    edges of `frames` presented back to back at rx."""
+    dut = FeedHandler()
+    beats, _ = schedule(frames)
+    out = {}
+
+    async def testbench(ctx):
+        ctx.set(dut.filters.as_value(), filters_value(default_filters(), dut.filter_entries))
+        ctx.set(dut.notices.ready, 1)
+        for cycle in range(max(cycles)):
+            beat = beats[cycle] if cycle < len(beats) else None
+            ctx.set(dut.rx.valid, beat is not None)
+            if beat is not None:
+                ctx.set(dut.rx.payload.as_value(), beat)
+            await ctx.tick()
+            if cycle + 1 in cycles:
+                out[cycle + 1] = unpack(dut.counters.shape(), ctx.get(dut.counters.as_value()))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return out
+
+
+def test_counters_read_while_the_feed_runs_are_a_one_cycle_cut(device, nic):
+    _, frames = scenario_frames()
+    cuts = (150, 400, 777, 1200)
+
+    async def work():
+        await load_filters(device, default_filters())
+        for frame in frames:
+            nic.send(frame)
+        start, out = nic.cycle, {}
+        for cut in cuts:
+            nic.tick(start + cut - nic.cycle)
+            out[cut] = await device.counters()   # ~50 bus cycles, the feed running meanwhile
+        nic.run()
+        return out
+
+    seen = asyncio.run(work())
+    reference = counters_at(frames, cuts)
+    for cut in cuts:
+        assert seen[cut] == flat_counters(reference[cut]), cut
+    assert seen[cuts[0]] != seen[cuts[-1]]
 
 
 def test_a_filter_entry_written_through_the_bank_takes_effect(device):

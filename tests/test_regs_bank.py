@@ -57,6 +57,7 @@ class BankModel:
         self.map, self.identity = register_map, identity
         self.config = {r.name: [0] * r.depth for r in register_map if r.kind == "config"}
         self.inputs = {"toy.wide": 0, "toy.counters.x": 0, "toy.counters.group.y": 0}
+        self.copies = {"toy.counters.x": 0, "toy.counters.group.y": 0}   # counter snapshot
         self.queue = deque()
         self.shadow = 0
         self.staging = {}
@@ -69,6 +70,8 @@ class BankModel:
             return register.value
         if register.kind == "config":
             return self.config[register.name][index]
+        if register.snapshot:
+            return self.copies[register.name]
         return self.inputs[register.name]
 
     def read(self, address):
@@ -98,6 +101,10 @@ class BankModel:
         register, index, word = located
         if register.kind == "strobe":
             self.strobe = value & ((1 << register.width) - 1)
+            return
+        if register.kind == "snapshot":
+            if value & 1:
+                self.copies = {name: self.inputs[name] for name in self.copies}
             return
         if word < register.words - 1:
             self.staging[word] = value
@@ -166,7 +173,9 @@ def test_map_of_every_kind():
     register_map = toy_map()
     names = [r.name for r in register_map]
     assert names == ["id.magic", "id.identity", "toy.mode", "toy.table", "toy.kick", "toy.wide",
-                     "toy.counters.x", "toy.counters.group.y", "toy.queue"]
+                     "toy.counters.snapshot", "toy.counters.x", "toy.counters.group.y",
+                     "toy.queue"]
+    assert register_map["toy.counters.x"].snapshot == "toy.counters.snapshot"
     spans = [(r.address, r.span) for r in register_map]
     assert all(a + s == b for (a, s), (b, _) in zip(spans, spans[1:], strict=False))
     assert register_map["toy.table"].span == 6 and register_map["toy.queue"].span == 3
@@ -200,6 +209,19 @@ def test_table_entry_commits_on_its_last_word_and_read_only_writes_are_ignored()
     assert ("read", entry, 0) in seen                 # not committed after its first word
     assert seen[-1] == ("table", value << 50)
     assert ("read", m["id.magic"].address, 0x5457524D) in seen
+
+
+def test_counters_read_from_a_snapshot_taken_in_one_cycle():
+    m = toy_map()
+    snap, x, y = (m[name].address for name in ("toy.counters.snapshot", "toy.counters.x",
+                                               "toy.counters.group.y"))
+    ops = [("set", 0, 5, 6), ("read", x), ("write", snap, 1), ("set", 0, 7, 8), ("read", x),
+           ("read", y), ("write", snap, 0), ("read", y), ("write", snap, 1), ("read", x),
+           ("read", y)]
+    seen, expected, _ = run_bank(ops)
+    assert seen == expected
+    reads = [value for kind, _, value in (s for s in seen if s[0] == "read")]
+    assert reads == [0, 5, 6, 6, 7, 8]    # before any snapshot 0; then the copy, not live
 
 
 def test_strobe_pulses_for_one_cycle():

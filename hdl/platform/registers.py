@@ -76,8 +76,15 @@ class Status(Decl):
     kind, access = "status", "ro"
 
 
+@dataclasses.dataclass(frozen=True)
 class Counters(Decl):
-    """An ``Out`` struct of 32-bit counters (nested groups allowed): one register each."""
+    """An ``Out`` struct of 32-bit counters (nested groups allowed): one register each.
+
+    With ``snapshot`` (the default) the group also gets a ``<port>.snapshot`` register: writing
+    1 to it copies every counter of the group into the bank in the same cycle, and counter
+    reads return that copy, so a set of counters read one by one is a consistent cut (the
+    driver writes the snapshot before it reads). Costs one 32-bit register per counter."""
+    snapshot: bool = True
     kind, access = "counter", "ro"
 
 
@@ -128,6 +135,7 @@ class Register:
     stride: int = 0
     value: int | None = None     # constants
     overflow: str | None = None  # FIFOs: the counter of entries lost to a full FIFO
+    snapshot: str | None = None  # counters: the register that snapshots them
 
     @property
     def words(self):
@@ -158,6 +166,8 @@ class Register:
             out["value"] = self.value
         if self.overflow:
             out["overflow"] = self.overflow
+        if self.snapshot:
+            out["snapshot"] = self.snapshot
         if self.fields:
             out["fields"] = [{"name": f.name, "offset": f.offset, "width": f.width}
                              | ({"enum": f.enum} if f.enum else {}) for f in self.fields]
@@ -230,7 +240,7 @@ class RegisterMap:
             self.registers.append(Register(
                 item["name"], item["kind"], item["access"], item["address"], item["width"],
                 item["depth"], item["doc"], fields, value=item.get("value"),
-                overflow=item.get("overflow")))
+                overflow=item.get("overflow"), snapshot=item.get("snapshot")))
         self.by_name = {r.name: r for r in self.registers}
         return self
 
@@ -269,10 +279,15 @@ class RegisterMap:
         common = dict(kind=decl.kind, access=decl.access, address=0, doc=decl.doc,
                       port=bank_port)
         if decl.kind == "counter":
+            snapshot = f"{name}.snapshot" if decl.snapshot else None
+            if snapshot:
+                self._add(Register(snapshot, "snapshot", "wo", 0, 1, doc="write 1: copy every "
+                                   f"counter of {name} at once; their reads return the copy"))
             for path, offset, width in _leaves(data.Layout.cast(shape)):
                 if width > WORD_BITS:
                     raise ValueError(f"{name}.{path}: counters are at most 32 bits")
-                self._add(Register(f"{name}.{path}", width=width, offset=offset, **common))
+                self._add(Register(f"{name}.{path}", width=width, offset=offset,
+                                   snapshot=snapshot, **common))
             return
         if isinstance(shape, data.ArrayLayout):
             element = shape.elem_shape
@@ -410,6 +425,18 @@ class RegisterBank(wiring.Component):
             if register.kind == "strobe":
                 m.d.sync += getattr(self, register.port).eq(0)
 
+        # Counter snapshots: one copy per counter, loaded together.
+        copies, take = {}, {}
+        for register in self.map:
+            if register.kind == "snapshot":
+                take[register.name] = Signal(name=register.name.replace(".", "_") + "_take")
+        for register in self.map:
+            if register.snapshot:
+                copy = copies[register.name] = Signal(register.width,
+                                                      name=register.name.replace(".", "_"))
+                with m.If(take[register.snapshot]):
+                    m.d.sync += copy.eq(self._value(register, 0))
+
         with m.If(bus.r_stb):
             m.d.sync += bus.r_data.eq(0)
             with m.Switch(bus.addr):
@@ -430,7 +457,9 @@ class RegisterBank(wiring.Component):
                         continue
                     for index in range(register.depth):
                         base = register.entry_address(index)
-                        value = self._value(register, index)
+                        value = copies.get(register.name)
+                        if value is None:
+                            value = self._value(register, index)
                         with m.Case(base):
                             m.d.sync += bus.r_data.eq(value[:WORD_BITS])
                             if n > 1:
@@ -443,6 +472,10 @@ class RegisterBank(wiring.Component):
             with m.Switch(bus.addr):
                 for register in self.map:
                     if not register.writable:
+                        continue
+                    if register.kind == "snapshot":
+                        with m.Case(register.address):
+                            m.d.comb += take[register.name].eq(bus.w_data[0])
                         continue
                     n = register.words
                     for index in range(register.depth):
