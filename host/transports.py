@@ -18,12 +18,14 @@ import os
 
 
 class SimTransport:
-    """The register bus of a `SimulatedNic` (built on first use, cached under build/)."""
+    """The register bus of a `SimulatedNic`: by default this process's one simulated NIC
+    (`tickwire.sim.nic.shared_nic`, built on first use and cached under build/), so that every
+    ``connect("sim")`` in a process talks to the same device, as they would to one board."""
 
     def __init__(self, nic=None, **nic_parameters):
         if nic is None:
-            from tickwire.sim.nic import SimulatedNic
-            nic = SimulatedNic(**nic_parameters)
+            from tickwire.sim.nic import shared_nic
+            nic = shared_nic(**nic_parameters)
         self.nic = nic
 
     async def read_word(self, address):
