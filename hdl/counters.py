@@ -8,11 +8,15 @@ def counter_layout(names):
     return data.StructLayout({name: unsigned(32) for name in names})
 
 
-def count(m, counters, name, condition):
-    """Count `condition` into `counters.<name>`. The condition is registered first, so that no
+def count(m, counters, name, *conditions):
+    """Count `conditions` into `counters.<name>` (each true condition adds one: events from
+    different packets may meet in one cycle). Conditions are registered first, so that no
     decision logic drives a 32-bit adder in the same cycle: counters lag events by one cycle."""
     counter = getattr(counters, name)
-    hit = Signal(name=f"count_{name}")
-    m.d.sync += hit.eq(condition)
-    with m.If(hit):
-        m.d.sync += counter.eq(counter + 1)
+    hits = [Signal(name=f"count_{name}") for _ in conditions]
+    m.d.sync += [hit.eq(condition) for hit, condition in zip(hits, conditions, strict=True)]
+    if len(hits) == 1:
+        with m.If(hits[0]):
+            m.d.sync += counter.eq(counter + 1)
+    else:
+        m.d.sync += counter.eq(counter + sum(hits))

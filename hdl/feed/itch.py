@@ -1,6 +1,6 @@
 """ITCH 5.0 decode: messages -> `BookEvent`s for the book, `FeedNotice`s for the host."""
 
-from amaranth.hdl import Cat, Module, Mux
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,7 +57,7 @@ class ItchDecoder(wiring.Component):
     notices : Out(FeedNotice stream, always ready)
     counters : Out(one 32-bit counter per name in ITCH_COUNTERS)
 
-    Latency: 1 cycle.
+    Latency: 1 cycle for events; notices follow a cycle later (2 cycles).
     """
 
     def __init__(self):
@@ -73,7 +73,7 @@ class ItchDecoder(wiring.Component):
         msg, valid = self.messages.p, self.messages.valid
         raw = msg.data
 
-        def field(spec, name):
+        def field(spec, name, raw=raw):
             f = spec.field(name)
             return Cat(*(raw[8 * (f.offset + f.length - 1 - i):8 * (f.offset + f.length - i)]
                          for i in range(f.length)))
@@ -83,9 +83,10 @@ class ItchDecoder(wiring.Component):
         timestamp = field(any_spec, "timestamp")
         message_type = raw[0:8]
 
-        well_formed, known = {}, []
+        well_formed, known, of_type = {}, [], {}
         for t, spec in MESSAGES.items():
-            is_type = wire(m, valid & (message_type == t[0]), f"is_{counter_name(t)}")
+            of_type[t] = wire(m, message_type == t[0], f"type_is_{counter_name(t)}")
+            is_type = wire(m, valid & of_type[t], f"is_{counter_name(t)}")
             known.append(is_type)
             ok = is_type & (msg.length == spec.length)
             if t in b"AF":
@@ -107,41 +108,59 @@ class ItchDecoder(wiring.Component):
             return _or_all([Mux(cond, value, 0) for cond, value in choices], width)
 
         # Book events: payloads are written every cycle (meaningful when valid), each field an
-        # AND-OR over the message types that carry it, so only `valid` waits for the decode.
+        # AND-OR selected by the type byte alone, so that only `valid` waits for the checks.
         event = self.events
         ok = well_formed
         m.d.sync += [
             event.valid.eq(Cat(*(ok[t] for t in _EVENT_KINDS)).any()),
-            event.p.kind.eq(one_of([(ok[t], k.value) for t, k in _EVENT_KINDS.items()], 3)),
+            event.p.kind.eq(one_of([(of_type[t], k.value) for t, k in _EVENT_KINDS.items()], 3)),
             event.p.locate.eq(locate), event.p.timestamp.eq(timestamp),
             event.p.sequence.eq(msg.sequence), event.p.feed.eq(msg.feed),
         ]
         for ours in ("order_ref", "new_ref", "shares", "price"):
-            choices = [(ok[t], field(MESSAGES[t], theirs)) for t, fields in _EVENT_FIELDS.items()
+            choices = [(of_type[t], field(MESSAGES[t], theirs))
+                       for t, fields in _EVENT_FIELDS.items()
                        for name, theirs in fields.items() if name == ours]
             target = getattr(event.p, ours)
             m.d.sync += target.eq(one_of(choices, len(target)))
         side = field(MESSAGES[b"A"], "side")          # same offset in A and F
         m.d.sync += [
-            event.p.side.eq((ok[b"A"] | ok[b"F"]) & (side == ord("S"))),
-            event.p.printable.eq(ok[b"C"] & (field(MESSAGES[b"C"], "printable") == ord("Y"))),
+            event.p.side.eq((of_type[b"A"] | of_type[b"F"]) & (side == ord("S"))),
+            event.p.printable.eq(of_type[b"C"]
+                                 & (field(MESSAGES[b"C"], "printable") == ord("Y"))),
         ]
 
-        # Host notices: control messages and malformed ones, the same way.
+        # Host notices (control messages and malformed ones) are built a cycle later, from a
+        # registered copy of what they need: they are off the events' latency path.
+        notice_bytes = max(MESSAGES[t].field(name).offset + MESSAGES[t].field(name).length
+                           for t, names in _NOTICES.items() for name in names[1:] if name)
+        late_raw = Signal(8 * notice_bytes)
+        late_length = Signal.like(msg.length)
+        late_sequence = Signal.like(msg.sequence)
+        late_feed = Signal.like(msg.feed)
+        late_bad = Signal()
+        late_ok = {t: Signal(name=f"late_ok_{counter_name(t)}") for t in _NOTICES}
+        m.d.sync += [late_raw.eq(raw[:len(late_raw)]), late_length.eq(msg.length),
+                     late_sequence.eq(msg.sequence), late_feed.eq(msg.feed), late_bad.eq(bad),
+                     *(late_ok[t].eq(ok[t]) for t in _NOTICES)]
+
         notice = self.notices
-        control = [(ok[t], kind, value, code) for t, (kind, value, code) in _NOTICES.items()]
+        control = [(late_ok[t], kind, value, code) for t, (kind, value, code) in _NOTICES.items()]
+        late_locate = field(any_spec, "stock_locate", late_raw)
+        late_timestamp = field(any_spec, "timestamp", late_raw)
         m.d.sync += [
-            notice.valid.eq(Cat(*(ok[t] for t in _NOTICES)).any() | bad),
-            notice.p.kind.eq(one_of([(bad, NoticeKind.BAD_MESSAGE.value)]
+            notice.valid.eq(Cat(*late_ok.values()).any() | late_bad),
+            notice.p.kind.eq(one_of([(late_bad, NoticeKind.BAD_MESSAGE.value)]
                                     + [(c, k.value) for c, k, _, _ in control], 4)),
-            notice.p.feed.eq(msg.feed), notice.p.sequence.eq(msg.sequence),
-            notice.p.locate.eq(Mux(bad, 0, locate)), notice.p.timestamp.eq(Mux(bad, 0, timestamp)),
-            notice.p.code.eq(one_of([(bad, message_type)]
-                                    + [(c, field(MESSAGES[t], code))
+            notice.p.feed.eq(late_feed), notice.p.sequence.eq(late_sequence),
+            notice.p.locate.eq(Mux(late_bad, 0, late_locate)),
+            notice.p.timestamp.eq(Mux(late_bad, 0, late_timestamp)),
+            notice.p.code.eq(one_of([(late_bad, late_raw[0:8])]
+                                    + [(c, field(MESSAGES[t], code, late_raw))
                                        for (c, _, _, code), t in zip(control, _NOTICES,
                                                                      strict=True)], 8)),
-            notice.p.value.eq(one_of([(bad, msg.length)]
-                                     + [(c, field(MESSAGES[t], value))
+            notice.p.value.eq(one_of([(late_bad, late_length)]
+                                     + [(c, field(MESSAGES[t], value, late_raw))
                                         for (c, _, value, _), t in zip(control, _NOTICES,
                                                                        strict=True)
                                         if value is not None], 64)),

@@ -1,6 +1,6 @@
 """MoldUDP64 receive: session and sequence tracking, A/B arbitration, message de-framing."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,17 +107,18 @@ class MoldUdp64Receiver(wiring.Component):
         ends_reg = Signal()         # the current item's last byte is in this beat...
         last_hot = Signal(8)        # ...at this lane (one-hot)
         at_hot = Signal(9)          # the next length field starts at this lane (8 = next beat)
+        at_in_beat = Signal()       # ...which is one of lanes 0-6 (the whole field is here)
         body_at_reg = Signal(4)     # lane of the next message's first byte (8, 9: next beat)
         rotation_reg = Signal(3)    # lane of the current item's first byte
-        item_beat_reg = Signal(3)   # index of this beat within the current item (saturates)
+        write_hot = Signal(DECODED_BYTES)   # the current item's bytes the next beat carries
         len_hi = Signal(8)
         length_reg = Signal(16)
         index = Signal(16)          # messages completed in this packet
-        dropped = Signal()          # an error dropped the rest of this packet
+        dropped = Signal()          # an error dropped the rest of this packet...
+        just_failed = Signal()      # ...or did so in the previous beat (`dropped` follows it)
 
         framing = wire(m, Mux(beat.first, _Framing.HEADER, framing_reg), "framing", _Framing)
         rotation = wire(m, Mux(beat.first, first_lane, rotation_reg), "rotation")
-        item_beat = wire(m, Mux(beat.first, 0, item_beat_reg), "item_beat")
         later = valid & ~beat.first
         in_item = valid & ((framing == _Framing.HEADER) | (framing == _Framing.BODY))
         ends = later & ((framing_reg == _Framing.HEADER) | (framing_reg == _Framing.BODY)) \
@@ -134,10 +135,16 @@ class MoldUdp64Receiver(wiring.Component):
         both_present = Cat(*(at_hot[q] & beat.keep[q + 1] for q in range(7))).any()
         clean_end = length_due & beat.last & ~starts_present
         length_here = length_due & both_present
-        length_split = length_due & at_hot[7] & ~beat.last
         length_cut = length_due & beat.last & starts_present & ~both_present
-        next_at_boundary = complete & at_hot[8] & ~beat.last
         lo_here = later & (framing_reg == _Framing.LEN_LO)
+        # The framing's own recurrence assumes every lane present: only a packet's last beat
+        # may lack lanes, and whatever the framing decides there is unused, as the next beat
+        # starts a packet. So `keep` stays off the recurrence, which depends on registers and
+        # the length field's bytes only; the checks above, which use `keep`, see the truth.
+        length_due_f = ends | at_next
+        new_item_f = wire(m, (length_due_f & at_in_beat) | lo_here, "new_item_f")
+        length_split_f = length_due_f & at_hot[7]
+        next_at_boundary_f = ends & at_hot[8]
 
         field_hi = Signal(8)
         field_lo = Signal(8)
@@ -151,21 +158,39 @@ class MoldUdp64Receiver(wiring.Component):
         # The framing follows every length field, good or bad: after an error the packet is
         # `dropped` (nothing more is delivered or counted) and the framing's state is unused
         # until the next packet restarts it, so no error check sits on the framing's path.
-        writes_new = wire(m, new_item & (body_at < BEAT_BYTES), "writes_new")
         new_rotation = body_at[0:3]
 
         # --- Message buffer: one register file, written through two rotators ---------------
         # The item ending in this beat is read out through `rotated_old`; a new item starting
-        # in the same beat writes its first bytes through `rotated_new`.
+        # in the same beat writes its first bytes through `rotated_new`. Which bytes of the item
+        # a beat carries is kept as a mask, a beat ahead: the first beat of a packet carries the
+        # header's bytes [0, 8 - first lane); each later beat the 8 after the last; a new item
+        # whose body starts at lane b (b > 7: next beat) gets [0, 8 - b) now, [8 - b, 16 - b) next.
+        def item_window(lane, beat_index):
+            """The item's bytes in beat `beat_index` (0: the beat its first byte is in) when its
+            first byte is at `lane` (lanes 8 and up: the next beat)."""
+            return Cat(*(((j + lane) >> 3) == beat_index for j in range(DECODED_BYTES)))
+
+        carried = wire(m, Mux(beat.first, item_window(first_lane, 0), write_hot),
+                       "carried", DECODED_BYTES)
+        carried_new = wire(m, Mux(new_item_f, item_window(body_at, 0), 0),
+                           "carried_new", DECODED_BYTES)
+        # After [a, b): [b, b + 8). Only an item's first window (a = 0) can be short of 8 bytes.
+        following = (carried << BEAT_BYTES) | Mux(carried[0], ~carried[0:BEAT_BYTES], 0)
+        with m.If(valid):
+            m.d.sync += write_hot.eq(Mux(new_item_f, item_window(body_at, 1),
+                                         Mux(ends, 0, following)))
         buffer = Signal(8 * DECODED_BYTES)
-        rotated_old = [wire(m, lane_at[(k + rotation)[0:3]], f"rot_old{k}") for k in range(8)]
+        # (Both rotations are made from registers, and the packet's first beat picks one.)
+        rotated_old = [wire(m, Mux(beat.first, lane_at[(k + first_lane)[0:3]],
+                                   lane_at[(k + rotation_reg)[0:3]]), f"rot_old{k}")
+                       for k in range(8)]
         rotated_new = [wire(m, lane_at[(k + new_rotation)[0:3]], f"rot_new{k}") for k in range(8)]
         item_bytes = []
         for j in range(DECODED_BYTES):
             word, k = divmod(j, BEAT_BYTES)
-            old_write = in_item & Mux(k < BEAT_BYTES - rotation, item_beat == word,
-                                      item_beat == word + 1)
-            new_write = writes_new & (word == 0) & (k < BEAT_BYTES - new_rotation)
+            old_write = valid & carried[j]
+            new_write = valid & carried_new[j]
             stored = buffer[8 * j:8 * j + 8]
             current = wire(m, Mux(old_write, rotated_old[k], stored), f"item_byte{j}")
             item_bytes.append(current)
@@ -247,12 +272,23 @@ class MoldUdp64Receiver(wiring.Component):
         # The sequencing outcome, one cycle after the decision, from registers: gap, notices,
         # counters, and moving `current` up to the packet's first sequence number on a gap
         # (unless the packet already delivered its first message in the decision cycle).
+        # Where the packet stands against the feed is worked out once, in the decision cycle,
+        # from registers: `behind` = current - first sequence is negative on a gap, else the
+        # number of leading messages already delivered (saturating: a count fits in 16 bits).
+        # A fresh session's base is 1; `fresh` only selects between the two outcomes.
         settled = Signal()
         base = Signal(64)
         last_sequence = Signal(65)
+        gap = Signal()
+        skip = Signal(17)               # leading messages of this packet that are duplicates
+        behind = wire(m, current - hdr_sequence, "behind", signed(65))
+        behind_skip = wire(m, Mux(behind < 0, 0, Mux(behind[17:] != 0, 1 << 16, behind[0:17])),
+                           "behind_skip", 17)
+        first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
-                     last_sequence.eq(hdr_sequence + hdr_count)]
-        gap = wire(m, hdr_sequence > base, "gap")
+                     last_sequence.eq(hdr_sequence + hdr_count),
+                     gap.eq(Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)),
+                     skip.eq(Mux(fresh, first_is_zero, behind_skip))]
         delivered_any = Signal()
         with m.If(settled & gap & ~delivered_any):
             m.d.sync += current.eq(hdr_sequence)
@@ -263,47 +299,59 @@ class MoldUdp64Receiver(wiring.Component):
               & ~end_of_session & (last_sequence <= base))
 
         # --- Messages --------------------------------------------------------------------------
-        wanted_reg = Signal(16)
-        wanted = wire(m, Mux(header_done, Mux(count_now == END_OF_SESSION, 0, count_now),
-                             wanted_reg), "wanted")
-        with m.If(header_done):
-            m.d.sync += wanted_reg.eq(wanted)
-        message_sequence = Signal(64)
-        with m.If(header_done):
-            m.d.sync += message_sequence.eq(big_endian(10, 8))
-        excess = message_done & (index >= wanted_reg)   # no message completes with the header
-        messages_seen = Mux(header_done, 0, index) + message_done
+        wanted = wire(m, Mux(end_of_session, 0, hdr_count), "wanted")   # messages in the packet
+        # The sequence number of the message completing now: the header's for the first one (it
+        # can complete the cycle after the header), then counting up.
+        header_q = Signal()
+        message_sequence_reg = Signal(64)
+        m.d.sync += header_q.eq(header_done)
+        message_sequence = wire(m, Mux(header_q, hdr_sequence, message_sequence_reg),
+                                "message_sequence")
+        with m.If(header_q):
+            m.d.sync += message_sequence_reg.eq(hdr_sequence)
+        # No message completes with the header, so `hdr_count` is there for the first one.
+        excess = message_done & (end_of_session | (index >= hdr_count))
         corrupt = complete & beat.last & beat.bad & (header_done | ~excess)
-        usable = wire(m, message_done & ~excess & ~corrupt & ~dropped
+        usable = wire(m, message_done & ~excess & ~corrupt & ~dropped & ~just_failed
                       & Mux(decide, session_ok, packet_ok), "usable")
-        # Delivery. After the decision, `current` is the next sequence number to deliver, so an
-        # equality suffices. A message can complete in the decision cycle itself only when the
-        # header ended in lane 0 or 1 (payload starting at lane 6), and then the header's
-        # sequence number was stored a beat earlier: its comparison is made from the stored
-        # bytes, from registers, the cycle before.
+        # Delivery. A message can complete in the decision cycle itself only when the header
+        # ended in lane 0 or 1 (payload starting at lane 6), and then the header's sequence
+        # number was stored a beat earlier: its comparisons are made from the stored bytes,
+        # from registers, the cycle before.
         stored_sequence = Cat(*reversed([buffer[8 * j:8 * j + 8] for j in range(10, 18)]))
         stored_not_behind = Signal()
-        m.d.sync += stored_not_behind.eq(stored_sequence >= current)
-        # The cycle after, `current` is the packet's base: a first message compares by
-        # magnitude (it may be ahead, on a gap); every later one by equality.
-        not_seen = wire(m, Mux(decide, Mux(fresh, message_sequence != 0, stored_not_behind),
-                               Mux(settled & (index == 0), message_sequence >= current,
-                                   message_sequence == current)), "not_seen")
+        stored_nonzero = Signal()
+        m.d.sync += [stored_not_behind.eq(stored_sequence >= current),
+                     stored_nonzero.eq(stored_sequence != 0)]
+        # From the cycle after, messages within a packet are consecutive: message `index` is new
+        # once `skip` duplicates have gone by, a 17-bit comparison of registers.
+        not_seen = wire(m, Mux(decide, Mux(fresh, stored_nonzero, stored_not_behind),
+                               index >= skip), "not_seen")
         fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
-            m.d.sync += [index.eq(index + 1), message_sequence.eq(message_sequence + 1)]
+            m.d.sync += [index.eq(index + 1), message_sequence_reg.eq(message_sequence + 1)]
         with m.If(header_done):
             m.d.sync += index.eq(0)
         with m.If(fresh_message):
-            m.d.sync += [current.eq(message_sequence + 1), delivered_any.eq(1)]
+            m.d.sync += delivered_any.eq(1)
         with m.If(first):
             m.d.sync += delivered_any.eq(0)
+        # Within a packet nothing reads `current` after the decision cycle, so it follows the
+        # delivered messages a cycle late, from registers, off the delivery decision's path.
+        delivered = Signal()
+        delivered_next = Signal(64)
+        m.d.sync += [delivered.eq(fresh_message), delivered_next.eq(message_sequence + 1)]
+        with m.If(delivered):
+            m.d.sync += current.eq(delivered_next)
         # `current` is the working copy; the feed's entry follows it a cycle later (the next
         # packet of any feed loads its copy at its verdict, many cycles after).
         write_back = Signal()
-        m.d.sync += write_back.eq(accepted | settled | fresh_message)
-        with m.If(write_back):
-            m.d.sync += expected[feed].eq(current)
+        m.d.sync += write_back.eq(accepted | settled | delivered)
+        for f in range(self.feeds):
+            with m.If(self.resync[f]):
+                m.d.sync += expected[f].eq(1)
+            with m.Elif(write_back & (feed == f)):
+                m.d.sync += expected[f].eq(current)
         count(m, self.counters, "messages", fresh_message)
         count(m, self.counters, "duplicate_messages", usable & ~not_seen)
 
@@ -317,7 +365,7 @@ class MoldUdp64Receiver(wiring.Component):
         # --- Resync (host) ---------------------------------------------------------------------
         for f in range(self.feeds):
             with m.If(self.resync[f]):
-                m.d.sync += [session_valid[f].eq(0), ended[f].eq(0), expected[f].eq(1)]
+                m.d.sync += [session_valid[f].eq(0), ended[f].eq(0)]
 
         # --- Framing errors: held until the packet's fate is known, so that a packet refused
         # by the UDP verdict or the session check counts as that refusal only.
@@ -327,13 +375,13 @@ class MoldUdp64Receiver(wiring.Component):
         # A clean end with the wrong number of messages is checked a cycle later, from
         # registers (the header's count may have arrived in the same beat, through the rotator).
         clean_end_q = Signal()
-        seen_q = Signal(17)
-        live = ~dropped | first
+        live = ~(dropped | just_failed) | first
         m.d.sync += [errors.eq(Mux(live, errors_now, 0)),
-                     clean_end_q.eq(clean_end & ~corrupt & live), seen_q.eq(messages_seen)]
-        count_short = clean_end_q & (seen_q != wanted_reg)
+                     clean_end_q.eq(clean_end & ~corrupt & live)]
+        count_short = clean_end_q & (index != wanted)    # `index` now counts the packet's messages
         errors = errors | Cat(Const(0, 2), count_short, Const(0, 1))
-        with m.If(valid & errors_now.any()):
+        m.d.sync += just_failed.eq(valid & errors_now.any())
+        with m.If(just_failed):
             m.d.sync += dropped.eq(1)
         pending = Signal(len(_FRAMING_ERRORS))
         header_seen = Signal()
@@ -354,37 +402,48 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [header_seen.eq(0), decided.eq(0), pending.eq(0), dropped.eq(0)]
 
         # --- Framing state update ------------------------------------------------------------
-        # Next beat: for a new item, it ends next beat iff body_at + length <= 16 (no adder on
-        # the path); otherwise from the registered distance.
+        # `boundary`: distance from this beat's lane 0 to just past the current item. An item
+        # continuing from an earlier beat ends next beat iff boundary <= 16, at lane boundary - 9.
         boundary = wire(m, Mux(beat.first, first_lane + HEADER_LENGTH, boundary_reg), "boundary")
-        short_item = (length[5:] == 0) & (length[0:5] <= 2 * BEAT_BYTES - body_at)
-        ends_next = wire(m, Mux(new_item, short_item, boundary <= 2 * BEAT_BYTES), "ends_next")
-        end_at_next = wire(m, Mux(new_item, body_at + length[0:4], boundary[0:4])
-                           - BEAT_BYTES, "end_at_next", 4)          # 1..8 when ends_next
+        # One adder after the length field's select: the item's distance from next beat's lane 0.
+        body_from_next = wire(m, body_at - BEAT_BYTES, "body_from_next", signed(5))
+        boundary_next = wire(m, Mux(new_item_f, length + body_from_next, boundary - BEAT_BYTES),
+                             "boundary_next", 17)
+        # Whether and where a new item ends next beat is decoded for each place its length field
+        # may start (lanes 0-6 of this beat, or split across the previous beat), from that
+        # place's bytes alone, then selected: no adder on the framing's recurrence.
+        places = [(length_due_f & at_hot[q], lanes[q], lanes[q + 1], q + 2) for q in range(7)]
+        places.append((lo_here, len_hi, lanes[0], 1))
+        short_new, end_new = [], []
+        for select, hi, lo, body in places:
+            short = (hi == 0) & (lo[5:] == 0) & (lo[0:5] <= 2 * BEAT_BYTES - body)
+            short_new.append(select & short)
+            end_new.append(Mux(select, (lo[0:4] + body)[0:4], 0))
+        ends_next = wire(m, Cat(*short_new).any() | (~new_item_f & (boundary <= 2 * BEAT_BYTES)),
+                         "ends_next")
+        end_at_next = wire(m, _or_all(end_new + [Mux(new_item_f, 0, boundary[0:4])])
+                           ^ BEAT_BYTES, "end_at_next", 4)  # 1..8 when ends_next
+        at_hot_next = wire(m, Mux(next_at_boundary_f, 1, Cat(Const(0, 1), *(
+            end_at_next == q for q in range(1, 9)))), "at_hot_next", 9)
         with m.If(valid):
             m.d.sync += [
-                item_beat_reg.eq(Mux(item_beat == 7, 7, item_beat + 1)),
-                boundary_reg.eq(Mux(new_item, body_at + length, boundary) - BEAT_BYTES),
+                boundary_reg.eq(boundary_next),
                 ends_reg.eq(ends_next),
                 last_hot.eq(Cat(*(end_at_next == q + 1 for q in range(8)))),
-                at_hot.eq(Mux(next_at_boundary, 1, Cat(Const(0, 1), *(end_at_next == q
-                                                                  for q in range(1, 9))))),
-                body_at_reg.eq(Mux(next_at_boundary, 2, end_at_next + 2)),
+                at_hot.eq(at_hot_next), at_in_beat.eq(at_hot_next[0:7].any()),
+                body_at_reg.eq(Mux(next_at_boundary_f, 2, end_at_next + 2)),
             ]
-            with m.If(new_item):
-                m.d.sync += [rotation_reg.eq(new_rotation), length_reg.eq(length),
-                             item_beat_reg.eq(Mux(body_at < BEAT_BYTES, 1, 0))]
+            with m.If(new_item_f):
+                m.d.sync += [rotation_reg.eq(new_rotation), length_reg.eq(length)]
             with m.Else():
                 m.d.sync += rotation_reg.eq(rotation)
-            with m.If(length_split):
+            with m.If(length_split_f):
                 m.d.sync += len_hi.eq(lanes[7])
-            with m.If(clean_end):
-                m.d.sync += framing_reg.eq(_Framing.IDLE)
-            with m.Elif(new_item):
+            with m.If(new_item_f):
                 m.d.sync += framing_reg.eq(_Framing.BODY)
-            with m.Elif(length_split):
+            with m.Elif(length_split_f):
                 m.d.sync += framing_reg.eq(_Framing.LEN_LO)
-            with m.Elif(next_at_boundary):
+            with m.Elif(next_at_boundary_f):
                 m.d.sync += framing_reg.eq(_Framing.NEXT)
             with m.Elif(in_item):
                 m.d.sync += framing_reg.eq(framing)
@@ -403,3 +462,10 @@ class MoldUdp64Receiver(wiring.Component):
                          notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(hdr_sequence)]
         return m
+
+
+def _or_all(values):
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result

@@ -305,19 +305,23 @@ class UdpReceiver(wiring.Component):
             with m.Else():
                 m.d.sync += state_reg.eq(state)
 
-        # A payload cut short counts once the packet is known to be accepted.
+        # A payload cut short counts once the packet is known to be accepted. Worked out a cycle
+        # late, from registered copies of the events, off the payload's path.
         cut_seen = Signal()
         accepted = Signal()
-        with m.If(decision):
+        cut_q, decision_q, stage2_q, accept_q = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [cut_q.eq(sending & cut), decision_q.eq(decision), stage2_q.eq(stage2),
+                     accept_q.eq(accept)]
+        with m.If(decision_q):
             m.d.sync += [cut_seen.eq(0), accepted.eq(0)]
-        with m.If(sending & cut):
+        with m.If(cut_q):
             m.d.sync += cut_seen.eq(1)
-        with m.If(stage2):
-            m.d.sync += accepted.eq(accept)
+        with m.If(stage2_q):
+            m.d.sync += accepted.eq(accept_q)
         header_cut = in_header & beat_in.last & ~not_ipv4 & ~decision
-        payload_cut = ((accept & (cut_seen | (sending & cut)))
-                       | (accepted & ~stage2 & ~decision & sending & cut))
-        count(m, self.counters, "truncated", header_cut | payload_cut)
+        payload_cut = ((accept_q & (cut_seen | cut_q))
+                       | (accepted & ~stage2_q & ~decision_q & cut_q))
+        count(m, self.counters, "truncated", header_cut, payload_cut)
         count(m, self.counters, "frames", valid & beat_in.first)
         count(m, self.counters, "bad_frames", valid & beat_in.last & beat_in.bad)
         count(m, self.counters, "not_ipv4", not_ipv4)
