@@ -107,7 +107,8 @@ def test_cli_load_writes_the_table_or_nothing(tmp_path):
     assert result.returncode == 1 and "nothing written" in result.stderr
     assert f"{bad}: feed.filter[0].feed: 9 is not a feed of this build (0..3)" in result.stderr
     assert path.read_bytes() == before
-    result = subprocess.run(TICKWIRE + ["load", str(EXAMPLE), "--device", str(path)],
+    result = subprocess.run(TICKWIRE + ["load", str(EXAMPLE), "--device", str(path),
+                                        "--identity", f"{design_identity():016x}"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
