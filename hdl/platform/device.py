@@ -3,8 +3,10 @@
 `FeedDevice` is `FeedHandler` with its host-facing ports (filters, resync, counters, alarms,
 notices, next expected sequence numbers) reached through a `RegisterBank` on the register bus;
 MAC rx and the book event stream stay ports of the top level. As the book, strategy and risk
-blocks land, each adds a `Block` of declarations to `device_blocks` and its ports to the top
-level; the map, the bank, the driver's names and the docs follow.
+blocks land, each becomes a submodule here and one more `Block` in the list `RegisterMap` is
+built from (see `feed_register_map`), with its declarations (ideally a ``registers``
+attribute on the component, as ``FeedHandler`` will have); the map, the bank, the driver's
+names and the docs follow.
 
 The design identity (``id.identity``) is the first 64 bits of the SHA-256 of the top level's
 RTLIL with the identity register at zero: any change to the gateware or the register map
