@@ -47,21 +47,26 @@ def _worst(count):
     return out
 
 
-def _rate(events):
-    """Events per cycle with events presented back to back (input FIFO deep enough to hold
-    the burst, so the figure is the book's own rate): the last event is a sentinel add whose
-    BookUpdate marks the cycle the book finished."""
-    book = VerilatedBook(fifo_depth=1 << 18)
+def _rate(events, chunk=1000):
+    """Events per cycle with events presented back to back, in chunks of `chunk` (the input
+    FIFO deepened to hold a chunk, so the figure is the book's own rate). Each chunk ends with
+    a sentinel add whose BookUpdate marks the cycle the book finished it; the book's state
+    carries over from chunk to chunk. Every update is checked against the model."""
+    book = VerilatedBook(fifo_depth=2 * chunk)
     model = BookModel(book.p)
     _subscribe_all(book, model)
-    sentinel = event(ADD, locate=LOCATES[-1], order_ref=(1 << 35) + 1, side=1, shares=1,
-                     price=1)
-    updates, stamps = book.run(events + [sentinel], gap=1)
-    expected = model.run(events + [sentinel])
-    assert updates == expected, "the Verilated book differs from the model"
+    cycles = handled = 0
+    for start in range(0, len(events), chunk):
+        sentinel = event(ADD, locate=LOCATES[-1], order_ref=(1 << 35) + start, side=1,
+                         shares=1, price=1000 - start // chunk)   # the new best ask
+        batch = events[start:start + chunk] + [sentinel]
+        updates, stamps = book.run(batch, gap=1)
+        assert updates == model.run(batch), "the Verilated book differs from the model"
+        assert updates[-1]["sequence"] == sentinel["sequence"] and updates[-1]["ask_price"]
+        cycles += stamps[-1] - BOOK_LATENCY_CYCLES + 1
+        handled += len(batch)
     assert book.counters()["fifo_overflow"] == 0
-    finished = stamps[-1] - BOOK_LATENCY_CYCLES
-    return (len(events) + 1) / (finished + 1)
+    return handled / cycles
 
 
 def book_figures(console):
@@ -83,13 +88,9 @@ def book_figures(console):
     _subscribe_all(book, model)
     latencies, mismatches, updates_seen = [], 0, 0
     chunk, gap = 100_000, 3
+    soak = _realistic(SOAK_EVENTS, seed=1000)
     for start in range(0, SOAK_EVENTS, chunk):
-        events = _realistic(chunk, seed=1000 + start)
-        for k, e in enumerate(events):   # references unique across chunks
-            e["order_ref"] += start * 8
-            if e["new_ref"]:
-                e["new_ref"] += start * 8
-            e["sequence"] = start + k + 1
+        events = soak[start:start + chunk]
         started = time.perf_counter()
         updates, stamps = book.run(events, gap=gap)
         seconds += time.perf_counter() - started
