@@ -107,22 +107,20 @@ class MoldUdp64Receiver(wiring.Component):
         ends_reg = Signal()         # the current item's last byte is in this beat...
         last_hot = Signal(8)        # ...at this lane (one-hot)
         at_hot = Signal(9)          # the next length field starts at this lane (8 = next beat)
-        at_in_beat = Signal()       # ...which is one of lanes 0-6 (the whole field is here)
+        at_by = Signal(7)           # at_by[i]: ...at one of lanes 0..i (whole field in the beat)
         body_at_reg = Signal(4)     # lane of the next message's first byte (8, 9: next beat)
-        rotation_reg = Signal(3)    # lane of the current item's first byte
+        rotation_hot = Signal(8)    # lane of the current item's first byte (one-hot)
         write_hot = Signal(DECODED_BYTES)   # the current item's bytes the next beat carries
         len_hi = Signal(8)
         length_reg = Signal(16)
         index = Signal(16)          # messages completed in this packet
         dropped = Signal()          # an error dropped the rest of this packet...
-        just_failed = Signal()      # ...or did so in the previous beat (`dropped` follows it)
+        failed = Signal(len(_FRAMING_ERRORS))   # ...or did so in the previous beat (`errors_now`)
 
         framing = wire(m, Mux(beat.first, _Framing.HEADER, framing_reg), "framing", _Framing)
-        rotation = wire(m, Mux(beat.first, first_lane, rotation_reg), "rotation")
         later = valid & ~beat.first
         in_item = valid & ((framing == _Framing.HEADER) | (framing == _Framing.BODY))
-        ends = later & ((framing_reg == _Framing.HEADER) | (framing_reg == _Framing.BODY)) \
-            & ends_reg
+        ends = later & ends_reg     # (only ever set inside an item: see `ends_next`)
         complete = wire(m, ends & (last_hot & beat.keep).any(), "complete")
         header_done = complete & (framing_reg == _Framing.HEADER)
         message_done = complete & (framing_reg == _Framing.BODY)
@@ -142,7 +140,7 @@ class MoldUdp64Receiver(wiring.Component):
         # starts a packet. So `keep` stays off the recurrence, which depends on registers and
         # the length field's bytes only; the checks above, which use `keep`, see the truth.
         length_due_f = ends | at_next
-        new_item_f = wire(m, (length_due_f & at_in_beat) | lo_here, "new_item_f")
+        new_item_f = wire(m, (length_due_f & at_by[6]) | lo_here, "new_item_f")
         length_split_f = length_due_f & at_hot[7]
         next_at_boundary_f = ends & at_hot[8]
 
@@ -158,7 +156,6 @@ class MoldUdp64Receiver(wiring.Component):
         # The framing follows every length field, good or bad: after an error the packet is
         # `dropped` (nothing more is delivered or counted) and the framing's state is unused
         # until the next packet restarts it, so no error check sits on the framing's path.
-        new_rotation = body_at[0:3]
 
         # --- Message buffer: one register file, written through two rotators ---------------
         # The item ending in this beat is read out through `rotated_old`; a new item starting
@@ -173,8 +170,11 @@ class MoldUdp64Receiver(wiring.Component):
 
         carried = wire(m, Mux(beat.first, item_window(first_lane, 0), write_hot),
                        "carried", DECODED_BYTES)
-        carried_new = wire(m, Mux(new_item_f, item_window(body_at, 0), 0),
-                           "carried_new", DECODED_BYTES)
+        # A new item's first bytes, [0, 8 - b), straight from the registered places: with its
+        # length field at lane q (b = q + 2) byte j is in this beat iff q <= 5 - j.
+        carried_new = wire(m, Cat(*(
+            (length_due_f & at_by[5 - j] if j <= 5 else 0) | (lo_here & (j < BEAT_BYTES - 1))
+            for j in range(BEAT_BYTES))), "carried_new", BEAT_BYTES)
         # After [a, b): [b, b + 8). Only an item's first window (a = 0) can be short of 8 bytes.
         following = (carried << BEAT_BYTES) | Mux(carried[0], ~carried[0:BEAT_BYTES], 0)
         with m.If(valid):
@@ -183,14 +183,18 @@ class MoldUdp64Receiver(wiring.Component):
         buffer = Signal(8 * DECODED_BYTES)
         # (Both rotations are made from registers, and the packet's first beat picks one.)
         rotated_old = [wire(m, Mux(beat.first, lane_at[(k + first_lane)[0:3]],
-                                   lane_at[(k + rotation_reg)[0:3]]), f"rot_old{k}")
+                                   _or_all([Mux(rotation_hot[r], lanes[(k + r) % BEAT_BYTES], 0)
+                                            for r in range(BEAT_BYTES)])), f"rot_old{k}")
                        for k in range(8)]
-        rotated_new = [wire(m, lane_at[(k + new_rotation)[0:3]], f"rot_new{k}") for k in range(8)]
+        rotated_new = [wire(m, Mux(framing_reg == _Framing.LEN_LO, lanes[(k + 1) % BEAT_BYTES],
+                                   _or_all([Mux(at_hot[q], lanes[(k + q + 2) % BEAT_BYTES], 0)
+                                            for q in range(7)])), f"rot_new{k}")
+                       for k in range(BEAT_BYTES)]
         item_bytes = []
         for j in range(DECODED_BYTES):
             word, k = divmod(j, BEAT_BYTES)
             old_write = valid & carried[j]
-            new_write = valid & carried_new[j]
+            new_write = valid & carried_new[j] if j < BEAT_BYTES else 0
             stored = buffer[8 * j:8 * j + 8]
             current = wire(m, Mux(old_write, rotated_old[k], stored), f"item_byte{j}")
             item_bytes.append(current)
@@ -243,12 +247,10 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
                          feed_ended.eq(ended.bit_select(verdict.p.feed, 1))]
         # The session bytes (0-9) complete at least one beat before the header does, so they
-        # are compared, from the buffer, with every feed's session the cycle before the decision.
+        # are compared, from the buffer, with the feed's session the cycle before the decision.
         stored_session = buffer[0:80]
-        same_by_feed = Signal(self.feeds)
-        m.d.sync += same_by_feed.eq(Cat(*(stored_session == session[f]
-                                          for f in range(self.feeds))))
-        same_session = wire(m, same_by_feed.bit_select(feed, 1), "same_session")
+        same_session = Signal()
+        m.d.sync += same_session.eq(stored_session == session[feed])
         fresh = wire(m, ~feed_known | (feed_ended & ~same_session), "fresh")
         session_ok = wire(m, udp_ok & (fresh | (same_session & ~feed_ended)), "session_ok")
         end_of_session = hdr_count == END_OF_SESSION
@@ -258,8 +260,12 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [session[feed].eq(hdr_session),
                          session_valid.bit_select(feed, 1).eq(1),
                          ended.bit_select(feed, 1).eq(end_of_session)]
-            with m.If(fresh):
-                m.d.sync += current.eq(1)
+        # A fresh session restarts `current` at 1 the cycle after (before a gap or a delivery
+        # moves it on, below); nothing reads it in between.
+        restart = Signal()
+        m.d.sync += restart.eq(accepted & fresh)
+        with m.If(restart):
+            m.d.sync += current.eq(1)
         count(m, self.counters, "wrong_session", rejected & ~feed_ended)
         count(m, self.counters, "after_end", rejected & feed_ended & same_session)
 
@@ -280,15 +286,15 @@ class MoldUdp64Receiver(wiring.Component):
         base = Signal(64)
         last_sequence = Signal(65)
         gap = Signal()
-        skip = Signal(17)               # leading messages of this packet that are duplicates
+        skip = Signal(17)               # leading messages of this packet that are duplicates,
+        all_behind = Signal()           # ...unless the packet is 2^17 or more behind
         behind = wire(m, current - hdr_sequence, "behind", signed(65))
-        behind_skip = wire(m, Mux(behind < 0, 0, Mux(behind[17:] != 0, 1 << 16, behind[0:17])),
-                           "behind_skip", 17)
         first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
                      last_sequence.eq(hdr_sequence + hdr_count),
                      gap.eq(Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)),
-                     skip.eq(Mux(fresh, first_is_zero, behind_skip))]
+                     skip.eq(Mux(fresh, first_is_zero, Mux(behind < 0, 0, behind[0:17]))),
+                     all_behind.eq(~fresh & (behind >= (1 << 17)))]
         delivered_any = Signal()
         with m.If(settled & gap & ~delivered_any):
             m.d.sync += current.eq(hdr_sequence)
@@ -312,7 +318,9 @@ class MoldUdp64Receiver(wiring.Component):
         # No message completes with the header, so `hdr_count` is there for the first one.
         excess = message_done & (end_of_session | (index >= hdr_count))
         corrupt = complete & beat.last & beat.bad & (header_done | ~excess)
-        usable = wire(m, message_done & ~excess & ~corrupt & ~dropped & ~just_failed
+        # The beat after an error only a bad length lets the packet go on to complete a message
+        # (excess ones stay excess; the other errors end the packet); later beats see `dropped`.
+        usable = wire(m, message_done & ~excess & ~(beat.last & beat.bad) & ~dropped & ~failed[1]
                       & Mux(decide, session_ok, packet_ok), "usable")
         # Delivery. A message can complete in the decision cycle itself only when the header
         # ended in lane 0 or 1 (payload starting at lane 6), and then the header's sequence
@@ -326,7 +334,7 @@ class MoldUdp64Receiver(wiring.Component):
         # From the cycle after, messages within a packet are consecutive: message `index` is new
         # once `skip` duplicates have gone by, a 17-bit comparison of registers.
         not_seen = wire(m, Mux(decide, Mux(fresh, stored_nonzero, stored_not_behind),
-                               index >= skip), "not_seen")
+                               ~all_behind & (index >= skip)), "not_seen")
         fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
             m.d.sync += [index.eq(index + 1), message_sequence_reg.eq(message_sequence + 1)]
@@ -371,17 +379,17 @@ class MoldUdp64Receiver(wiring.Component):
         # by the UDP verdict or the session check counts as that refusal only.
         errors_now = Cat(item_cut | length_cut | (new_item & beat.last), length_bad, excess,
                          corrupt)
-        errors = Signal(len(_FRAMING_ERRORS))
-        # A clean end with the wrong number of messages is checked a cycle later, from
-        # registers (the header's count may have arrived in the same beat, through the rotator).
+        # Only a packet's first error counts: `live` until then. Errors are registered raw and
+        # masked the cycle after. A clean end with the wrong number of messages is checked a
+        # cycle later too (the header's count may have arrived in the same beat, via the rotator).
         clean_end_q = Signal()
-        live = ~(dropped | just_failed) | first
-        m.d.sync += [errors.eq(Mux(live, errors_now, 0)),
+        live = ~(dropped | failed.any()) | first
+        live_q = Signal()
+        m.d.sync += [failed.eq(errors_now), live_q.eq(live),
                      clean_end_q.eq(clean_end & ~corrupt & live)]
         count_short = clean_end_q & (index != wanted)    # `index` now counts the packet's messages
-        errors = errors | Cat(Const(0, 2), count_short, Const(0, 1))
-        m.d.sync += just_failed.eq(valid & errors_now.any())
-        with m.If(just_failed):
+        errors = Mux(live_q, failed, 0) | Cat(Const(0, 2), count_short, Const(0, 1))
+        with m.If(failed.any()):
             m.d.sync += dropped.eq(1)
         pending = Signal(len(_FRAMING_ERRORS))
         header_seen = Signal()
@@ -419,8 +427,8 @@ class MoldUdp64Receiver(wiring.Component):
             short = (hi == 0) & (lo[5:] == 0) & (lo[0:5] <= 2 * BEAT_BYTES - body)
             short_new.append(select & short)
             end_new.append(Mux(select, (lo[0:4] + body)[0:4], 0))
-        ends_next = wire(m, Cat(*short_new).any() | (~new_item_f & (boundary <= 2 * BEAT_BYTES)),
-                         "ends_next")
+        ends_next = wire(m, Cat(*short_new).any()
+                         | (~new_item_f & ~ends & (boundary <= 2 * BEAT_BYTES)), "ends_next")
         end_at_next = wire(m, _or_all(end_new + [Mux(new_item_f, 0, boundary[0:4])])
                            ^ BEAT_BYTES, "end_at_next", 4)  # 1..8 when ends_next
         at_hot_next = wire(m, Mux(next_at_boundary_f, 1, Cat(Const(0, 1), *(
@@ -430,13 +438,17 @@ class MoldUdp64Receiver(wiring.Component):
                 boundary_reg.eq(boundary_next),
                 ends_reg.eq(ends_next),
                 last_hot.eq(Cat(*(end_at_next == q + 1 for q in range(8)))),
-                at_hot.eq(at_hot_next), at_in_beat.eq(at_hot_next[0:7].any()),
+                at_hot.eq(at_hot_next),
+                at_by.eq(Cat(*(at_hot_next[0:i + 1].any() for i in range(7)))),
                 body_at_reg.eq(Mux(next_at_boundary_f, 2, end_at_next + 2)),
             ]
             with m.If(new_item_f):
-                m.d.sync += [rotation_reg.eq(new_rotation), length_reg.eq(length)]
+                m.d.sync += [rotation_hot.eq(Cat(*(body_at[0:3] == r for r in range(BEAT_BYTES)))),
+                             length_reg.eq(length)]
             with m.Else():
-                m.d.sync += rotation_reg.eq(rotation)
+                with m.If(beat.first):
+                    m.d.sync += rotation_hot.eq(Cat(*(first_lane == r
+                                                      for r in range(BEAT_BYTES))))
             with m.If(length_split_f):
                 m.d.sync += len_hi.eq(lanes[7])
             with m.If(new_item_f):

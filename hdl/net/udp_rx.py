@@ -163,13 +163,17 @@ class UdpReceiver(wiring.Component):
         protocol = ip_field("protocol")
         dst_ip = ip_field("dst")
 
-        udp = Signal(7)       # ip + 4 * max(IHL, 5); valid from beat 4, the UDP header's earliest
-        udp_next = Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl))
-        udp_end_beat = Signal(4)    # the beat holding the UDP header's last byte...
-        udp_end_lane = Signal(3)    # ...and its lane (1 or 5)
-        udp_end_next = udp_next + h.UDP_LENGTH - 1
-        m.d.sync += [udp.eq(udp_next), udp_end_beat.eq(udp_end_next >> 3),
-                     udp_end_lane.eq(udp_end_next[0:3])]
+        # The UDP header's offset, ip + 4 * max(IHL, 5), registered; valid from beat 3 (a tagged
+        # frame's IHL is taken from the lanes as it arrives in beat 2).
+        udp = Signal(7)
+        ihl_latest = Mux(vlan, Mux(beat == 2, lanes[(h.ETHERNET_LENGTH + h.VLAN_LENGTH) & 7],
+                                   version_ihl_tagged), version_ihl_untagged)[0:4]
+        udp_next = Cat(Const(0b10, 2), 3 + vlan + Mux(ihl_latest < 5, 5, ihl_latest))
+        udp_end_beat = Signal(4)    # the beat holding the UDP header's last byte (valid from
+        udp_end_lane = Signal(3)    # beat 4), and its lane (1 or 5)
+        udp_end = udp + h.UDP_LENGTH - 1
+        m.d.sync += [udp.eq(udp_next), udp_end_beat.eq(udp_end >> 3),
+                     udp_end_lane.eq(udp_end[0:3])]
         dst_port = field(udp + h.UDP["dst_port"].offset, 2, "udp_dst_port")[1]
         _, udp_length = field(udp + h.UDP["length"].offset, 2, "udp_length")
 
@@ -179,8 +183,7 @@ class UdpReceiver(wiring.Component):
         # in beat 1 the word at 14, unless this very beat shows a VLAN tag; in beat 2 the word
         # at 16 unless tagged, and 18 to 22; then every word below the UDP header.
         header_words = Signal(BEAT_BYTES // 2)
-        udp_ahead = Cat(Const(0b10, 2), 3 + vlan + Mux(ihl < 5, 5, ihl))
-        later = Cat(*((Cat(Const(2 * w, 3), beat + 1) < udp_ahead)
+        later = Cat(*((Cat(Const(2 * w, 3), beat + 1) < udp)
                       for w in range(BEAT_BYTES // 2)))
         with m.If(valid):
             m.d.sync += header_words.eq(Mux(beat == 0, 0, Mux(beat == 1, 0b1110,
@@ -206,7 +209,12 @@ class UdpReceiver(wiring.Component):
                     | (inner_beat & (inner_ethertype != h.ETHERTYPE_IPV4)))
 
         earliest = (h.ETHERNET_LENGTH + h.IPV4_MIN_LENGTH + h.UDP_LENGTH - 1) >> 3  # `udp` valid
-        decision = wire(m, in_header & (beat >= earliest) & (beat == udp_end_beat)
+        # Whether a beat is the UDP header's last is registered the beat before (from beat 4).
+        at_udp_end = Signal()
+        with m.If(valid):
+            m.d.sync += at_udp_end.eq((beat + 1 >= earliest) & (beat + 1 == udp_end_beat)
+                                      & ~beat_in.last)
+        decision = wire(m, in_header & at_udp_end
                         & beat_in.keep.bit_select(udp_end_lane, 1), "decision")
 
         # Verdict, stage 1 (the cycle after the decision beat): every check from registers.
@@ -274,7 +282,7 @@ class UdpReceiver(wiring.Component):
                            signed(18))   # payload bytes beyond the first beat
         remaining = Signal(signed(18))   # payload bytes from lane 0 of the current beat on
         in_payload = valid & (state == _State.PAYLOAD) & ~rejected
-        ends_later = remaining <= BEAT_BYTES
+        ends_later = Signal()            # remaining <= 8, kept with `remaining`
         end_lane = Mux(decision, end_first, remaining[0:4])
         ends = Mux(decision, ends_first, ends_later)
         keep = Signal(8)
@@ -295,6 +303,8 @@ class UdpReceiver(wiring.Component):
                 out.p.first.eq(decision), out.p.last.eq(payload_last),
                 out.p.truncated.eq(cut), out.p.bad.eq(beat_in.last & beat_in.bad),
                 remaining.eq(Mux(decision, after_first, remaining - BEAT_BYTES)),
+                ends_later.eq(Mux(decision, udp_length_now <= 3 * BEAT_BYTES - start_lane,
+                                  remaining <= 2 * BEAT_BYTES)),
             ]
 
         with m.If(valid):
