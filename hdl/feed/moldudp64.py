@@ -166,7 +166,12 @@ class MoldUdp64Receiver(wiring.Component):
         def item_window(lane, beat_index):
             """The item's bytes in beat `beat_index` (0: the beat its first byte is in) when its
             first byte is at `lane` (lanes 8 and up: the next beat)."""
-            return Cat(*(((j + lane) >> 3) == beat_index for j in range(DECODED_BYTES)))
+            def carried(j):     # (j + lane) // 8 == beat_index, as comparisons with constants
+                low, high = 8 * beat_index - j, 8 * beat_index - j + 8
+                if high <= 0:
+                    return Const(0)
+                return (lane < high) if low <= 0 else ((lane >= low) & (lane < high))
+            return Cat(*(carried(j) for j in range(DECODED_BYTES)))
 
         carried = wire(m, Mux(beat.first, item_window(first_lane, 0), write_hot),
                        "carried", DECODED_BYTES)
