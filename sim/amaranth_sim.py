@@ -7,6 +7,18 @@ from tickwire.hdl.feed.handler import FeedHandler
 from .feed_run import FeedRun, decode_outputs, event_latencies, filters_value, schedule
 
 
+def simulate(dut, testbench, vcd=None):
+    """Run an async testbench against `dut` on a 100 MHz clock, optionally writing a VCD."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+
+
 def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None):
     """Present `frames` back to back (plus their idle cycles) at rx of a `FeedHandler`."""
     dut = dut or FeedHandler()
@@ -29,14 +41,7 @@ def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None):
                 notices.append(ctx.get(dut.notices.payload.as_value()))
         state["counters"] = ctx.get(dut.counters.as_value())
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, testbench, vcd)
     decoded_events, decoded_notices, counters = decode_outputs(
         [w for w, _ in events], notices, state["counters"], dut.counters.shape())
     latencies = event_latencies(frames, starts, filters,

@@ -5,12 +5,12 @@ benchmark). Both take the same script of host operations and events and return t
 from typing import NamedTuple
 
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from tickwire.hdl.book.book import OrderBook
 from tickwire.hdl.book.records import snapshot_layout, subscribe_layout, update_layout
 from tickwire.hdl.feed.events import BookEvent
 
+from .amaranth_sim import simulate
 from .records import pack, unpack
 
 
@@ -102,14 +102,7 @@ def run_book_sim(script, dut=None, *, drain=12, vcd=None):
         state["counters"] = unpack(dut.counters.shape(), ctx.get(dut.counters.as_value()))
         state["alarms"] = unpack(dut.alarms.shape(), ctx.get(dut.alarms.as_value()))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, testbench, vcd)
     return BookRun(updates, stamps, snapshots, state["counters"], state["alarms"], len(cycles))
 
 
