@@ -10,8 +10,25 @@ from tickwire.hdl.feed.itch import ItchDecoder, event_signature
 from tickwire.hdl.feed.moldudp64 import MoldUdp64Receiver
 from tickwire.hdl.net.mac import AxiStreamRx, mac_rx_signature
 from tickwire.hdl.net.udp_rx import FilterEntry, UdpReceiver
+from tickwire.hdl.platform.registers import Config, Counters, Fifo, Status, Strobe
 
 FEED_LATENCY_CYCLES = 3
+
+
+#: The host's view of `FeedHandler`'s ports: the register map, the bank, the driver and the
+#: docs are generated from these (`tickwire.hdl.platform.device`).
+FEED_REGISTERS = (
+    Config("filters", "(multicast group, UDP port) -> (feed, line); an entry is used while "
+           "`enable` is set"),
+    Strobe("resync", "write 1 << feed: forget that feed's session and expected sequence"),
+    Strobe("clear_alarms", "write 1: clear the sticky alarms"),
+    Status("alarms", "sticky alarms: integrity, gap, overflow"),
+    Status("next_sequence", "per feed, the next expected MoldUDP64 sequence number"),
+    Counters("counters", "32-bit wrapping event counter"),
+    Fifo("notices", "host notices: gaps, end of session, S/R/H messages, malformed messages; "
+         "a notice lost to a full FIFO is counted in `feed.counters.notice_overflow`",
+         overflow="counters.notice_overflow"),
+)
 
 
 class Alarms(data.Struct):
@@ -53,6 +70,7 @@ class FeedHandler(wiring.Component):
         self.udp = UdpReceiver(filter_entries)
         self.mold = MoldUdp64Receiver(feeds)
         self.itch = ItchDecoder()
+        self.registers = FEED_REGISTERS
         super().__init__({
             "rx": In(mac_rx_signature()),
             "filters": In(data.ArrayLayout(FilterEntry, filter_entries)),

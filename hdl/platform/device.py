@@ -4,9 +4,9 @@
 notices, next expected sequence numbers) reached through a `RegisterBank` on the register bus;
 MAC rx and the book event stream stay ports of the top level. As the book, strategy and risk
 blocks land, each becomes a submodule here and one more `Block` in the list `RegisterMap` is
-built from (see `feed_register_map`), with its declarations (ideally a ``registers``
-attribute on the component, as ``FeedHandler`` will have); the map, the bank, the driver's
-names and the docs follow.
+built from (see `feed_register_map`), with its declarations (the component's ``registers``
+attribute, beside the ports they name, as ``FeedHandler`` has); the map, the bank, the
+driver's names and the docs follow.
 
 The design identity (``id.identity``) is the first 64 bits of the SHA-256 of the top level's
 RTLIL with the identity register at zero: any change to the gateware or the register map
@@ -25,36 +25,11 @@ from tickwire.hdl.feed.itch import event_signature
 from tickwire.hdl.net.mac import mac_rx_signature
 
 from .export import to_rtlil
-from .registers import (
-    Block,
-    Config,
-    Counters,
-    Fifo,
-    RegisterBank,
-    RegisterMap,
-    Status,
-    Strobe,
-    bus_signature,
-)
-
-#: The feed handler's registers. (These belong in `tickwire.hdl.feed.handler` beside the ports
-#: they name, as a ``FeedHandler.registers`` attribute; they live here until that file moves.)
-FEED_HANDLER_REGISTERS = (
-    Config("filters", "(multicast group, UDP port) -> (feed, line); an entry is used while "
-           "`enable` is set"),
-    Strobe("resync", "write 1 << feed: forget that feed's session and expected sequence"),
-    Strobe("clear_alarms", "write 1: clear the sticky alarms"),
-    Status("alarms", "sticky alarms: integrity, gap, overflow"),
-    Status("next_sequence", "per feed, the next expected MoldUDP64 sequence number"),
-    Counters("counters", "32-bit wrapping event counter"),
-    Fifo("notices", "host notices: gaps, end of session, S/R/H messages, malformed messages; "
-         "a notice lost to a full FIFO is counted in `feed.counters.notice_overflow`",
-         overflow="counters.notice_overflow"),
-)
+from .registers import Block, RegisterBank, RegisterMap, bus_signature
 
 
 def feed_register_map(feed):
-    return RegisterMap([Block("feed", feed, getattr(feed, "registers", FEED_HANDLER_REGISTERS))])
+    return RegisterMap([Block("feed", feed, feed.registers)])
 
 
 class FeedDevice(wiring.Component):
