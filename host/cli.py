@@ -335,9 +335,22 @@ def write(name, value, index, device, identity):
                    "(time, device, alarm).")
 @click.option("--replay", type=click.IntRange(min=100), default=None, metavar="N",
               help="sim only: replay N messages of the default scenario, a tenth per sample.")
-def watch(device, identity, interval, count, as_json, log_file, replay):
+@click.option("--prometheus", "prometheus_port", type=click.IntRange(0, 65535), default=None,
+              metavar="PORT", help="Also serve every counter, alarm and status register and "
+              "the design identity to Prometheus at http://ADDR:PORT/metrics (0: any free "
+              "port), from the latest sample. With --count, the last sample is served until "
+              "scraped once (at most --prometheus-linger seconds).")
+@click.option("--prometheus-addr", default="127.0.0.1", show_default=True, metavar="ADDR",
+              help="Address the Prometheus exporter listens on.")
+@click.option("--prometheus-linger", type=click.FloatRange(min=0), default=60.0,
+              show_default=True, metavar="S",
+              help="With --count: seconds to wait for a scrape of the last sample.")
+def watch(device, identity, interval, count, as_json, log_file, replay, prometheus_port,
+          prometheus_addr, prometheus_linger):
     """Live counters and alarms of a device, refreshed every --interval seconds; raised alarms
-    are logged with timestamps."""
+    are logged with timestamps. With --prometheus PORT, also a Prometheus exporter (one device
+    sample per interval, every scrape serves the latest)."""
+    import asyncio
     import datetime
 
     from rich.live import Live
@@ -369,7 +382,11 @@ def watch(device, identity, interval, count, as_json, log_file, replay):
     async def work():
         dev = await api.connect(device, identity=_identity(identity))
         between = api.scenario_feeder(dev, replay) if replay else None
-        last, live = None, None
+        last, live, exporter, server = None, None, None, None
+        if prometheus_port is not None:
+            from tickwire.host import prometheus
+
+            exporter = prometheus.Exporter(dev)
         if not as_json:
             live = Live(auto_refresh=False)
             live.start()
@@ -377,6 +394,12 @@ def watch(device, identity, interval, count, as_json, log_file, replay):
             async for status, raised in api.samples(dev, interval=interval, count=count,
                                                     between=between):
                 now = datetime.datetime.now(datetime.UTC)
+                if exporter is not None:
+                    exporter.update(status, now.timestamp())
+                    if server is None:      # once there is a sample to serve
+                        server = prometheus.serve(dev, prometheus_port, prometheus_addr,
+                                                  exporter=exporter)
+                        click.echo(f"prometheus exporter on {server.url}", err=True)
                 log(raised, now.isoformat())
                 rates = {}
                 if last is not None:
@@ -388,9 +411,16 @@ def watch(device, identity, interval, count, as_json, log_file, replay):
                     click.echo(json.dumps({"time": now.isoformat(), **status}))
                 else:
                     live.update(render(status, rates), refresh=True)
+            if server is not None:    # a bounded watch: its last sample reaches Prometheus
+                deadline = asyncio.get_running_loop().time() + prometheus_linger
+                while (not exporter.collected()
+                       and asyncio.get_running_loop().time() < deadline):
+                    await asyncio.sleep(0.05)
         finally:
             if live is not None:
                 live.stop()
+            if server is not None:
+                server.close()
 
     try:
         _run(work)
