@@ -11,3 +11,11 @@ def wire(m, value, name, shape=None):
     signal = Signal(shape if shape is not None else value.shape(), name=name)
     m.d.comb += signal.eq(value)
     return signal
+
+
+def or_all(values):
+    """The OR of `values` (for AND-OR selects: each value already masked by its condition)."""
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result

@@ -9,7 +9,7 @@ from tickwire.hdl.feed.events import FeedNotice, NoticeKind
 from tickwire.hdl.feed.itch_format import DECODED_BYTES, MIN_LENGTH
 from tickwire.hdl.net.mac import BEAT_BYTES
 from tickwire.hdl.net.udp_rx import payload_signature, verdict_signature
-from tickwire.hdl.signals import wire
+from tickwire.hdl.signals import or_all, wire
 
 HEADER_LENGTH = 20          # session 10, sequence 8, count 2 (MoldUDP64 1.00, section 2)
 END_OF_SESSION = 0xFFFF
@@ -38,7 +38,7 @@ def notice_signature():
 
 
 class _Framing(enum.Enum, shape=3):
-    IDLE = 0      # between packets
+    IDLE = 0      # after reset (a packet's first beat starts HEADER whatever the state)
     HEADER = 1    # inside the 20-byte MoldUDP64 header
     BODY = 2      # inside a message
     NEXT = 3      # a message ended on a beat boundary: its successor's length is at lane 0
@@ -188,11 +188,11 @@ class MoldUdp64Receiver(wiring.Component):
         buffer = Signal(8 * DECODED_BYTES)
         # (Both rotations are made from registers, and the packet's first beat picks one.)
         rotated_old = [wire(m, Mux(beat.first, lane_at[(k + first_lane)[0:3]],
-                                   _or_all([Mux(rotation_hot[r], lanes[(k + r) % BEAT_BYTES], 0)
+                                   or_all([Mux(rotation_hot[r], lanes[(k + r) % BEAT_BYTES], 0)
                                             for r in range(BEAT_BYTES)])), f"rot_old{k}")
                        for k in range(8)]
         rotated_new = [wire(m, Mux(framing_reg == _Framing.LEN_LO, lanes[(k + 1) % BEAT_BYTES],
-                                   _or_all([Mux(at_hot[q], lanes[(k + q + 2) % BEAT_BYTES], 0)
+                                   or_all([Mux(at_hot[q], lanes[(k + q + 2) % BEAT_BYTES], 0)
                                             for q in range(7)])), f"rot_new{k}")
                        for k in range(BEAT_BYTES)]
         item_bytes = []
@@ -434,7 +434,7 @@ class MoldUdp64Receiver(wiring.Component):
             end_new.append(Mux(select, (lo[0:4] + body)[0:4], 0))
         ends_next = wire(m, Cat(*short_new).any()
                          | (~new_item_f & ~ends & (boundary <= 2 * BEAT_BYTES)), "ends_next")
-        end_at_next = wire(m, _or_all(end_new + [Mux(new_item_f, 0, boundary[0:4])])
+        end_at_next = wire(m, or_all(end_new + [Mux(new_item_f, 0, boundary[0:4])])
                            ^ BEAT_BYTES, "end_at_next", 4)  # 1..8 when ends_next
         at_hot_next = wire(m, Mux(next_at_boundary_f, 1, Cat(Const(0, 1), *(
             end_at_next == q for q in range(1, 9)))), "at_hot_next", 9)
@@ -479,10 +479,3 @@ class MoldUdp64Receiver(wiring.Component):
                          notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(hdr_sequence)]
         return m
-
-
-def _or_all(values):
-    result = values[0]
-    for value in values[1:]:
-        result = result | value
-    return result
