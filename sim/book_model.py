@@ -199,7 +199,7 @@ class BookModel:
         changed = sum((o != n) << i for i, (o, n) in enumerate(zip(old, new, strict=True)))
         bid = book[BUY].levels[0] if book[BUY].levels else EMPTY
         ask = book[SELL].levels[0] if book[SELL].levels else EMPTY
-        update = dict(locate=locate, side=side, changed=changed, complete=after[1],
+        update = dict(locate=locate, slot=slot, side=side, changed=changed, complete=after[1],
                       bid_price=bid[0], bid_shares=bid[1], ask_price=ask[0], ask_shares=ask[1],
                       levels=new, timestamp=e["timestamp"], sequence=e["sequence"])
         self.counters["updates"] += 1

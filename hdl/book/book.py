@@ -316,7 +316,8 @@ class OrderBook(wiring.Component):
             any_change = wire(m, (changed_w != 0) | (complete(after) != complete(vis_before)),
                               "any_change")
             m.d.comb += [
-                upd.locate.eq(ev.locate), upd.side.eq(op_side), upd.changed.eq(changed_w),
+                upd.locate.eq(ev.locate), upd.slot.eq(slot), upd.side.eq(op_side),
+                upd.changed.eq(changed_w),
                 upd.complete.eq(Cat(complete(row_out.bid), complete(row_out.ask))),
                 upd.bid_price.eq(row_out.bid.levels[0].price),
                 upd.bid_shares.eq(row_out.bid.levels[0].shares),

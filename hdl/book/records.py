@@ -117,11 +117,13 @@ def entry_layout(p):
 def update_layout(p):
     """`BookUpdate`: one per event that changed a subscribed symbol's visible book.
 
-    ``levels`` are the top ``visible`` levels of ``side`` after the event; bit i of
+    ``slot`` is the book the host mapped ``locate`` to (downstream per-symbol tables are
+    indexed by it). ``levels`` are the top ``visible`` levels of ``side`` after the event; bit i of
     ``changed`` is set when level i differs from before. ``complete`` (bit 0 bid, bit 1 ask)
     is clear when a side shows fewer levels than it has (some are in the hidden zone)."""
     return data.StructLayout({
-        "locate": unsigned(16), "side": 1, "changed": unsigned(p.visible), "complete": 2,
+        "locate": unsigned(16), "slot": unsigned(p.slot_bits), "side": 1,
+        "changed": unsigned(p.visible), "complete": 2,
         "bid_price": unsigned(PRICE_BITS), "bid_shares": unsigned(SHARES_BITS),
         "ask_price": unsigned(PRICE_BITS), "ask_shares": unsigned(SHARES_BITS),
         "levels": data.ArrayLayout(level_layout(p), p.visible),

@@ -48,3 +48,9 @@ class AxiStreamRx(wiring.Component):
             self.rx.p.bad.eq(self.tuser & self.tlast),
         ]
         return m
+
+
+#: Transmit side: the MAC takes a beat when ``ready``; once a frame has started, its beats must
+#: follow on consecutive cycles (a MAC underrun aborts the frame on the wire).
+def mac_tx_signature():
+    return stream.Signature(MacBeat)

@@ -1,0 +1,1 @@
+"""Strategies: `BookUpdate` and `BookEvent` in, `OrderIntent` out (see `records`)."""
