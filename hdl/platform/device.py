@@ -25,7 +25,7 @@ from tickwire.hdl.feed.itch import event_signature
 from tickwire.hdl.net.mac import mac_rx_signature
 
 from .export import to_rtlil
-from .registers import Block, RegisterBank, RegisterMap, bus_signature
+from .registers import Block, RegisterBank, RegisterMap, bus_signature, connect_bank
 
 
 def feed_register_map(feed):
@@ -63,14 +63,7 @@ class FeedDevice(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rx), feed.rx)
         wiring.connect(m, wiring.flipped(self.bus), bank.bus)
         wiring.connect(m, feed.events, wiring.flipped(self.events))
-        for bank_port, (_, port, flow, _, kind) in self.register_map.ports.items():
-            ours, theirs = getattr(bank, bank_port), getattr(feed, port)
-            if kind == "fifo":
-                wiring.connect(m, theirs, ours)
-            elif flow == In:
-                m.d.comb += theirs.eq(ours)
-            else:
-                m.d.comb += ours.eq(theirs)
+        connect_bank(m, bank, self.register_map)
         return m
 
 

@@ -488,3 +488,15 @@ class RegisterBank(wiring.Component):
                             whole = Cat(staging[:WORD_BITS * (n - 1)], bus.w_data)
                             m.d.sync += target.eq(whole[:register.width])
         return m
+
+
+def connect_bank(m, bank, register_map):
+    """Connect every port of `bank` to the block port its register was declared on."""
+    for bank_port, (block, port, flow, _, kind) in register_map.ports.items():
+        ours, theirs = getattr(bank, bank_port), getattr(block.component, port)
+        if kind == "fifo":
+            wiring.connect(m, theirs, ours)
+        elif flow == In:
+            m.d.comb += theirs.eq(ours)
+        else:
+            m.d.comb += ours.eq(theirs)
