@@ -13,6 +13,7 @@ from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import (
     Block,
     Config,
+    Constant,
     Counters,
     Fifo,
     RegisterBank,
@@ -42,8 +43,9 @@ class Toy(wiring.Component):
         raise NotImplementedError
 
 
-TOY_REGISTERS = (Config("mode"), Config("table"), Strobe("kick"), Status("wide"),
-                 Counters("counters"), Fifo("queue", overflow="counters.x"))
+TOY_REGISTERS = (Constant("slots", "a build parameter", value=0xC0FFEE), Config("mode"),
+                 Config("table"), Strobe("kick"), Status("wide"), Counters("counters"),
+                 Fifo("queue", overflow="counters.x"))
 
 
 def toy_map():
@@ -172,9 +174,9 @@ def run_bank(operations, identity=0x0123456789ABCDEF):
 def test_map_of_every_kind():
     register_map = toy_map()
     names = [r.name for r in register_map]
-    assert names == ["id.magic", "id.identity", "toy.mode", "toy.table", "toy.kick", "toy.wide",
-                     "toy.counters.snapshot", "toy.counters.x", "toy.counters.group.y",
-                     "toy.queue"]
+    assert names == ["id.magic", "id.identity", "toy.slots", "toy.mode", "toy.table",
+                     "toy.kick", "toy.wide", "toy.counters.snapshot", "toy.counters.x",
+                     "toy.counters.group.y", "toy.queue"]
     assert register_map["toy.counters.x"].snapshot == "toy.counters.snapshot"
     spans = [(r.address, r.span) for r in register_map]
     assert all(a + s == b for (a, s), (b, _) in zip(spans, spans[1:], strict=False))
@@ -277,3 +279,9 @@ def test_every_address_locates_one_register_word(address):
     else:
         assert register.entry_address(index) + word == address
         assert 0 <= word < register.words
+
+
+def test_build_parameters_read_back_as_constants():
+    m = toy_map()
+    seen, expected, _ = run_bank([("read", m["toy.slots"].address)])
+    assert seen[0] == expected[0] == ("read", m["toy.slots"].address, 0xC0FFEE)

@@ -13,12 +13,23 @@ from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.counters import count
 from tickwire.hdl.feed.itch import event_signature
-from tickwire.hdl.platform.registers import Counters, Fifo, Status, Strobe
+from tickwire.hdl.platform.registers import Constant, Counters, Fifo, Status, Strobe
 
 from .book import OrderBook
 from .records import BOOK_COUNTERS, Alarms, snapshot_layout, subscribe_layout, update_layout
 
-BOOK_REGISTERS = (
+
+def book_registers(p):
+    """The book's registers: its build parameters, then its host ports."""
+    return tuple(Constant(name, doc, value=getattr(p, name)) for name, doc in (
+        ("symbols", "books held (subscription slots 0..symbols-1)"),
+        ("locates", "stock locates the subscription map can name (0..locates-1)"),
+        ("depth", "price levels stored per symbol and side"),
+        ("visible", "levels shown on BookUpdates and snapshots"),
+        ("orders", "order-table capacity"))) + BOOK_PORT_REGISTERS
+
+
+BOOK_PORT_REGISTERS = (
     Strobe("subscribe", "map `locate` to book `slot` and clear that book (`enable` 1), or "
            "unmap the locate (`enable` 0); `write` must be 1"),
     Strobe("snapshot_request", "`write` 1: queue a snapshot of `locate`'s visible levels"),
@@ -57,7 +68,7 @@ class BookControl(wiring.Component):
     def __init__(self, parameters=None, **overrides):
         self.book = OrderBook(parameters, **overrides)
         p = self.p = self.book.p
-        self.registers = BOOK_REGISTERS
+        self.registers = book_registers(p)
         counters = {name: unsigned(32) for name in BOOK_COUNTERS}
         counters["host_overflow"] = unsigned(32)
         super().__init__({

@@ -1,11 +1,11 @@
 """Control and status registers, declared once next to the gateware that owns them.
 
 A component's registers are a list of declarations naming its ports (`Config`, `Strobe`,
-`Status`, `Counters`, `Fifo`). A `RegisterMap` resolves them against the component's signature
-(shapes come from the ports, never from a second description) and assigns word addresses in
-declaration order. From that one map come the gateware `RegisterBank`, the host driver's names
-(`tickwire.host.driver`) and the committed JSON/Markdown map (`docs/registers.*`). No address
-is written by hand anywhere.
+`Status`, `Counters`, `Fifo`) and its build parameters (`Constant`). A `RegisterMap` resolves
+them against the component's signature (shapes come from the ports, never from a second
+description) and assigns word addresses in declaration order. From that one map come the
+gateware `RegisterBank`, the host driver's names (`tickwire.host.driver`) and the committed
+JSON/Markdown map (`docs/registers.*`). No address is written by hand anywhere.
 
 The bus (`bus_signature`) is a simple memory-mapped port: 32-bit data, word addresses, a read
 strobe and a write strobe, one access per cycle, reads answered on ``r_data`` the cycle after
@@ -94,6 +94,14 @@ class Fifo(Decl):
     names the counter register (within the block) of entries lost to a full FIFO."""
     overflow: str | None = None
     kind, access = "fifo", "ro"
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant(Decl):
+    """A read-only build parameter with no port (``port`` is only its name): the host checks
+    configuration against the build it talks to with these."""
+    value: int = 0
+    kind, access = "constant", "ro"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +270,12 @@ class RegisterMap:
 
     def _declare(self, block, decl):
         component, port = block.component, decl.port
+        if decl.kind == "constant":
+            if not 0 <= decl.value < 1 << WORD_BITS:
+                raise ValueError(f"{block.name}.{port}: a constant is one 32-bit word")
+            self._add(Register(f"{block.name}.{port}", "constant", "ro", 0, WORD_BITS,
+                               doc=decl.doc, value=decl.value))
+            return
         if port not in component.signature.members:
             raise ValueError(f"{block.name}: no port {port!r} to declare a register on")
         member = component.signature.members[port]
