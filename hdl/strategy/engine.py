@@ -1,0 +1,249 @@
+"""The strategy engine: routes each book slot to a strategy and merges their intents."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.counters import count, counter_layout
+from tickwire.hdl.platform.registers import Counters, Status, Strobe
+from tickwire.hdl.signals import or_all, wire
+from tickwire.hdl.strategy.pairs import (
+    PAIRS_LATENCY_CYCLES,
+    PairsMeanReversion,
+    pair_write_layout,
+)
+from tickwire.hdl.strategy.records import OrderIntent, strategy_signature
+from tickwire.hdl.strategy.taker import (
+    TAKER_LATENCY_CYCLES,
+    ThresholdTaker,
+    table_write_layout,
+    taker_write_layout,
+    written_entry,
+)
+
+#: Intents the output queue holds (a power of two, a multiple of 4).
+QUEUE_DEPTH = 16
+
+#: One counter per reason; each counts one per occurrence.
+STRATEGY_COUNTERS = (
+    "updates",               # BookUpdates taken
+    "taker_fired",           # taker intents (one per side fired)
+    "taker_cooldown",        # a taker side eligible but refused: same price or within cooldown
+    "taker_one_sided",       # updates of an enabled taker slot whose book is not two-sided
+    "pairs_fired",           # pair trades decided (two intents each)
+    "pairs_one_sided",       # updates of a pair leg while a leg has no two-sided BBO
+    "pairs_position_limit",  # pair entry signals refused at the position limit
+    "intents",               # intents that left at ``intents``
+    "intents_lost",          # intents the output queue had no room for
+)
+
+
+class StrategyMode(enum.Enum, shape=2):
+    OFF = 0
+    TAKER = 1
+    PAIRS = 2
+
+
+def selection_layout(pairs):
+    """A slot's routing: a strategy, and for PAIRS, which pair and which leg (0 A, 1 B)."""
+    return data.StructLayout({"mode": StrategyMode, "pair": unsigned(max(1, (pairs - 1)
+                                                                         .bit_length())),
+                              "leg": unsigned(1)})
+
+
+class Alarms(data.Struct):
+    """Sticky until the host writes ``clear_alarms``."""
+    lost: 1             # an intent was lost: the output could not take it
+    position_limit: 1   # a pair reached its position limit and refused a signal
+
+
+#: The host's view of `StrategyEngine`'s ports (see `tickwire.hdl.platform.registers`).
+STRATEGY_REGISTERS = (
+    Strobe("selection", "route a book slot: write=1, index=slot, mode (OFF/TAKER/PAIRS), "
+           "pair, leg (0 A, 1 B); applies to updates after the write"),
+    Strobe("taker_params", "threshold taker entry: write=1, index=slot, enable, buy_price, "
+           "sell_price (Price(4)), quantity, cooldown (cycles); resets the slot's fire memory"),
+    Strobe("pair_params", "pairs entry: write=1, index=pair, enable, slot_a, slot_b, beta "
+           "(16.16), offset (two's complement), entry, exit (doubled Price(4) << 16), "
+           "quantity, max_position; resets the pair's position"),
+    Strobe("clear_alarms", "write 1: clear the sticky alarms"),
+    Status("alarms", "sticky alarms: lost (an intent was lost), position_limit"),
+    Counters("counters", "32-bit wrapping event counter"),
+)
+
+
+def _bank_layout():
+    """An intent as queued: without ``arrival`` (strategies leave it zero)."""
+    return data.StructLayout({name: field.shape for name, field in data.Layout.cast(OrderIntent)
+                              if name != "arrival"})
+
+
+class StrategyEngine(wiring.Component):
+    """The strategies of `TickToTrade`: `ThresholdTaker` and `PairsMeanReversion` behind one
+    `strategy_signature`, each book slot routed to one of them by a host table.
+
+    Routing: a block-RAM table of one entry per slot (`selection_layout`: OFF, TAKER, or PAIRS
+    with the pair and the leg), read the cycle an update arrives; a write presented at cycle w
+    applies to updates arriving after w (as the strategies' own tables do).
+
+    Merging: the taker offers up to two intents per update (buy, then sell), the pairs strategy
+    two legs together. They go into one queue of ``queue_depth`` intents, in this order each
+    cycle: taker buy, taker sell, then both pair legs or neither (a pair is never split); an
+    intent finds room if the queue as it was at the start of the cycle, plus those taken before
+    it in the cycle, holds fewer than ``queue_depth``. An intent without room is lost, counted
+    (``intents_lost``) and alarmed (``lost``): never silently. The queue's head, which may be an
+    intent offered this very cycle (the queue is bypassed when empty), is valid at ``intents``
+    and leaves when ``ready``; so the two legs of a pair leave on consecutive cycles when the
+    consumer is ready. The queue is four interleaved LUT-RAM banks, so that four intents can be
+    taken in one cycle.
+
+    Ports
+    -----
+    updates : In(BookUpdate stream, always ready)
+    events : In(BookEvent stream, always ready): not used by these strategies
+    intents : Out(OrderIntent stream)
+    selection : In(`table_write_layout` of `selection_layout`), Strobe
+    taker_params : In(`taker.taker_write_layout`), Strobe
+    pair_params : In(`pairs.pair_write_layout`), Strobe
+    counters : Out(one 32-bit counter per name in `STRATEGY_COUNTERS`)
+    alarms : Out(Alarms), clear_alarms : In(1)
+
+    ``registers`` declares them for the register bank (`STRATEGY_REGISTERS`).
+
+    Latency, update valid at ``updates`` to intent valid at ``intents`` with an empty queue:
+    taker 2 cycles, pairs 9 cycles (legs at 9 and 10). One update per cycle sustained, any mix
+    of slots; nothing stalls.
+    """
+
+    def __init__(self, parameters=None, *, pairs=64, queue_depth=QUEUE_DEPTH, **overrides):
+        self.p = p = (parameters or BookParameters())._replace(**overrides).check()
+        if queue_depth % 4 or queue_depth & (queue_depth - 1):
+            raise ValueError("queue_depth must be a power of two and at least 4")
+        self.pairs, self.queue_depth = pairs, queue_depth
+        self.pair_bits = max(1, (pairs - 1).bit_length())
+        self.registers = STRATEGY_REGISTERS
+        self.taker = ThresholdTaker(p)
+        self.pair_strategy = PairsMeanReversion(p, pairs=pairs)
+        members = dict(strategy_signature(p).members)
+        members.update({
+            "selection": In(table_write_layout(p.slot_bits, selection_layout(pairs))),
+            "taker_params": In(taker_write_layout(p)),
+            "pair_params": In(pair_write_layout(p, pairs)),
+            "counters": Out(counter_layout(STRATEGY_COUNTERS)),
+            "alarms": Out(Alarms),
+            "clear_alarms": In(1),
+        })
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        p = self.p
+        m = Module()
+        m.submodules.taker = taker = self.taker
+        m.submodules.pairs = pairs = self.pair_strategy
+        hits = {}
+
+        # --- routing ------------------------------------------------------------------------
+        sel_shape = selection_layout(self.pairs)
+        m.submodules.routes = routes = Memory(shape=sel_shape, depth=p.symbols, init=[])
+        rrd, rwr = routes.read_port(), routes.write_port()
+        s = self.selection
+        m.d.comb += [rwr.en.eq(s.write), rwr.addr.eq(s.index),
+                     rwr.data.eq(written_entry(s, sel_shape, p.slot_bits))]
+        u = self.updates
+        m.d.comb += rrd.addr.eq(u.p.slot)
+        route = rrd.data
+        m.d.comb += [
+            taker.updates.valid.eq(u.valid), taker.updates.payload.eq(u.payload),
+            pairs.updates.valid.eq(u.valid), pairs.updates.payload.eq(u.payload),
+            taker.active.eq(route.mode == StrategyMode.TAKER),
+            pairs.route.active.eq(route.mode == StrategyMode.PAIRS),
+            pairs.route.pair.eq(route.pair), pairs.route.leg.eq(route.leg),
+            taker.write.eq(self.taker_params), pairs.write.eq(self.pair_params),
+        ]
+
+        # --- the output queue ---------------------------------------------------------------
+        depth = self.queue_depth
+        banks = []
+        shape = _bank_layout()
+        for j in range(4):
+            mem = Memory(shape=shape, depth=depth // 4, init=[])
+            m.submodules[f"queue{j}"] = mem
+            banks.append((mem.read_port(domain="comb"), mem.write_port()))
+        level = Signal(range(depth + 1))
+        wptr = Signal(range(depth))
+        rptr = Signal(range(depth))
+
+        lanes = [taker.buy, taker.sell, pairs.leg_a, pairs.leg_b]
+        take_buy = wire(m, taker.buy.valid & (level < depth), "take_buy")
+        take_sell = wire(m, taker.sell.valid & (level + take_buy < depth), "take_sell")
+        take_pair = wire(m, pairs.leg_a.valid & (level + take_buy + take_sell + 2 <= depth),
+                         "take_pair")
+        takes = [take_buy, take_sell, take_pair, take_pair]
+        offsets = [Const(0, 3), take_buy, take_buy + take_sell, take_buy + take_sell + 1]
+        taken = wire(m, take_buy + take_sell + 2 * take_pair, "taken", unsigned(3))
+        lane_values = []
+        for lane in lanes:
+            value = Signal(shape)
+            m.d.comb += [getattr(value, name).eq(getattr(lane.p, name))
+                         for name, _ in shape]
+            lane_values.append(value)
+        positions = [wire(m, wptr + offsets[i], f"lane{i}_position", unsigned(len(wptr)))
+                     for i in range(4)]
+        for j, (_, wr) in enumerate(banks):
+            chosen = []
+            for i, position in enumerate(positions):
+                here = wire(m, takes[i] & (position[:2] == j), f"lane{i}_bank{j}")
+                chosen.append(here)
+                with m.If(here):
+                    m.d.comb += [wr.addr.eq(position[2:]), wr.data.eq(lane_values[i])]
+            m.d.comb += wr.en.eq(or_all(chosen))
+
+        out = self.intents
+        head = Signal(shape)
+        for j, (rd, _) in enumerate(banks):
+            m.d.comb += rd.addr.eq(rptr[2:])
+            with m.If(rptr[:2] == j):
+                m.d.comb += head.eq(rd.data)
+        first = Signal(shape)
+        with m.If(take_buy):
+            m.d.comb += first.eq(lane_values[0])
+        with m.Elif(take_sell):
+            m.d.comb += first.eq(lane_values[1])
+        with m.Else():
+            m.d.comb += first.eq(lane_values[2])
+        shown = Signal(shape)
+        m.d.comb += [
+            shown.eq(Mux(level != 0, head.as_value(), first.as_value())),
+            out.valid.eq((level != 0) | (taken != 0)),
+        ]
+        m.d.comb += [getattr(out.p, name).eq(getattr(shown, name)) for name, _ in shape]
+        m.d.comb += out.p.arrival.eq(0)
+        pop = wire(m, out.valid & out.ready, "pop")
+        m.d.sync += [level.eq(level + taken - pop), wptr.eq(wptr + taken), rptr.eq(rptr + pop)]
+
+        # --- counters and alarms ------------------------------------------------------------
+        count(m, self.counters, "updates", u.valid)
+        count(m, self.counters, "taker_fired", taker.fired[0], taker.fired[1])
+        count(m, self.counters, "taker_cooldown", taker.cooldown[0], taker.cooldown[1])
+        count(m, self.counters, "taker_one_sided", taker.one_sided)
+        count(m, self.counters, "pairs_fired", pairs.fired)
+        count(m, self.counters, "pairs_one_sided", pairs.one_sided)
+        count(m, self.counters, "pairs_position_limit", pairs.position_limit)
+        count(m, self.counters, "intents", pop)
+        lost = [lane.valid & ~take for lane, take in zip(lanes, takes, strict=True)]
+        count(m, self.counters, "intents_lost", *lost)
+        hits["lost"] = Cat(*lost).any()
+        alarms = self.alarms
+        with m.If(self.clear_alarms):
+            m.d.sync += alarms.eq(0)
+        with m.If(hits["lost"]):
+            m.d.sync += alarms.lost.eq(1)
+        with m.If(pairs.position_limit):
+            m.d.sync += alarms.position_limit.eq(1)
+        return m
+
+
+__all__ = ["StrategyEngine", "StrategyMode", "STRATEGY_COUNTERS", "STRATEGY_REGISTERS",
+           "QUEUE_DEPTH", "TAKER_LATENCY_CYCLES", "PAIRS_LATENCY_CYCLES", "selection_layout"]

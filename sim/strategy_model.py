@@ -1,0 +1,224 @@
+"""Reference models of the strategies: `TakerModel`, `PairsModel` and `EngineModel`.
+
+They are the executable specification of `tickwire.hdl.strategy` (see the docstrings of
+`ThresholdTaker`, `PairsMeanReversion` and `StrategyEngine`): the same decisions, in the same
+order, at the same cycles. Input: the table writes and BookUpdates, each with the cycle it was
+presented; output: the intents with the cycle each was valid (and taken) at ``intents``.
+
+Timing rules the model shares with the gateware:
+- an update arriving at cycle t is evaluated against the tables as written by host writes
+  presented at cycles < t (a write at cycle w applies from the update arriving at w + 1);
+- the taker's intents of an update arriving at t are offered at t + `taker_latency`, the pairs
+  strategy's at t + `pairs_latency`, into one queue (see `EngineModel`).
+"""
+
+from collections import deque
+
+from tickwire.hdl.strategy.engine import (
+    QUEUE_DEPTH,
+    STRATEGY_COUNTERS,
+    StrategyMode,
+)
+from tickwire.hdl.strategy.pairs import PAIRS_LATENCY_CYCLES
+from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
+
+BUY, SELL = 0, 1
+IOC = 1
+TAKER_ID, PAIRS_ID = 0, 1
+OFF, TAKER, PAIRS = (StrategyMode.OFF.value, StrategyMode.TAKER.value, StrategyMode.PAIRS.value)
+LEG_A, LEG_B = 0, 1
+FRACTION_BITS = 16
+
+
+def intent(u, *, slot, locate, side, quantity, price, strategy):
+    return dict(slot=slot, locate=locate, side=side, tif=IOC, strategy=strategy,
+                quantity=quantity, price=price, sequence=u["sequence"], arrival=0)
+
+
+class TakerModel:
+    """`ThresholdTaker`: per slot parameters and, per side, the memory of its last fire."""
+
+    def __init__(self):
+        self.params = {}    # slot -> dict(enable, buy_price, sell_price, quantity, cooldown)
+        self.memory = {}    # (slot, side) -> (price, cycle) of the last fire
+
+    def write(self, slot, entry):
+        self.params[slot] = dict(entry)
+        self.memory.pop((slot, BUY), None)
+        self.memory.pop((slot, SELL), None)
+
+    def update(self, t, u, counts):
+        """Intents (buy first) of the update `u` arriving at cycle `t` on a taker slot."""
+        prm = self.params.get(u["slot"])
+        if not prm or not prm["enable"]:
+            return []
+        if u["bid_shares"] == 0 or u["ask_shares"] == 0:
+            counts["taker_one_sided"] += 1
+        out = []
+        for side, exists, price, wanted in (
+                (BUY, u["ask_shares"] != 0, u["ask_price"], u["ask_price"] <= prm["buy_price"]),
+                (SELL, u["bid_shares"] != 0, u["bid_price"],
+                 u["bid_price"] >= prm["sell_price"])):
+            if not (exists and wanted):
+                continue
+            last = self.memory.get((u["slot"], side))
+            if last is not None and (price == last[0] or t - last[1] < prm["cooldown"]):
+                counts["taker_cooldown"] += 1
+                continue
+            self.memory[(u["slot"], side)] = (price, t)
+            counts["taker_fired"] += 1
+            out.append(intent(u, slot=u["slot"], locate=u["locate"], side=side,
+                              quantity=prm["quantity"], price=price, strategy=TAKER_ID))
+        return out
+
+
+def spread(pair, a, b):
+    """The spread of a pair in the host's units: doubled Price(4) with 16 fractional bits.
+    `a`, `b`: (bid, ask) of the legs."""
+    return ((a[0] + a[1]) << FRACTION_BITS) - pair["beta"] * (b[0] + b[1]) - pair["offset"]
+
+
+class PairsModel:
+    """`PairsMeanReversion`: the pair table, each pair's position, each slot's last BBO."""
+
+    def __init__(self):
+        self.pairs = {}      # pair -> dict(enable, slot_a, slot_b, beta, offset, entry, exit,
+        #                               quantity, max_position); offset signed
+        self.position = {}   # pair -> units (long A / short B is positive)
+        self.bbo = {}        # slot -> (bid, ask, two_sided, locate) of its latest update
+
+    def write(self, pair, entry):
+        self.pairs[pair] = dict(entry)
+        self.position[pair] = 0
+
+    def see(self, u):
+        """Every update, of any slot, is remembered (before it is evaluated)."""
+        self.bbo[u["slot"]] = (u["bid_price"], u["ask_price"],
+                               u["bid_shares"] != 0 and u["ask_shares"] != 0, u["locate"])
+
+    def update(self, u, pair_id, leg, counts):
+        """Intents (leg A first) of the update `u` of leg `leg` of pair `pair_id`."""
+        pair = self.pairs.get(pair_id)
+        if not pair or not pair["enable"] or pair["slot_b" if leg else "slot_a"] != u["slot"]:
+            return []
+        slots = (pair["slot_a"], pair["slot_b"])
+        a, b = (self.bbo.get(s, (0, 0, False, 0)) for s in slots)
+        if not (a[2] and b[2]):
+            counts["pairs_one_sided"] += 1
+            return []
+        s = spread(pair, a, b)
+        pos, limit = self.position.get(pair_id, 0), pair["max_position"]
+        direction = 0                          # -1: sell A buy B; +1: buy A sell B
+        if s > pair["entry"]:
+            if pos > -limit:
+                direction = -1
+            else:
+                counts["pairs_position_limit"] += 1
+        elif s < -pair["entry"]:
+            if pos < limit:
+                direction = 1
+            else:
+                counts["pairs_position_limit"] += 1
+        elif abs(s) <= pair["exit"] and pos != 0:
+            direction = -1 if pos > 0 else 1
+        if not direction:
+            return []
+        self.position[pair_id] = pos + direction
+        counts["pairs_fired"] += 1
+        q = pair["quantity"]
+        if direction < 0:
+            legs = ((SELL, a[0]), (BUY, b[1]))
+        else:
+            legs = ((BUY, a[1]), (SELL, b[0]))
+        return [intent(u, slot=slot, locate=bbo[3], side=side, quantity=q, price=price,
+                       strategy=PAIRS_ID)
+                for slot, bbo, (side, price) in zip(slots, (a, b), legs, strict=True)]
+
+
+class EngineModel:
+    """`StrategyEngine`: the selection table, both strategies and the output queue.
+
+    The queue holds `queue_depth` intents. Each cycle, the intents the strategies offer that
+    cycle are taken in this order: the taker's buy, the taker's sell, the pair's two legs (both
+    or neither); each only if the queue (as it was at the start of the cycle, plus those taken
+    before it this cycle) has room, else it is lost and counted. The head of the queue (which may
+    be an intent offered this very cycle) is at ``intents``; it leaves when ``ready``."""
+
+    def __init__(self, *, queue_depth=QUEUE_DEPTH, taker_latency=TAKER_LATENCY_CYCLES,
+                 pairs_latency=PAIRS_LATENCY_CYCLES):
+        self.queue_depth = queue_depth
+        self.taker_latency, self.pairs_latency = taker_latency, pairs_latency
+        self.taker, self.pairs = TakerModel(), PairsModel()
+        self.selection = {}   # slot -> (mode, pair, leg)
+        self.counters = dict.fromkeys(STRATEGY_COUNTERS, 0)
+        self.alarms = {"lost": 0, "position_limit": 0}
+
+    def write(self, table, index, entry):
+        if table == "selection":
+            mode = int(getattr(entry["mode"], "value", entry["mode"]))
+            self.selection[index] = (mode, entry.get("pair", 0), entry.get("leg", 0))
+        elif table == "taker_params":
+            self.taker.write(index, entry)
+        elif table == "pair_params":
+            self.pairs.write(index, entry)
+        else:
+            raise ValueError(f"no table {table!r}")
+
+    def evaluate(self, t, u):
+        """(taker intents, pairs intents) of the update `u` arriving at cycle `t`."""
+        self.counters["updates"] += 1
+        mode, pair, leg = self.selection.get(u["slot"], (OFF, 0, 0))
+        self.pairs.see(u)
+        before = self.counters["pairs_position_limit"]
+        taker = self.taker.update(t, u, self.counters) if mode == TAKER else []
+        pairs = self.pairs.update(u, pair, leg, self.counters) if mode == PAIRS else []
+        if self.counters["pairs_position_limit"] != before:
+            self.alarms["position_limit"] = 1
+        return taker, pairs
+
+    def run(self, updates=(), writes=(), *, cycles=None, ready=None):
+        """Run to `cycles` (default: until everything has left). `updates`: (cycle, update);
+        `writes`: (cycle, table, index, entry); `ready(cycle)`: the consumer's ready (default
+        always). Returns [(cycle, intent)]: each intent with the cycle it left."""
+        by_cycle = {}
+        for t, u in updates:
+            if t in by_cycle:
+                raise ValueError(f"two updates at cycle {t}")
+            by_cycle[t] = u
+        host = {}
+        for w, table, index, entry in writes:
+            host.setdefault(w, []).append((table, index, entry))
+        offered = {}    # cycle -> [taker intents, pairs intents]
+        queue, out = deque(), []
+        last = max([*by_cycle, *host, -1])
+        end = cycles if cycles is not None else last + self.pairs_latency + 1
+        c = 0
+        while c < end or (cycles is None and (queue or any(k >= c for k in offered))):
+            if c in by_cycle:
+                taker, pairs = self.evaluate(c, by_cycle[c])
+                offered.setdefault(c + self.taker_latency, [[], []])[0].extend(taker)
+                offered.setdefault(c + self.pairs_latency, [[], []])[1].extend(pairs)
+            for table, index, entry in host.get(c, ()):
+                self.write(table, index, entry)
+            taker, pairs = offered.pop(c, ([], []))
+            level = len(queue)
+            for item in taker:
+                if level < self.queue_depth:
+                    queue.append(item)
+                    level += 1
+                else:
+                    self._lost(1)
+            if pairs:
+                if level + len(pairs) <= self.queue_depth:
+                    queue.extend(pairs)
+                else:
+                    self._lost(len(pairs))
+            if queue and (ready is None or ready(c)):
+                out.append((c, queue.popleft()))
+                self.counters["intents"] += 1
+            c += 1
+        return out
+
+    def _lost(self, n):
+        self.counters["intents_lost"] += n
+        self.alarms["lost"] = 1

@@ -1,0 +1,244 @@
+"""Unit tier: the strategy engine in Amaranth's simulator, against `EngineModel`.
+
+Every test runs the same script (host table writes and BookUpdates, each at a cycle) through
+the gateware and the model and requires the same intents at the same cycles, the same counters
+and the same alarms; then it checks the behaviour the rule names, on the model's output."""
+
+import pytest
+
+from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.platform.device import describe_only
+from tickwire.hdl.platform.registers import Block, RegisterMap
+from tickwire.hdl.strategy.engine import STRATEGY_COUNTERS, StrategyEngine, StrategyMode
+from tickwire.hdl.strategy.pairs import PAIRS_LATENCY_CYCLES
+from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
+from tickwire.sim.strategy_model import BUY, SELL, EngineModel, spread
+from tickwire.sim.strategy_run import run_strategy
+
+P = BookParameters(symbols=16, locates=16)
+PAIRS = 4
+TAKER, PAIRS_MODE, OFF = StrategyMode.TAKER, StrategyMode.PAIRS, StrategyMode.OFF
+TICK = 1 << 17          # one Price(4) unit of a mid, in spread units
+
+
+def upd(slot, bid, ask, seq, *, bid_shares=100, ask_shares=100, locate=None):
+    return dict(slot=slot, locate=100 + slot if locate is None else locate, bid_price=bid,
+                bid_shares=bid_shares, ask_price=ask, ask_shares=ask_shares, sequence=seq)
+
+
+def taker(cycle, slot, *, buy=0, sell=(1 << 32) - 1, quantity=10, cooldown=0, enable=1):
+    return (cycle, "taker_params", dict(index=slot, enable=enable, buy_price=buy,
+                                        sell_price=sell, quantity=quantity, cooldown=cooldown))
+
+
+def select(cycle, slot, mode, pair=0, leg=0):
+    return (cycle, "selection", dict(index=slot, mode=mode, pair=pair, leg=leg))
+
+
+def pair(cycle, index, a, b, *, beta=1 << 16, offset=0, entry=10 * TICK, exit=2 * TICK,
+         quantity=5, max_position=2, enable=1):
+    return (cycle, "pair_params", dict(index=index, enable=enable, slot_a=a, slot_b=b,
+                                       beta=beta, offset=offset, entry=entry, exit=exit,
+                                       quantity=quantity, max_position=max_position))
+
+
+def model_writes(writes):
+    return [(c, port, d["index"], {k: v for k, v in d.items() if k != "index"})
+            for c, port, d in writes]
+
+
+def run_both(updates, writes, *, ready=None, queue_depth=16, cycles=None, extra=()):
+    dut = StrategyEngine(P, pairs=PAIRS, queue_depth=queue_depth)
+    end = cycles or max([c for c, _ in updates] + [c for c, *_ in writes]) + 40
+    run = run_strategy(dut, updates, writes=list(writes) + list(extra), ready=ready, cycles=end)
+    model = EngineModel(queue_depth=queue_depth)
+    expected = model.run(updates, model_writes(writes), ready=ready, cycles=end)
+    assert run.intents == expected
+    assert run.counters == model.counters
+    assert run.alarms == model.alarms
+    return expected, model
+
+
+def test_taker_latency_is_two_cycles_and_pairs_nine():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000), select(2, 2, PAIRS_MODE, 0, 0),
+              select(3, 3, PAIRS_MODE, 0, 1), pair(4, 0, 2, 3)]
+    updates = [(10, upd(1, 990, 1000, 1)), (20, upd(3, 1000, 1002, 2)),
+               (30, upd(2, 1020, 1022, 3))]
+    out, _ = run_both(updates, writes)
+    assert out[0][0] - 10 == TAKER_LATENCY_CYCLES == 2
+    assert [c - 30 for c, _ in out[1:]] == [PAIRS_LATENCY_CYCLES, PAIRS_LATENCY_CYCLES + 1]
+
+
+def test_taker_takes_the_touch_when_it_crosses_the_thresholds():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000, sell=1010, quantity=7)]
+    updates = [(10, upd(1, 990, 1001, 1)),                     # neither
+               (12, upd(1, 990, 1000, 2)),                     # buy at the ask
+               (14, upd(1, 1010, 1020, 3)),                    # sell at the bid
+               (16, upd(1, 1010, 999, 4, ask_shares=0)),       # no ask: no buy
+               (18, upd(1, 1011, 999, 5, bid_shares=0)),       # no bid, ask 999: buy
+               (20, upd(1, 1012, 998, 6))]                     # both, buy first
+    out, model = run_both(updates, writes)
+    got = [(i["sequence"], i["side"], i["price"], i["quantity"], i["strategy"], i["slot"],
+            i["locate"], i["tif"]) for _, i in out]
+    assert got == [(2, BUY, 1000, 7, 0, 1, 101, 1), (3, SELL, 1010, 7, 0, 1, 101, 1),
+                   (5, BUY, 999, 7, 0, 1, 101, 1), (6, BUY, 998, 7, 0, 1, 101, 1),
+                   (6, SELL, 1012, 7, 0, 1, 101, 1)]
+    assert [c for c, _ in out][-2:] == [22, 23]         # both sides: consecutive cycles
+    assert model.counters["taker_one_sided"] == 2
+
+
+def test_cooldown_one_level_fires_once_and_not_sooner_than_cooldown():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000, cooldown=10)]
+    updates = [(10, upd(1, 0, 1000, 1)),    # fires
+               (11, upd(1, 0, 1000, 2)),    # same price: never
+               (30, upd(1, 0, 1000, 3)),    # same price, long after: still not
+               (31, upd(1, 0, 999, 4)),     # new price: fires (21 cycles after the last)
+               (35, upd(1, 0, 998, 5)),     # new price but 4 < 10 cycles: no
+               (40, upd(1, 0, 997, 6)),     # 9 cycles: no
+               (41, upd(1, 0, 996, 7))]     # exactly 10: fires
+    out, model = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [1, 4, 7]
+    assert model.counters["taker_cooldown"] == 4
+
+
+def test_back_to_back_updates_of_one_slot_see_each_other():
+    writes = [select(0, 1, TAKER), select(0 + 1, 2, TAKER), taker(2, 1, buy=1000, sell=1000),
+              taker(3, 2, buy=1000)]
+    prices = [1000, 1000, 999, 999, 1000, 998, 998, 997]
+    updates = [(10 + k, upd(1 if k != 3 else 2, 1001, ask, k)) for k, ask in enumerate(prices)]
+    out, model = run_both(updates, writes)
+    buys = [(i["slot"], i["price"]) for _, i in out if i["side"] == BUY]
+    assert buys == [(1, 1000), (1, 999), (2, 999), (1, 1000), (1, 998), (1, 997)]
+    sells = [i for _, i in out if i["side"] == SELL]
+    assert len(sells) == 1          # the bid stays at 1001 on slot 1: one sell only
+
+
+def test_rewriting_a_slot_resets_its_memory_from_the_next_cycle():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000),
+              taker(20, 1, buy=1000),           # the update at 20 still sees the old memory
+              taker(30, 1, buy=1000)]
+    updates = [(10, upd(1, 0, 1000, 1)), (20, upd(1, 0, 1000, 2)), (21, upd(1, 0, 1000, 3)),
+               (29, upd(1, 0, 1000, 4)), (30, upd(1, 0, 1000, 5)), (31, upd(1, 0, 1000, 6))]
+    out, _ = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [1, 3, 6]
+
+
+def test_selection_off_and_disabled_entries_never_fire():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000, enable=0), select(2, 2, OFF),
+              taker(3, 2, buy=1000), select(4, 3, TAKER), taker(5, 3, buy=1000),
+              select(15, 3, OFF)]
+    updates = [(10, upd(1, 0, 900, 1)), (11, upd(2, 0, 900, 2)), (12, upd(3, 0, 900, 3)),
+               (15, upd(3, 0, 899, 4)), (16, upd(3, 0, 898, 5))]
+    out, model = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [3, 4]
+    assert model.counters["updates"] == 5
+
+
+def pairs_setup(**kw):
+    return [select(0, 4, PAIRS_MODE, 1, 0), select(1, 9, PAIRS_MODE, 1, 1),
+            pair(2, 1, 4, 9, **kw)]
+
+
+def test_pairs_enter_both_ways_stop_at_the_limit_and_exit():
+    writes = pairs_setup(max_position=2)
+    updates = [(10, upd(9, 1000, 1002, 1)),            # only leg B known: one-sided
+               (12, upd(4, 1020, 1022, 2)),            # spread +40 ticks: sell A, buy B
+               (14, upd(4, 1020, 1022, 3)),            # again: position -2
+               (16, upd(4, 1020, 1022, 4)),            # at the limit: refused
+               (18, upd(9, 1020, 1022, 5)),            # spread 0 <= exit: back to -1
+               (20, upd(4, 1000, 1002, 6)),            # spread -40: buy A, sell B: 0
+               (22, upd(4, 1000, 1002, 7)),            # +1
+               (24, upd(4, 1000, 1002, 8)),            # +2
+               (26, upd(4, 1000, 1002, 9)),            # limit
+               (28, upd(4, 1021, 1021, 10))]           # spread 0: back to +1
+    out, model = run_both(updates, writes)
+    legs = [(i["sequence"], i["slot"], i["side"], i["price"]) for _, i in out]
+    assert legs == [(2, 4, SELL, 1020), (2, 9, BUY, 1002), (3, 4, SELL, 1020), (3, 9, BUY, 1002),
+                    (5, 4, BUY, 1022), (5, 9, SELL, 1020), (6, 4, BUY, 1002), (6, 9, SELL, 1020),
+                    (7, 4, BUY, 1002), (7, 9, SELL, 1020), (8, 4, BUY, 1002), (8, 9, SELL, 1020),
+                    (10, 4, SELL, 1021), (10, 9, BUY, 1022)]
+    assert all(i["quantity"] == 5 and i["strategy"] == 1 for _, i in out)
+    assert all(b[0] == a[0] + 1 for a, b in zip(out[::2], out[1::2], strict=True))
+    assert model.counters["pairs_position_limit"] == 2 and model.alarms["position_limit"]
+    assert model.counters["pairs_one_sided"] == 1 and model.counters["pairs_fired"] == 7
+
+
+def test_pairs_spread_uses_beta_offset_and_the_stored_leg():
+    beta = (3 << 16) // 2 + 123            # 1.5019 in 16.16
+    a, b = (1500, 1504), (1000, 1001)
+    s = spread(dict(beta=beta, offset=-7 * TICK), a, b)
+    writes = pairs_setup(beta=beta, offset=-7 * TICK, entry=abs(s) - 1, exit=0)
+    writes += [pair(40, 1, 4, 9, beta=beta, offset=-7 * TICK, entry=abs(s), exit=0)]
+    updates = [(10, upd(9, *b, 1)), (11, upd(4, *a, 2)),       # |s| > entry: a trade
+               (50, upd(4, *a, 3))]                            # |s| == entry: none
+    out, _ = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [2, 2]
+    assert out[0][1]["side"] == (SELL if s > 0 else BUY)
+
+
+def test_pairs_ignore_an_update_the_pair_does_not_name_and_one_sided_legs():
+    writes = pairs_setup() + [select(3, 5, PAIRS_MODE, 1, 0)]   # slot 5 claims leg A of 1
+    updates = [(10, upd(9, 1000, 1002, 1)), (12, upd(5, 1050, 1052, 2)),
+               (14, upd(4, 1050, 1052, 3, ask_shares=0)), (16, upd(4, 1050, 1052, 4))]
+    out, model = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [4, 4]
+    assert model.counters["pairs_one_sided"] == 2
+
+
+def test_back_to_back_pair_updates_see_the_position():
+    writes = pairs_setup(max_position=3)
+    updates = [(10, upd(9, 1000, 1002, 1))] + [(11 + k, upd(4, 1030, 1032, 2 + k))
+                                               for k in range(5)]
+    out, model = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out][::2] == [2, 3, 4]
+    assert model.counters["pairs_position_limit"] == 2
+
+
+def test_a_full_queue_counts_and_alarms_lost_intents_and_clear_alarms_clears():
+    writes = [select(k, k, TAKER) for k in range(1, 4)]
+    writes += [taker(3 + k, k, buy=1000, sell=1000) for k in range(1, 4)]
+    updates = [(10 + k, upd(1 + k % 3, 1000 + k, 1000 - k, k)) for k in range(12)]
+    closed = set(range(0, 40))
+    out, model = run_both(updates, writes, ready=lambda c: c not in closed, queue_depth=8,
+                          cycles=80)
+    assert model.counters["intents_lost"] == 24 - 8 and model.alarms["lost"] == 1
+    assert len(out) == 8 and out[0][0] == 40
+    dut = StrategyEngine(P, pairs=PAIRS, queue_depth=8)
+    run = run_strategy(dut, updates, writes=writes + [(70, "clear_alarms", 1)],
+                       ready=lambda c: c not in closed, cycles=80)
+    assert run.alarms == {"lost": 0, "position_limit": 0}
+    assert run.counters["intents_lost"] == 16
+
+
+def test_pair_legs_are_never_split_by_a_full_queue():
+    writes = pairs_setup(max_position=20) + [select(3, 1, TAKER), taker(4, 1, buy=1000)]
+    updates = [(10, upd(9, 1000, 1002, 1))]
+    updates += [(11 + k, upd(4, 1030, 1032, 2 + k)) for k in range(4)]
+    updates += [(15 + k, upd(1, 0, 1000 - k, 10 + k)) for k in range(12)]
+    out, model = run_both(updates, writes, ready=lambda c: c > 60 or c % 5 == 0,
+                          queue_depth=8, cycles=100)
+    pairs = [i for _, i in out if i["strategy"] == 1]
+    assert len(pairs) % 2 == 0 and model.counters["intents_lost"] > 0
+    assert [p["slot"] for p in pairs] == [4, 9] * (len(pairs) // 2)
+
+
+def test_register_declarations_resolve_to_a_map():
+    engine = describe_only(StrategyEngine(P, pairs=PAIRS))
+    regs = RegisterMap([Block("strategy", engine, engine.registers)])
+    taker_reg = regs["strategy.taker_params"]
+    assert taker_reg.kind == "strobe" and taker_reg.access == "wo"
+    assert [f.name for f in taker_reg.fields] == ["write", "index", "enable", "buy_price",
+                                                  "sell_price", "quantity", "cooldown"]
+    assert [f.name for f in regs["strategy.pair_params"].fields][:4] == [
+        "write", "index", "enable", "slot_a"]
+    assert regs["strategy.selection"].fields[2].enum == {"OFF": 0, "TAKER": 1, "PAIRS": 2}
+    assert {f"strategy.counters.{name}" for name in STRATEGY_COUNTERS} <= set(regs.by_name)
+    assert regs["strategy.alarms"].kind == "status"
+
+
+@pytest.mark.parametrize("symbols", [16, 1024])
+def test_tables_are_sized_by_the_book(symbols):
+    engine = describe_only(StrategyEngine(BookParameters(symbols=symbols), pairs=PAIRS))
+    assert engine.taker.p.symbols == symbols
+    assert engine.signature.members["selection"].shape.size == 1 + (symbols - 1).bit_length() \
+        + 2 + 2 + 1
