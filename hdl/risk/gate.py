@@ -1,0 +1,542 @@
+"""The pre-trade risk gate: `OrderIntent`s in, orders (or counted, logged rejects) out."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tickwire.hdl.book.records import update_layout
+from tickwire.hdl.counters import count, counter_layout
+from tickwire.hdl.feed.events import Side
+from tickwire.hdl.platform.registers import Config, Counters, Fifo, Status, Strobe
+from tickwire.hdl.risk.records import (
+    BPS_BITS,
+    CAP_BITS,
+    COLLAR_SCALE,
+    REASONS,
+    RISK_COUNTERS,
+    ROOM_BITS,
+    TIME_BITS,
+    TOTAL_BITS,
+    Alarms,
+    AutoKillConfig,
+    KillReason,
+    LimitsEntry,
+    RejectReason,
+    RejectRecord,
+    RiskParameters,
+    ThrottleConfig,
+    fill_layout,
+    limits_write_layout,
+    position_write_layout,
+    read_request_layout,
+    readback_layout,
+)
+from tickwire.hdl.signals import wire
+from tickwire.hdl.strategy.records import OrderIntent
+
+__all__ = ["RiskGate", "RejectReason", "KillReason", "RiskParameters", "RISK_REGISTERS",
+           "RISK_LATENCY_CYCLES", "KILL_BOUND_CYCLES", "UPDATE_DELAY_CYCLES", "HOST_OP_CYCLES"]
+
+#: Cycles from an intent valid at ``intents`` to its order valid at ``orders``.
+RISK_LATENCY_CYCLES = 2
+#: ``orders.valid`` is low from this many cycles after the cycle the ``kill`` strobe is high.
+KILL_BOUND_CYCLES = 1
+#: A BookUpdate valid in cycle u is the collar reference of intents valid from cycle u + 4.
+UPDATE_DELAY_CYCLES = 4
+#: Cycles the host engine spends per queued host operation.
+HOST_OP_CYCLES = 3
+
+#: The host's view of `RiskGate`'s ports (see `tickwire.hdl.platform.registers`).
+RISK_REGISTERS = (
+    Config("armed", "write 1 to arm: nothing passes while 0 (the reset value)"),
+    Strobe("kill", "write 1: set the kill switch (nothing passes until `clear_kill`)"),
+    Strobe("clear_kill", "write 1: clear the kill switch and its reason"),
+    Status("killed", "1 while the kill switch is set"),
+    Status("kill_reason", "why the kill switch was set: HOST or REJECT_RATE"),
+    Config("slot_throttle", "per-slot order-rate bucket: one token per `interval` cycles, "
+           "`burst` tokens"),
+    Config("global_throttle", "gate-wide order-rate bucket: one token per `interval` cycles, "
+           "`burst` tokens"),
+    Config("auto_kill", "kill after `rejects` rejects within one window of `window` cycles "
+           "(`rejects` 0: never)"),
+    Strobe("limits", "write a slot's limits (`write` 1): enabled, max quantity, max notional, "
+           "collar, position limit"),
+    Strobe("fill", "post a fill and/or release (`write` 1): open -= filled + released, "
+           "position +-= filled"),
+    Strobe("set_position", "set a slot's position (`write` 1), e.g. at start of day"),
+    Strobe("read_request", "`read` 1: read a slot's position and open quantities into "
+           "`readback`"),
+    Status("readback", "the last `read_request`'s answer; `count` moves on each answer"),
+    Strobe("clear_alarms", "write 1: clear the sticky alarms"),
+    Status("alarms", "sticky alarms: killed, log_overflow, host_overflow, order_lost"),
+    Counters("counters", "32-bit wrapping counters: intents, passes, one per reject reason, "
+             "losses"),
+    Fifo("rejects", "every reject: the intent and the reason; an entry lost to a full FIFO is "
+         "counted in `risk.counters.log_overflow`", overflow="counters.log_overflow"),
+)
+
+
+class _Op(enum.Enum, shape=2):
+    LIMITS = 0
+    FILL = 1
+    POSITION = 2
+    READ = 3
+
+
+def _op_layout(p):
+    return data.StructLayout({
+        "kind": _Op, "index": unsigned(p.slot_bits),
+        "args": data.UnionLayout({
+            "limits": LimitsEntry,
+            "fill": data.StructLayout({"side": Side, "filled": unsigned(32),
+                                       "released": unsigned(32)}),
+            "position": signed(TOTAL_BITS)})})
+
+
+_STATE = data.StructLayout({"sent_buy": unsigned(TOTAL_BITS), "sent_sell": unsigned(TOTAL_BITS),
+                            "tat": unsigned(TIME_BITS)})
+_ACCOUNT = data.StructLayout({"position": signed(TOTAL_BITS), "done_buy": unsigned(TOTAL_BITS),
+                              "done_sell": unsigned(TOTAL_BITS),
+                              "limit": unsigned(TOTAL_BITS)})
+_ROOMS = data.StructLayout({"buy": signed(ROOM_BITS), "sell": signed(ROOM_BITS)})
+_CHECKS = data.StructLayout({"enabled": 1, "max_quantity": unsigned(32),
+                             "max_notional": unsigned(64), "collar_bps": unsigned(BPS_BITS)})
+_REFS = data.StructLayout({"bps": unsigned(BPS_BITS), "bid_ok": 1, "ask_ok": 1,
+                           "buy_cap": unsigned(CAP_BITS), "sell_floor": unsigned(CAP_BITS)})
+
+
+def _nonnegative_sum(m, name, early, late, width):
+    """Whether a sum of signed terms is >= 0. Terms are (sign, value) pairs, `early` ones
+    (from registers) and `late` ones (from block RAM): carry-save adders reduce the early terms
+    to two, then take in each late term with one more LUT level, and one carry chain ends it.
+    Everything is `width`-bit two's complement (wide enough for the true sum)."""
+    constant, vectors = 0, []
+    for k, (sign, value) in enumerate(early + late):
+        term = Signal(signed(width), name=f"{name}_t{k}")
+        m.d.comb += term.eq(value)
+        if sign < 0:                   # -t = ~t + 1
+            inverted = Signal(signed(width), name=f"{name}_i{k}")
+            m.d.comb += inverted.eq(~term)
+            term, constant = inverted, constant + 1
+        vectors.append(term)
+    level = [0]
+
+    def compress(a, b, c):
+        s = Signal(signed(width), name=f"{name}_s{level[0]}")
+        k = Signal(signed(width), name=f"{name}_k{level[0]}")
+        m.d.comb += [s.eq(a ^ b ^ c), k.eq(((a & b) | (a & c) | (b & c)) << 1)]
+        level[0] += 1
+        return [s, k]
+
+    pool = [Const(constant, signed(width))] + vectors[:len(early)]
+    while len(pool) > 2:
+        pool = compress(*pool[:3]) + pool[3:]
+    for term in vectors[len(early):]:
+        pool = compress(*pool, term) if len(pool) == 2 else pool + [term]
+    total = wire(m, (pool[0] + pool[1])[:width], f"{name}_sum") if len(pool) == 2 else pool[0]
+    return wire(m, ~total[width - 1], f"{name}_ok")
+
+
+class RiskGate(wiring.Component):
+    """Pre-trade risk checks on every `OrderIntent`, one per cycle, never stalling.
+
+    Checks, in order (the first that fails is the reject's `RejectReason`): the gate is armed;
+    the kill switch is clear; the slot exists; the slot's symbol is enabled; 0 < quantity <=
+    max quantity; price * quantity <= max notional (64 bits, price in ITCH Price(4)); the price
+    collar: a buy at most ``collar_bps`` basis points above the best ask, a sell at most
+    ``collar_bps`` below the best bid, compared exactly as ``10000 * price <= ask * (10000 +
+    bps)`` and ``10000 * price >= bid * (10000 - min(bps, 10000))`` (no BBO on that side, or
+    a collar changed since the side's last BookUpdate: rejected, no reference); the
+    worst-case position: buy ``position + open_buy + quantity <= position_limit``, sell
+    ``-position + open_sell + quantity <= position_limit``; the slot's and then the gate's
+    order-rate buckets; and finally the order encoder's ``ready``. An intent that passes
+    everything becomes an order, adds its quantity to the slot's open buy or sell quantity
+    and takes a token from both buckets.
+
+    Tables (block RAM, one entry per book slot): limits (host), collar references (from
+    BookUpdates), sent quantities and bucket times (the gate's), and the account (position,
+    filled + released per side, position limit: the host's). Each table has one writer, so
+    host fills never compete with intents for a write port: the gate keeps ``sent`` (the sum
+    of quantities it passed), the host side keeps ``done`` (filled + released) and from it
+    ``room = position_limit - position + done_buy`` (and ``+ position + done_sell`` for
+    sells); the position check is ``sent + quantity <= room`` and ``open = sent - done``.
+    Back-to-back intents on one slot see each other: the state written for an order is
+    forwarded to the intent behind it (no stall).
+
+    Order-rate buckets are token buckets in their virtual-scheduling (GCRA) form: a bucket of
+    ``burst`` tokens refilled continuously at one per ``interval`` cycles is a theoretical
+    arrival time ``tat``; an order at cycle ``t`` conforms iff ``tat <= t + (burst - 1) *
+    interval``, and then ``tat = max(tat, t) + interval``. ``burst`` 0 passes nothing;
+    ``interval`` 0 does not limit the rate. Per-slot buckets share one configuration.
+
+    Host operations (``limits``, ``fill``, ``set_position``, ``read_request`` strobes) queue
+    (``host_depth`` entries) for one engine that reads, updates and writes the host's tables,
+    one operation per 3 cycles (`HOST_OP_CYCLES`); an operation arriving at a full queue (or
+    two strobes in one cycle, which the register bank never does) is counted
+    (``host_overflow``) and alarmed. A strobed operation is seen by intents valid from 5
+    cycles after the strobe when the queue is empty. New limits, including the collar, take
+    effect for the slot then; the collar references of a slot whose ``collar_bps`` changed
+    are refused (``NO_REFERENCE``) until its next BookUpdate.
+
+    Kill switch: set by the ``kill`` strobe (it rejects the intent deciding in the strobe's
+    cycle already) or by the reject rate (``auto_kill.rejects`` rejects, not counting
+    NOT_ARMED and KILLED, within one window of ``auto_kill.window`` cycles; windows are
+    consecutive), cleared only by ``clear_kill``. ``killed`` is high from the cycle after the
+    strobe, and `KILL_BOUND_CYCLES`: ``orders.valid`` is low from the cycle after the strobe
+    on. A rate kill rejects intents from 2 cycles after the reject that reached the count.
+
+    Ports
+    -----
+    intents : In(OrderIntent stream, always ready)
+    updates : In(BookUpdate stream, always ready): each slot's best bid and ask (a side with
+        zero shares has no BBO) become that slot's collar references `UPDATE_DELAY_CYCLES`
+        later (``ask * (10000 + bps)`` and ``bid * (10000 - bps)``, multiplied in a pipeline).
+    orders : Out(OrderIntent stream): ``valid`` and ``payload`` are registered; ``ready`` is
+        read in the decision cycle, one cycle before the order is valid: the encoder must not
+        drop ``ready`` in the cycle after it was high, unless it took an order in it (an order
+        presented while ``ready`` is low is counted ``orders_lost`` and alarmed).
+    killed : Out(1), level: the order encoder starts no frame while it is high.
+    armed, slot_throttle, global_throttle, auto_kill : In (configuration)
+    kill, clear_kill, clear_alarms : In(1) strobes; kill_reason : Out(KillReason)
+    limits, fill, set_position, read_request : In (strobes, see `records`);
+        readback : Out(`records.readback_layout`)
+    rejects : Out(stream of `RejectRecord`): a FIFO of ``log_depth`` entries to the host;
+        a reject arriving at a full FIFO is counted (``log_overflow``) and alarmed.
+    counters : Out(one 32-bit counter per name in `records.RISK_COUNTERS`); every intent is
+        counted in ``intents`` and in exactly one of ``passes`` and the reasons.
+    alarms : Out(Alarms)
+
+    Latency: 2 cycles (`RISK_LATENCY_CYCLES`) from an intent valid at ``intents`` to its
+    order valid at ``orders``: the tables are read in the intent's cycle, every check is one
+    comparison (price * quantity is multiplied into partial products in the read cycle, the
+    collar references are precomputed from BookUpdates) in the next, and the order is
+    registered. Counters lag by 2 cycles, the reject log by 3.
+    """
+
+    def __init__(self, parameters=None, **overrides):
+        self.p = p = (parameters or RiskParameters())._replace(**overrides).check()
+        self.registers = RISK_REGISTERS
+        from tickwire.hdl.book.records import BookParameters
+        book = BookParameters(symbols=p.symbols)
+        super().__init__({
+            "intents": In(stream.Signature(OrderIntent, always_ready=True)),
+            "updates": In(stream.Signature(update_layout(book), always_ready=True)),
+            "orders": Out(stream.Signature(OrderIntent)),
+            "killed": Out(1),
+            "armed": In(1),
+            "kill": In(1),
+            "clear_kill": In(1),
+            "kill_reason": Out(KillReason),
+            "slot_throttle": In(ThrottleConfig),
+            "global_throttle": In(ThrottleConfig),
+            "auto_kill": In(AutoKillConfig),
+            "limits": In(limits_write_layout(p)),
+            "fill": In(fill_layout(p)),
+            "set_position": In(position_write_layout(p)),
+            "read_request": In(read_request_layout(p)),
+            "readback": Out(readback_layout(p)),
+            "rejects": Out(stream.Signature(RejectRecord)),
+            "counters": Out(counter_layout(RISK_COUNTERS)),
+            "alarms": Out(Alarms),
+            "clear_alarms": In(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.p
+        m = Module()
+        hits = {name: Signal(name=f"hit_{name}") for name in RISK_COUNTERS}
+
+        now = Signal(TIME_BITS)
+        m.d.sync += now.eq(now + 1)
+
+        # --- tables -------------------------------------------------------------------------
+        def table(name, shape):
+            mem = Memory(shape=shape, depth=p.symbols, init=[])
+            m.submodules[name] = mem
+            return mem
+
+        checks_mem = table("checks", _CHECKS)
+        collar_mem = table("collar", unsigned(BPS_BITS))
+        refs_mem = table("refs", _REFS)
+        state_mem = table("state", _STATE)
+        account_mem = table("account", _ACCOUNT)
+        rooms_mem = table("rooms", _ROOMS)
+        checks_rd, checks_wr = checks_mem.read_port(), checks_mem.write_port()
+        collar_rd, collar_wr = collar_mem.read_port(), collar_mem.write_port()
+        refs_rd, refs_wr = refs_mem.read_port(), refs_mem.write_port()
+        state_rd, state_wr = state_mem.read_port(), state_mem.write_port()
+        state_host_rd = state_mem.read_port()
+        account_rd, account_wr = account_mem.read_port(), account_mem.write_port()
+        rooms_rd, rooms_wr = rooms_mem.read_port(), rooms_mem.write_port()
+
+        # --- throttle references, registered ------------------------------------------------
+        def bucket(name, config):
+            """The registered references of one order-rate bucket. Decisions in cycle d use
+            the configuration of cycle d - 2 throughout."""
+            tau = Signal(TIME_BITS, name=f"{name}_tau")        # (burst - 1) * interval
+            empty1 = Signal(name=f"{name}_empty1", init=1)
+            empty = Signal(name=f"{name}_empty", init=1)        # burst == 0
+            interval1 = Signal(32, name=f"{name}_interval1")
+            interval = Signal(32, name=f"{name}_interval")
+            limit = Signal(TIME_BITS, name=f"{name}_limit")    # now + tau
+            restart = Signal(TIME_BITS, name=f"{name}_restart")  # now + interval
+            m.d.sync += [
+                tau.eq(Mux(config.burst == 0, 0, (config.burst - 1) * config.interval)),
+                empty1.eq(config.burst == 0), empty.eq(empty1),
+                interval1.eq(config.interval), interval.eq(interval1),
+                limit.eq(now + 1 + tau), restart.eq(now + 1 + interval1),
+            ]
+            return empty, interval, limit, restart
+
+        slot_empty, slot_interval, slot_limit, slot_restart = bucket("slot", self.slot_throttle)
+        glob_empty, glob_interval, glob_limit, glob_restart = bucket("glob",
+                                                                     self.global_throttle)
+        glob_tat = Signal(TIME_BITS)
+
+        # --- stage 1: the intent's cycle: tables read, partial products --------------------
+        i = self.intents
+        s1_valid = Signal()
+        s1 = Signal(OrderIntent)
+        s1_bad_slot = Signal()
+        m.d.sync += [s1_valid.eq(i.valid), s1.eq(i.payload),
+                     s1_bad_slot.eq(i.payload.slot[p.slot_bits:] != 0)]
+        slot_in = i.payload.slot[:p.slot_bits]
+        for port in (checks_rd, refs_rd, state_rd, rooms_rd):
+            m.d.comb += port.addr.eq(slot_in)
+        price_in, qty_in = i.payload.price, i.payload.quantity
+        ll, lh, hl, hh = (Signal(32, name=n) for n in ("pq_ll", "pq_lh", "pq_hl", "pq_hh"))
+        price_scaled = Signal(CAP_BITS)
+        m.d.sync += [ll.eq(price_in[:16] * qty_in[:16]), lh.eq(price_in[:16] * qty_in[16:]),
+                     hl.eq(price_in[16:] * qty_in[:16]), hh.eq(price_in[16:] * qty_in[16:]),
+                     price_scaled.eq(price_in * COLLAR_SCALE)]
+
+        # The state written for the intent ahead, when it is for the same slot.
+        last_state = Signal(_STATE)
+        forward = Signal()
+        passed = Signal()
+
+        # --- stage 2: the decision ----------------------------------------------------------
+        lim = checks_rd.data
+        refs = refs_rd.data
+        rooms = rooms_rd.data
+        state = Signal(_STATE)
+        m.d.comb += state.eq(Mux(forward, last_state.as_value(), state_rd.data.as_value()))
+        buy = wire(m, s1.side == Side.BUY, "buy")
+        qty = s1.quantity
+        kill_now = Signal()
+        killed = self.killed
+
+        fails = {
+            RejectReason.NOT_ARMED: ~self.armed,
+            RejectReason.KILLED: killed | self.kill,
+            RejectReason.BAD_SLOT: s1_bad_slot,
+            RejectReason.DISABLED: ~lim.enabled,
+            RejectReason.QUANTITY: (qty == 0) | (qty > lim.max_quantity),
+            RejectReason.NOTIONAL: ~_nonnegative_sum(
+                m, "notional", [(-1, Cat(ll, hh)), (-1, lh << 16), (-1, hl << 16)],
+                [(1, lim.max_notional)], 67),
+            RejectReason.NO_REFERENCE: Mux(buy, ~refs.ask_ok, ~refs.bid_ok)
+                | (refs.bps != lim.collar_bps),
+            RejectReason.COLLAR: Mux(buy, price_scaled > refs.buy_cap,
+                                     price_scaled < refs.sell_floor),
+            RejectReason.POSITION: ~_nonnegative_sum(
+                m, "position", [(-1, qty)], [(1, Mux(buy, rooms.buy, rooms.sell)),
+                                            (-1, Mux(buy, state.sent_buy, state.sent_sell))],
+                ROOM_BITS + 2),
+            RejectReason.SLOT_THROTTLE: slot_empty | (state.tat > slot_limit),
+            RejectReason.GLOBAL_THROTTLE: glob_empty | (glob_tat > glob_limit),
+            RejectReason.NOT_READY: ~self.orders.ready,
+        }
+        fail = {r: wire(m, v, f"fail_{r.name.lower()}") for r, v in fails.items()}
+        m.d.comb += passed.eq(s1_valid & ~Cat(*fail.values()).any())
+        reason = Signal(RejectReason)
+        for r in reversed(REASONS):
+            with m.If(fail[r]):
+                m.d.comb += reason.eq(r)
+        rejected = wire(m, s1_valid & ~passed, "rejected")
+
+        # The order, registered.
+        m.d.sync += [self.orders.valid.eq(passed), self.orders.payload.eq(s1)]
+
+        # State written for a passed order, forwarded to the intent behind it.
+        new_state = Signal(_STATE)
+        m.d.comb += [
+            new_state.sent_buy.eq(state.sent_buy + Mux(buy, qty, 0)),
+            new_state.sent_sell.eq(state.sent_sell + Mux(buy, 0, qty)),
+            new_state.tat.eq(Mux(state.tat > now, state.tat + slot_interval, slot_restart)),
+            state_wr.addr.eq(s1.slot[:p.slot_bits]), state_wr.data.eq(new_state),
+            state_wr.en.eq(passed),
+        ]
+        m.d.sync += [last_state.eq(new_state),
+                     forward.eq(passed & (slot_in == s1.slot[:p.slot_bits]))]
+        with m.If(passed):
+            m.d.sync += glob_tat.eq(Mux(glob_tat > now, glob_tat + glob_interval,
+                                        glob_restart))
+
+        # --- reject log (stage 3) -----------------------------------------------------------
+        m.submodules.log = log = fifo.SyncFIFOBuffered(width=RejectRecord.as_shape().size,
+                                                       depth=p.log_depth)
+        entry = Signal(RejectRecord)
+        log_valid = Signal()
+        m.d.sync += [log_valid.eq(rejected), entry.intent.eq(s1), entry.reason.eq(reason)]
+        m.d.comb += [log.w_data.eq(entry), log.w_en.eq(log_valid),
+                     hits["log_overflow"].eq(log_valid & ~log.w_rdy),
+                     self.rejects.valid.eq(log.r_rdy), self.rejects.payload.eq(log.r_data),
+                     log.r_en.eq(self.rejects.ready)]
+
+        # --- kill switch ----------------------------------------------------------------------
+        storm = Signal()       # a reject that counts toward the reject-rate kill
+        m.d.sync += storm.eq(rejected & ~fail[RejectReason.NOT_ARMED]
+                             & ~fail[RejectReason.KILLED])
+        window_left = Signal(32)
+        window_count = Signal(16)
+        config = self.auto_kill
+        in_window = Signal(17)
+        m.d.comb += in_window.eq(Mux(window_left == 0, 0, window_count) + storm)
+        m.d.sync += [window_left.eq(Mux(window_left != 0, window_left - 1,
+                                             Mux(config.window == 0, 0, config.window - 1))),
+                     window_count.eq(Mux(in_window >= config.rejects, config.rejects,
+                                         in_window))]
+        m.d.comb += kill_now.eq(self.kill | ((config.rejects != 0)
+                                            & (in_window >= config.rejects)))
+        with m.If(kill_now):
+            m.d.sync += killed.eq(1)
+            with m.If(~killed):
+                m.d.sync += self.kill_reason.eq(Mux(self.kill, KillReason.HOST,
+                                                    KillReason.REJECT_RATE))
+        with m.Elif(self.clear_kill):
+            m.d.sync += [killed.eq(0), self.kill_reason.eq(KillReason.NONE)]
+
+        # --- collar references from BookUpdates -----------------------------------------------
+        u = self.updates
+        m.d.comb += collar_rd.addr.eq(u.payload.slot)
+        u1_valid, u2_valid, u3_valid = Signal(), Signal(), Signal()
+        u1_slot, u2_slot, u3_slot = (Signal(p.slot_bits, name=f"u{k}_slot") for k in (1, 2, 3))
+        u1_bid, u1_ask = Signal(32), Signal(32)
+        u1_ok, u2_ok, u3_ok = Signal(2), Signal(2), Signal(2)
+        u2_bid, u2_ask = Signal(32), Signal(32)
+        u2_up, u2_down = Signal(BPS_BITS + 1), Signal(BPS_BITS)
+        u2_bps, u3_bps = Signal(BPS_BITS), Signal(BPS_BITS)
+        ask_lo, ask_hi = Signal(31), Signal(31)
+        bid_lo, bid_hi = Signal(30), Signal(30)
+        up = u.payload
+        m.d.sync += [
+            u1_valid.eq(u.valid), u1_slot.eq(up.slot), u1_bid.eq(up.bid_price),
+            u1_ask.eq(up.ask_price), u1_ok.eq(Cat(up.bid_shares != 0, up.ask_shares != 0)),
+            u2_valid.eq(u1_valid), u2_slot.eq(u1_slot), u2_bid.eq(u1_bid), u2_ask.eq(u1_ask),
+            u2_ok.eq(u1_ok), u2_up.eq(COLLAR_SCALE + collar_rd.data),
+            u2_down.eq(Mux(collar_rd.data >= COLLAR_SCALE, 0, COLLAR_SCALE - collar_rd.data)),
+            u2_bps.eq(collar_rd.data),
+            u3_valid.eq(u2_valid), u3_slot.eq(u2_slot), u3_ok.eq(u2_ok), u3_bps.eq(u2_bps),
+            ask_lo.eq(u2_ask[:16] * u2_up), ask_hi.eq(u2_ask[16:] * u2_up),
+            bid_lo.eq(u2_bid[:16] * u2_down), bid_hi.eq(u2_bid[16:] * u2_down),
+        ]
+        m.d.comb += [
+            refs_wr.en.eq(u3_valid), refs_wr.addr.eq(u3_slot),
+            refs_wr.data.bps.eq(u3_bps), refs_wr.data.bid_ok.eq(u3_ok[0]),
+            refs_wr.data.ask_ok.eq(u3_ok[1]),
+            refs_wr.data.buy_cap.eq(ask_lo + (ask_hi << 16)),
+            refs_wr.data.sell_floor.eq(bid_lo + (bid_hi << 16)),
+        ]
+
+        # --- host operations ------------------------------------------------------------------
+        op_shape = _op_layout(p)
+        m.submodules.host_queue = hq = fifo.SyncFIFO(width=op_shape.size, depth=p.host_depth)
+        incoming = Signal(op_shape)
+        strobes = [
+            (self.fill.write, _Op.FILL, lambda o: [
+                o.index.eq(self.fill.index), o.args.fill.side.eq(self.fill.side),
+                o.args.fill.filled.eq(self.fill.filled),
+                o.args.fill.released.eq(self.fill.released)]),
+            (self.limits.write, _Op.LIMITS, lambda o: [
+                o.index.eq(self.limits.index), o.args.limits.eq(self.limits.entry)]),
+            (self.set_position.write, _Op.POSITION, lambda o: [
+                o.index.eq(self.set_position.index),
+                o.args.position.eq(self.set_position.position)]),
+            (self.read_request.read, _Op.READ, lambda o: [
+                o.index.eq(self.read_request.index)]),
+        ]
+        extra = []
+        for k, (valid, kind, fields) in enumerate(strobes):
+            others = [v for v, _, _ in strobes[:k]]
+            first = valid & ~Cat(*others).any() if others else valid
+            with m.If(first):
+                m.d.comb += [incoming.kind.eq(kind), *fields(incoming)]
+            if others:
+                extra.append(valid & Cat(*others).any())
+        any_op = Cat(*(v for v, _, _ in strobes)).any()
+        m.d.comb += [hq.w_data.eq(incoming), hq.w_en.eq(any_op),
+                     hits["host_overflow"].eq((any_op & ~hq.w_rdy) | Cat(*extra).any())]
+
+        op = Signal(op_shape)
+        acct = Signal(_ACCOUNT)
+        readback = self.readback
+        with m.FSM(name="host"):
+            with m.State("IDLE"):
+                head = data.View(op_shape, hq.r_data)
+                m.d.comb += [account_rd.addr.eq(head.index), state_host_rd.addr.eq(head.index)]
+                with m.If(hq.r_rdy):
+                    m.d.comb += hq.r_en.eq(1)
+                    m.d.sync += op.eq(head)
+                    m.next = "READ"
+            with m.State("READ"):
+                a = account_rd.data
+                sent = state_host_rd.data
+                m.d.sync += acct.eq(a)
+                f = op.args.fill
+                with m.Switch(op.kind):
+                    with m.Case(_Op.LIMITS):
+                        m.d.sync += acct.limit.eq(op.args.limits.position_limit)
+                    with m.Case(_Op.FILL):
+                        done = f.filled + f.released
+                        with m.If(f.side == Side.BUY):
+                            m.d.sync += [acct.done_buy.eq(a.done_buy + done),
+                                         acct.position.eq(a.position + f.filled)]
+                        with m.Else():
+                            m.d.sync += [acct.done_sell.eq(a.done_sell + done),
+                                         acct.position.eq(a.position - f.filled)]
+                    with m.Case(_Op.POSITION):
+                        m.d.sync += acct.position.eq(op.args.position)
+                    with m.Case(_Op.READ):
+                        m.d.sync += [
+                            readback.index.eq(op.index), readback.count.eq(readback.count + 1),
+                            readback.position.eq(a.position),
+                            readback.open_buy.eq(sent.sent_buy - a.done_buy),
+                            readback.open_sell.eq(sent.sent_sell - a.done_sell)]
+                m.next = "WRITE"
+            with m.State("WRITE"):
+                writes = op.kind != _Op.READ
+                limits = op.args.limits
+                m.d.comb += [
+                    account_wr.addr.eq(op.index), account_wr.data.eq(acct),
+                    account_wr.en.eq(writes),
+                    rooms_wr.addr.eq(op.index), rooms_wr.en.eq(writes),
+                    rooms_wr.data.buy.eq(acct.limit - acct.position + acct.done_buy),
+                    rooms_wr.data.sell.eq(acct.limit + acct.position + acct.done_sell),
+                    checks_wr.addr.eq(op.index), checks_wr.en.eq(op.kind == _Op.LIMITS),
+                    checks_wr.data.enabled.eq(limits.enabled),
+                    checks_wr.data.max_quantity.eq(limits.max_quantity),
+                    checks_wr.data.max_notional.eq(limits.max_notional),
+                    checks_wr.data.collar_bps.eq(limits.collar_bps),
+                    collar_wr.addr.eq(op.index), collar_wr.en.eq(op.kind == _Op.LIMITS),
+                    collar_wr.data.eq(limits.collar_bps),
+                ]
+                m.next = "IDLE"
+
+        # --- counters and alarms --------------------------------------------------------------
+        m.d.comb += [hits["intents"].eq(s1_valid), hits["passes"].eq(passed),
+                     hits["orders_lost"].eq(self.orders.valid & ~self.orders.ready)]
+        for r in REASONS:
+            m.d.comb += hits[r.name.lower()].eq(rejected & (reason == r))
+        for name in RISK_COUNTERS:
+            count(m, self.counters, name, hits[name])
+        alarms = self.alarms
+        with m.If(self.clear_alarms):
+            m.d.sync += alarms.eq(0)
+        for name, hit in (("killed", kill_now), ("log_overflow", hits["log_overflow"]),
+                          ("host_overflow", hits["host_overflow"]),
+                          ("order_lost", hits["orders_lost"])):
+            with m.If(hit):
+                m.d.sync += getattr(alarms, name).eq(1)
+        return m
