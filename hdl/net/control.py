@@ -110,8 +110,8 @@ class ControlResponder(wiring.Component):
     counters : Out(one 32-bit counter per name in CONTROL_COUNTERS)
 
     Latency: from the cycle the request's last beat is at ``rx`` to the cycle its reply's
-    first beat is valid on ``tx``: ``n + 14`` cycles for an accepted request of ``n``
-    operations, 13 cycles for a retransmission (either when no other request is in progress
+    first beat is valid on ``tx``: ``n + 15`` cycles for an accepted request of ``n``
+    operations, 11 cycles for a retransmission (either when no other request is in progress
     and ``tx`` is ready). The reply then takes ``ceil((70 + 8 n) / 8)`` beats, 4 bytes more
     when tagged.
     """
