@@ -222,3 +222,92 @@ class EngineModel:
     def _lost(self, n):
         self.counters["intents_lost"] += n
         self.alarms["lost"] = 1
+
+
+def table_writes(writes):
+    """Port-form writes (cycle, port, {index, ...fields}), as `run_strategy` takes them, in the
+    model's form (cycle, table, index, entry)."""
+    return [(c, port, d["index"], {k: v for k, v in d.items() if k != "index"})
+            for c, port, d in writes]
+
+
+def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
+    """A random script for the engine: routing and parameters for `slots` book slots and
+    `pairs` pairs, then `updates` BookUpdates (bursts of back-to-back updates, repeats of one
+    slot, one-sided books, prices walking across the thresholds) with table rewrites in
+    between, and a consumer that is sometimes not ready. `rng` is a `random.Random`.
+
+    Returns (writes in port form, updates as (cycle, dict), set of cycles not ready)."""
+    tick = 1 << (FRACTION_BITS + 1)
+    writes, cycle = [], 0
+    mids = {s: base + rng.randint(-20, 20) for s in range(slots)}
+
+    def taker_entry(slot):
+        return dict(index=slot, enable=int(rng.random() < 0.9),
+                    buy_price=mids[slot] + rng.randint(-4, 3),
+                    sell_price=mids[slot] + rng.randint(-3, 4), quantity=rng.randint(1, 500),
+                    cooldown=rng.choice([0, 0, 1, 2, 3, 8, 30]))
+
+    def selection_entry(slot):
+        mode = rng.choice([OFF, TAKER, TAKER, PAIRS, PAIRS])
+        return dict(index=slot, mode=mode, pair=rng.randrange(pairs), leg=rng.randrange(2))
+
+    def pair_entry(index, selection):
+        legs = [[s for s, e in selection.items() if e["mode"] == PAIRS and e["pair"] == index
+                 and e["leg"] == leg] for leg in (0, 1)]
+        a = rng.choice(legs[0]) if legs[0] and rng.random() < 0.9 else rng.randrange(slots)
+        b = rng.choice(legs[1]) if legs[1] and rng.random() < 0.9 else rng.randrange(slots)
+        beta = rng.choice([1 << 16, rng.randint(1 << 15, 1 << 17)])
+        mean = ((2 * mids[a]) << FRACTION_BITS) - beta * 2 * mids[b]
+        entry = rng.randint(0, 6) * tick + rng.randint(0, tick)
+        return dict(index=index, enable=int(rng.random() < 0.9), slot_a=a, slot_b=b, beta=beta,
+                    offset=mean + rng.randint(-2, 2) * tick, entry=entry,
+                    exit=rng.randint(0, entry), quantity=rng.randint(1, 100),
+                    max_position=rng.randint(0, 3))
+
+    selection = {}
+    for slot in range(slots):
+        selection[slot] = selection_entry(slot)
+        writes.append((cycle, "selection", selection[slot]))
+        writes.append((cycle, "taker_params", taker_entry(slot)))
+        cycle += 1
+    for index in range(pairs):
+        writes.append((cycle, "pair_params", pair_entry(index, selection)))
+        cycle += 1
+
+    out, slot, sequence = [], 0, 0
+    cycle += rng.randint(0, 3)
+    for _ in range(updates):
+        if rng.random() > 0.4:
+            slot = rng.randrange(slots)
+        mids[slot] += rng.choice([-2, -1, -1, 0, 1, 1, 2])
+        half = rng.choice([0, 1, 1, 2])
+        bid, ask = mids[slot] - half, mids[slot] + half + rng.randint(0, 1)
+        bid_shares = 0 if rng.random() < 0.08 else rng.randint(1, 1000)
+        ask_shares = 0 if rng.random() < 0.08 else rng.randint(1, 1000)
+        sequence += rng.randint(1, 3)
+        out.append((cycle, dict(slot=slot, locate=200 + slot, sequence=sequence,
+                                bid_price=bid if bid_shares or rng.random() < 0.3 else 0,
+                                bid_shares=bid_shares, ask_shares=ask_shares,
+                                ask_price=ask if ask_shares or rng.random() < 0.3 else 0)))
+        r = rng.random()
+        at = cycle + rng.choice([0, 0, 1])
+        if r < 0.03:
+            writes.append((at, "taker_params", taker_entry(rng.randrange(slots))))
+        elif r < 0.05:
+            s = rng.randrange(slots)
+            selection[s] = selection_entry(s)
+            writes.append((at, "selection", selection[s]))
+        elif r < 0.07:
+            writes.append((at, "pair_params", pair_entry(rng.randrange(pairs), selection)))
+        cycle += rng.choice([1, 1, 1, 1, 2, 3, 9])
+    seen, unique = set(), []
+    for w in writes:                  # one write per port per cycle (the bank's strobes)
+        if (w[0], w[1]) not in seen:
+            seen.add((w[0], w[1]))
+            unique.append(w)
+    closed = set()
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        start = rng.randrange(cycle + 1)
+        closed.update(range(start, start + rng.randint(1, 30)))
+    return unique, out, closed
