@@ -105,8 +105,12 @@ class PairsMeanReversion(wiring.Component):
         m = Module()
         row_shape = data.StructLayout({"epoch": unsigned(EPOCH_BITS),
                                        "params": pair_params_layout(p)})
+        # The position, and the room left to sell (position + max) and to buy (max -
+        # position): the limit tests are zero tests, off the carry chains.
         pos_shape = data.StructLayout({"epoch": unsigned(EPOCH_BITS),
-                                       "position": signed(POSITION_BITS)})
+                                       "position": signed(POSITION_BITS),
+                                       "room_sell": unsigned(POSITION_BITS),
+                                       "room_buy": unsigned(POSITION_BITS)})
         m.submodules.table = table = Memory(shape=row_shape, depth=self.pairs, init=[])
         m.submodules.bbo = bbo = Memory(shape=_bbo_layout(), depth=p.symbols, init=[])
         m.submodules.positions = positions = Memory(shape=pos_shape, depth=self.pairs, init=[])
@@ -209,69 +213,87 @@ class PairsMeanReversion(wiring.Component):
         for name in list(carry):
             carry[name] = stage(f"{name}6", carry[name].shape(), carry[name])
 
-        # --- 6: the product ------------------------------------------------------------------
+        # --- 6: the product; the position is read -------------------------------------------
+        m.d.comb += qrd.addr.eq(carry["pair"])
         product7 = stage("product7", signed(WIDE), low6 + (mid6 << 18))
         thresholds7 = [stage(f"{s.name}_7", signed(WIDE), s)
                        for s in (short6, long6, near_lo6, near_hi6)]
         for name in list(carry):
             carry[name] = stage(f"{name}7", carry[name].shape(), carry[name])
 
-        # --- 7: compares; the position is read -----------------------------------------------
+        # --- 7: compares; the position as of two updates before (the write of the update
+        # then in stage 8 is forwarded in stage 8) -------------------------------------------
         short_t, long_t, near_lo, near_hi = thresholds7
         short8 = stage("short8", 1, product7 < short_t)
         long8 = stage("long8", 1, product7 > long_t)
         near8 = stage("near8", 1, (product7 >= near_lo) & (product7 <= near_hi))
-        m.d.comb += qrd.addr.eq(carry["pair"])
-        for name in list(carry):
-            carry[name] = stage(f"{name}8", carry[name].shape(), carry[name])
-
-        # --- 8: decide; the position is written ---------------------------------------------
-        v8, two8, a8, b8 = carry["v"], carry["two"], carry["a"], carry["b"]
-        row8, pair8, seq8 = carry["row"], carry["pair"], carry["seq"]
-        prm8 = row8.params
-        last_written = Signal()
+        last_written = Signal()     # the position written the cycle before
         last_pair = Signal(pb)
         last_pos = Signal(pos_shape)
-        seen = Signal(pos_shape)
-        m.d.comb += seen.eq(Mux(last_written & (last_pair == pair8), last_pos.as_value(),
+        pair7, row7 = carry["pair"], carry["row"]
+        read = Signal(pos_shape)
+        m.d.comb += read.eq(Mux(last_written & (last_pair == pair7), last_pos.as_value(),
                                 qrd.data.as_value()))
-        position = wire(m, Mux(seen.epoch == row8.epoch, seen.position, 0), "position",
-                        signed(POSITION_BITS))
-        limit = wire(m, Cat(prm8.max_position, 0).as_signed(), "limit", signed(POSITION_BITS))
+        reset = Signal(pos_shape)
+        m.d.comb += [reset.epoch.eq(row7.epoch), reset.room_sell.eq(row7.params.max_position),
+                     reset.room_buy.eq(row7.params.max_position)]
+        known8 = stage("known8", pos_shape,
+                       Mux(read.epoch == row7.epoch, read.as_value(), reset.as_value()))
+        for name in list(carry):
+            carry[name] = stage(f"{name}8", carry[name].shape(), carry[name])
+        pair8, row8 = carry["pair"], carry["row"]
+        # Is the update now in stage 7 the next one of the same pair, under the same entry?
+        # (compared in stage 7 with the update one ahead, in stage 8)
+        same8 = stage("same8", 1, pair8 == pair7)
+        same_epoch8 = stage("same_epoch8", 1, row8.epoch == row7.epoch)
+        reset8 = stage("reset8", pos_shape, reset)
+
+        # --- 8: decide; the position is written (one-cycle loop: zero tests and +-1) --------
+        v8, two8, a8, b8, seq8 = carry["v"], carry["two"], carry["a"], carry["b"], carry["seq"]
+        prm8 = row8.params
+        state = Signal(pos_shape)
+        with m.If(last_written & same8):
+            m.d.comb += state.eq(Mux(same_epoch8, last_pos.as_value(), reset8.as_value()))
+        with m.Else():
+            m.d.comb += state.eq(known8)
+        position = state.position
+        can_sell = wire(m, state.room_sell != 0, "can_sell")
+        can_buy = wire(m, state.room_buy != 0, "can_buy")
+        flat = wire(m, position == 0, "flat")
         go = wire(m, v8 & two8, "go")
-        sell_a = Signal()    # sell A, buy B: position - 1
-        buy_a = Signal()     # buy A, sell B: position + 1
-        with m.If(go):
-            with m.If(short8):
-                with m.If(position > -limit):
-                    m.d.comb += sell_a.eq(1)
-                with m.Else():
-                    m.d.comb += self.position_limit.eq(1)
-            with m.Elif(long8):
-                with m.If(position < limit):
-                    m.d.comb += buy_a.eq(1)
-                with m.Else():
-                    m.d.comb += self.position_limit.eq(1)
-            with m.Elif(near8 & (position != 0)):
-                m.d.comb += [sell_a.eq(position > 0), buy_a.eq(position < 0)]
+        neither = wire(m, ~short8 & ~long8 & near8 & ~flat, "closing")
+        sell_a = wire(m, go & ((short8 & can_sell) | (neither & ~position[-1])), "sell_a")
+        buy_a = wire(m, go & ((~short8 & long8 & can_buy) | (neither & position[-1])), "buy_a")
         fire = wire(m, sell_a | buy_a, "fire")
-        m.d.comb += [self.fired.eq(fire), self.one_sided.eq(v8 & ~two8)]
+        m.d.comb += [
+            self.fired.eq(fire), self.one_sided.eq(v8 & ~two8),
+            self.position_limit.eq(go & ((short8 & ~can_sell) | (~short8 & long8 & ~can_buy))),
+        ]
         new_pos = Signal(pos_shape)
-        m.d.comb += [new_pos.epoch.eq(row8.epoch),
-                     new_pos.position.eq(Mux(sell_a, position - 1, position + 1))]
+        m.d.comb += [
+            new_pos.epoch.eq(row8.epoch),
+            new_pos.position.eq(Mux(sell_a, position - 1, position + 1)),
+            new_pos.room_sell.eq(Mux(sell_a, state.room_sell - 1, state.room_sell + 1)),
+            new_pos.room_buy.eq(Mux(sell_a, state.room_buy + 1, state.room_buy - 1)),
+        ]
         m.d.comb += [qwr.en.eq(fire), qwr.addr.eq(pair8), qwr.data.eq(new_pos)]
         m.d.sync += [last_written.eq(fire), last_pair.eq(pair8), last_pos.eq(new_pos)]
 
-        for port, leg, slot, buys in ((self.leg_a, a8, prm8.slot_a, buy_a),
-                                      (self.leg_b, b8, prm8.slot_b, sell_a)):
+        # --- 9: the intents, from registers (the decision drives two bits, not the prices) --
+        buys_a = stage("buys_a9", 1, buy_a)
+        for port, leg, slot, buys in ((self.leg_a, a8, prm8.slot_a, buys_a),
+                                      (self.leg_b, b8, prm8.slot_b, ~buys_a)):
+            held = stage(f"held_{'a' if leg is a8 else 'b'}9", _bbo_layout(), leg)
             m.d.sync += [
                 port.valid.eq(fire),
-                port.p.slot.eq(slot), port.p.locate.eq(leg.locate),
+                port.p.slot.eq(slot), port.p.tif.eq(TimeInForce.IOC),
+                port.p.strategy.eq(PAIRS_STRATEGY_ID), port.p.quantity.eq(prm8.quantity),
+                port.p.sequence.eq(seq8), port.p.arrival.eq(0),
+            ]
+            m.d.comb += [
+                port.p.locate.eq(held.locate),
                 port.p.side.eq(Mux(buys, Side.BUY, Side.SELL)),
-                port.p.price.eq(Mux(buys, leg.ask, leg.bid)),
-                port.p.tif.eq(TimeInForce.IOC), port.p.strategy.eq(PAIRS_STRATEGY_ID),
-                port.p.quantity.eq(prm8.quantity), port.p.sequence.eq(seq8),
-                port.p.arrival.eq(0),
+                port.p.price.eq(Mux(buys, held.ask, held.bid)),
             ]
         return m
 
