@@ -9,10 +9,13 @@ edge. Clock domains of `Mac`:
 - ``rgmii_tx``: a local 125 MHz clock given on ``clk125`` (from a PLL); `GmiiTx` runs in it.
 - ``rgmii_tx90``: ``clk125_90``, the same clock 90 degrees later (2 ns), forwarded as
   ``tx_clk`` so that the PHY samples each nibble in the middle of its 4 ns. With
-  ``tx_clock="aligned"`` the forwarded clock is ``clk125`` itself, for a PHY that adds that
-  delay inside (RGMII-ID, ECPIX-5's PHY when strapped so), and ``clk125_90`` is not a port.
+  ``tx_clock="aligned"`` the forwarded clock is ``clk125`` itself, for a PHY configured to add
+  that delay itself (RGMII-ID), and ``clk125_90`` is not a port.
 
-The RGMII domains are reset by the core's reset, synchronised into each.
+Receive data are sampled on the edges of ``rx_clk`` as it arrives: the PHY must delay its
+receive clock by about 2 ns (RGMII-ID receive delay, the usual PHY default); there is no input
+delay element on the FPGA side. The RGMII domains are reset by the core's reset, synchronised
+into each.
 """
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
@@ -210,14 +213,19 @@ class Mac(wiring.Component):
     counters : Out(rx_frames, rx_bad_fcs, rx_runts, rx_errors, rx_bad_preamble, rx_overflows,
         tx_frames, tx_underruns), 32-bit wrapping, in ``sync``, a few cycles behind the wire
 
-    Latency (measured in tests/test_mac_cocotb.py and `tickwire.sim.mac_bench`, 156.25 MHz core
-    clock, 125 MHz RGMII clocks): receive, from the rising ``rx_clk`` edge sampling the low
-    nibble of a frame's last FCS byte to the first core cycle with the last beat on ``rx``:
-    3 ``rgmii_rx`` cycles (DDR input, end of frame seen, beat written) plus the FIFO's
-    crossing (2-stage synchroniser and the read) of 3 to 4 core cycles: `RX_LATENCY_NS`.
-    Transmit, cut-through, from the core cycle that takes a frame's first beat to the first
-    preamble nibble on ``txd``: the FIFO crossing (3 to 4 ``rgmii_tx`` cycles), `GmiiTx` (1)
-    and the DDR output (1): `TX_LATENCY_NS`.
+    Latency (156.25 MHz core clock, 125 MHz RGMII clocks; measured in
+    tests/test_mac_cocotb.py under Verilator and by `tickwire.sim.mac_bench.mac_figures`):
+
+    - receive, from the rising ``rx_clk`` edge that samples the low nibble of a frame's last
+      FCS byte to the core edge after which its last beat is on ``rx``: 4 ``rgmii_rx`` cycles
+      (DDR input register, `GmiiRx` seeing DV fall, its last beat, the FIFO write) then the
+      FIFO's 2-stage synchroniser, 1 to 2 core cycles by phase: 38.4 to 44.8 ns, 7 core cycles
+      at worst (measured 38.7-44.7 ns).
+    - transmit (cut-through, MAC idle), from the core edge that takes a frame's first beat to
+      the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges),
+      `GmiiTx` (1) and the DDR output register (1): 3 to 4 ``rgmii_tx`` cycles, 24 to 32 ns,
+      5 core cycles at worst (measured 24.0-32.0 ns). Store-and-forward adds one core cycle
+      per further beat of the frame.
     """
 
     def __init__(self, *, pins=None, tx_clock="shifted", store_and_forward=False, tx_depth=256,
