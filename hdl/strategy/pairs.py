@@ -120,7 +120,7 @@ class PairsMeanReversion(wiring.Component):
 
         # --- host writes: delayed one cycle, so that a write at cycle w is not seen by the
         # update arriving at w (its entry is read at w + 1) -----------------------------------
-        epoch = Signal(EPOCH_BITS)
+        epoch = Signal(EPOCH_BITS, reset_less=True)     # not reset: see ThresholdTaker
         w = self.write
         w_row = Signal(row_shape)
         w_index, w_en = Signal(pb), Signal()

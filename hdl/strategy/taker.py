@@ -126,7 +126,9 @@ class ThresholdTaker(wiring.Component):
         m.d.sync += now.eq(now + 1)
 
         # --- host writes: a new epoch per write ---------------------------------------------
-        epoch = Signal(EPOCH_BITS)
+        # Not reset: block RAM keeps its contents over a reset, and a restarted count would
+        # make memories of before the reset look current.
+        epoch = Signal(EPOCH_BITS, reset_less=True)
         w = self.write
         with m.If(w.write):
             m.d.comb += [pwr.en.eq(1), pwr.addr.eq(w.index), pwr.data.epoch.eq(epoch + 1),
