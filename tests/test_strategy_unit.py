@@ -242,3 +242,13 @@ def test_tables_are_sized_by_the_book(symbols):
     assert engine.taker.p.symbols == symbols
     assert engine.signature.members["selection"].shape.size == 1 + (symbols - 1).bit_length() \
         + 2 + 2 + 1
+
+
+def test_a_side_fired_one_cycle_before_is_kept_when_the_other_side_fires():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000, sell=1000)]
+    updates = [(10, upd(1, 990, 1000, 1)),      # buy at 1000
+               (11, upd(1, 1001, 1000, 2)),     # sell at 1001; the buy is still remembered
+               (15, upd(1, 990, 1000, 3)),      # buy at 1000 again: never
+               (16, upd(1, 1001, 1000, 4))]     # sell at 1001 again: never
+    out, _ = run_both(updates, writes)
+    assert [(i["sequence"], i["side"]) for _, i in out] == [(1, BUY), (2, SELL)]

@@ -1,6 +1,6 @@
 """Threshold taker: per book slot, take the touch when it crosses a host-set price."""
 
-from amaranth.hdl import Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -85,8 +85,10 @@ class ThresholdTaker(wiring.Component):
     write (``epoch``, 32 bits) and the memory of both sides (fired, price, deadline = fire
     cycle + cooldown) with the epoch of the entry they were made under. A memory whose epoch
     is not its entry's is no memory: that is how a rewrite resets it without a second write
-    port. Back-to-back updates of one slot see each other: the memory written in the cycle a
-    read is issued is forwarded to it.
+    port. Back-to-back updates of one slot see each other without a stall: the memory the
+    update one ahead writes in the cycle this one's read is issued is forwarded to it, and
+    what it would decide if that one fired (price differs, cooldown <= 1) is worked out a cycle
+    early, so that the decision is a mux, not compares after a mux.
 
     Ports
     -----
@@ -141,38 +143,54 @@ class ThresholdTaker(wiring.Component):
         u1 = Signal(update_layout(p))
         v1 = Signal()
         m.d.sync += [u1.eq(u.p), v1.eq(u.valid)]
+        # The update now in stage 1 (one ahead) and this one: same slot, and no write of the
+        # slot between them (a write at the cycle the one ahead arrived separates them)?
+        w_last = Signal()
+        w_last_index = Signal(p.slot_bits)
+        m.d.sync += [w_last.eq(w.write), w_last_index.eq(w.index)]
+        chain = Signal()
+        m.d.sync += chain.eq(v1 & (u.p.slot == u1.slot)
+                             & ~(w_last & (w_last_index == u.p.slot)))
+        # If the one ahead fires a side, may this one fire it again? (price differs, and one
+        # cycle later is at least its cooldown): decided now, used if it did fire.
+        after_fire = {}
+        for side, price, ahead in (("buy", u.p.ask_price, u1.ask_price),
+                                   ("sell", u.p.bid_price, u1.bid_price)):
+            after_fire[side] = Signal(name=f"{side}_after_fire")
+            m.d.sync += after_fire[side].eq((price != ahead) & (prd.data.params.cooldown <= 1))
 
         # --- stage 1: compare, decide, remember ---------------------------------------------
-        last_written = Signal()
-        last_slot = Signal(p.slot_bits)
+        last_fired = Signal(2)          # the sides the update one ahead fired
         last_state = Signal(_state_layout())
-        forward = wire(m, last_written & (last_slot == u1.slot), "forward")
-        seen = Signal(_state_layout())
-        m.d.comb += seen.eq(Mux(forward, last_state.as_value(), srd.data.as_value()))
+        mem = srd.data
         row = prd.data
         prm = row.params
-        fresh = wire(m, seen.epoch == row.epoch, "fresh")
+        fresh = wire(m, mem.epoch == row.epoch, "fresh")
         go = wire(m, v1 & self.active & prm.enable, "go")
+        chained = wire(m, chain & (last_fired != 0), "chained")
 
         new_state = Signal(_state_layout())
         m.d.comb += new_state.epoch.eq(row.epoch)
         fire = {}
-        for side, exists, price, wanted in (
-                ("buy", u1.ask_shares != 0, u1.ask_price, u1.ask_price <= prm.buy_price),
-                ("sell", u1.bid_shares != 0, u1.bid_price, u1.bid_price >= prm.sell_price)):
-            memory = getattr(seen, side)
+        for bit, side, exists, price, wanted in (
+                (0, "buy", u1.ask_shares != 0, u1.ask_price, u1.ask_price <= prm.buy_price),
+                (1, "sell", u1.bid_shares != 0, u1.bid_price, u1.bid_price >= prm.sell_price)):
+            memory = getattr(mem, side)
             eligible = wire(m, go & exists & wanted, f"{side}_eligible")
-            known = fresh & memory.fired
-            allowed = wire(m, ~known | ((memory.price != price) & (now >= memory.deadline)),
+            allowed_mem = wire(m, ~(fresh & memory.fired)
+                               | ((memory.price != price) & (now >= memory.deadline)),
+                               f"{side}_allowed_mem")
+            allowed = wire(m, Mux(chain & last_fired[bit], after_fire[side], allowed_mem),
                            f"{side}_allowed")
             fire[side] = wire(m, eligible & allowed, f"{side}_fire")
-            bit = 0 if side == "buy" else 1
             m.d.comb += [self.fired[bit].eq(fire[side]),
                          self.cooldown[bit].eq(eligible & ~allowed)]
             kept = getattr(new_state, side)
             with m.If(fire[side]):
                 m.d.comb += [kept.fired.eq(1), kept.price.eq(price),
                              kept.deadline.eq(now + prm.cooldown)]
+            with m.Elif(chained):
+                m.d.comb += kept.eq(getattr(last_state, side))
             with m.Elif(fresh):
                 m.d.comb += kept.eq(memory)
 
@@ -187,9 +205,9 @@ class ThresholdTaker(wiring.Component):
             ]
         m.d.comb += self.one_sided.eq(go & ((u1.bid_shares == 0) | (u1.ask_shares == 0)))
 
-        written = fire["buy"] | fire["sell"]
-        m.d.comb += [swr.en.eq(written), swr.addr.eq(u1.slot), swr.data.eq(new_state)]
-        m.d.sync += [last_written.eq(written), last_slot.eq(u1.slot), last_state.eq(new_state)]
+        written = Cat(fire["buy"], fire["sell"])
+        m.d.comb += [swr.en.eq(written != 0), swr.addr.eq(u1.slot), swr.data.eq(new_state)]
+        m.d.sync += [last_fired.eq(written), last_state.eq(new_state)]
         return m
 
 
