@@ -12,6 +12,7 @@ from tickwire.hdl.order.encoder import (
     KILL_BOUND_CYCLES,
     OrderEncoder,
 )
+from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterMap
 from tickwire.sim.order_run import load_value, run_encoder
 from tickwire.sim.ouch import EncoderModel, Template
@@ -117,6 +118,15 @@ def test_kill_flushes_the_queue_and_lets_the_frame_on_the_wire_finish(kill_at):
     assert all(e["at"] >= kill_at for e in flushed)
 
 
+def test_a_frame_held_by_the_mac_is_logged_before_the_orders_flushed_behind_it():
+    intents = [intent(k) for k in range(3)]
+    run = run_encoder(intents, template=Template(), symbols=SYMBOLS,
+                      ready=lambda cycle: cycle >= 10, kill=lambda cycle: 2 <= cycle < 50)
+    check_against_model(run, intents, Template())
+    assert [e["sent"] for e in run.log] == [1, 0, 0]
+    assert (run.frames[0].presented, run.frames[0].taken, run.log[0]["at"]) == (0, 10, 10)
+
+
 def test_orders_after_a_kill_is_released_are_sent_with_the_next_numbers():
     intents = [intent(k) for k in range(4)]
     run = run_encoder(intents, template=Template(), symbols=SYMBOLS, arrivals=[0, 0, 40, 40],
@@ -202,7 +212,7 @@ def test_a_full_log_counts_what_it_loses():
 
 
 def test_register_declarations_resolve_against_the_ports():
-    dut = OrderEncoder(slots=64)
+    dut = describe_only(OrderEncoder(slots=64))
     regs = RegisterMap([Block("order", dut, dut.registers)])
     names = {r.name for r in regs}
     for name in ("template", "session", "hold", "symbol", "load_sequence", "load_user_ref",

@@ -30,8 +30,9 @@ from tickwire.hdl.strategy.records import OrderIntent, Side, TimeInForce
 
 from . import formats as f
 
-__all__ = ["ORDER_REGISTERS", "FRAME_BEATS", "KILL_BOUND_CYCLES", "LoadValue", "OrderEncoder",
-           "OrderLogEntry", "OrderTemplate", "SessionWindow", "SymbolWrite"]
+__all__ = ["FRAME_BEATS", "KILL_BOUND_CYCLES", "ORDER_REGISTERS", "AxiStreamOrderEncoder",
+           "LoadValue", "OrderEncoder", "OrderLogEntry", "OrderTemplate", "SessionWindow",
+           "SymbolWrite"]
 
 FRAME_BEATS = f.FRAME_LENGTH // BEAT_BYTES          # 13
 #: Once ``kill`` is high no first beat is presented (0 cycles); the frame already on ``tx``
@@ -409,7 +410,7 @@ class OrderEncoder(wiring.Component):
 
         # The queue, with a bypass so that an idle encoder starts on the cycle an order arrives.
         width = OrderIntent.as_shape().size
-        m.submodules.queue = queue = fifo.SyncFIFO(width=width, depth=self.queue_depth)
+        m.submodules.queue = queue = RegisterQueue(width, self.queue_depth)
         pop = start | flush
         head_valid = wire(m, queue.r_rdy | self.orders.valid, "head_valid")
         head = OrderIntent(wire(m, Mux(queue.r_rdy, queue.r_data, self.orders.payload),
@@ -488,7 +489,9 @@ class OrderEncoder(wiring.Component):
         m.d.comb += [
             start.eq(~in_frame & head_valid & ~self.kill & ~self.hold & (settling == 0)
                      & ~differs),
-            flush.eq(self.kill & head_valid & ~log_send),
+            # A started frame's log entry goes first (it waits for its first beat to be
+            # taken), so that the log keeps the order in which orders were taken.
+            flush.eq(self.kill & head_valid & ~log_send & ~(in_frame & (beat == 0))),
         ]
 
         # The frame being sent, captured when its first beat is presented.
@@ -625,6 +628,81 @@ class OrderEncoder(wiring.Component):
                     m.d.sync += self.histogram[k].eq(self.histogram[k] + 1)
         m.d.comb += [self.latency.count.eq(stats_count), self.latency.sum.eq(stats_sum),
                      self.latency.min.eq(stats_min), self.latency.max.eq(stats_max)]
+
+
+class AxiStreamOrderEncoder(wiring.Component):
+    """`OrderEncoder` with its ``tx`` port as an AXI-Stream master named ``m_axis_*`` (``tuser``
+    = bad frame, always 0), for cocotbext-axi benches and MACs with AXI-Stream clients. Same
+    ports otherwise; same latency (the adapter is wires)."""
+
+    def __init__(self, **parameters):
+        self.core = OrderEncoder(**parameters)
+        members = dict(self.core.signature.members)
+        del members["tx"]
+        super().__init__({
+            "m_axis_tdata": Out(64), "m_axis_tkeep": Out(8), "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1), "m_axis_tlast": Out(1), "m_axis_tuser": Out(1),
+            **members,
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        tx = core.tx
+        m.d.comb += [self.m_axis_tdata.eq(tx.p.data), self.m_axis_tkeep.eq(tx.p.keep),
+                     self.m_axis_tvalid.eq(tx.valid), self.m_axis_tlast.eq(tx.p.last),
+                     self.m_axis_tuser.eq(tx.p.bad), tx.ready.eq(self.m_axis_tready)]
+        for name, member in self.signature.members.items():
+            if name.startswith("m_axis"):
+                continue
+            ours, theirs = getattr(self, name), getattr(core, name)
+            if member.is_signature:
+                if member.flow == In:
+                    wiring.connect(m, wiring.flipped(ours), theirs)
+                else:
+                    wiring.connect(m, theirs, wiring.flipped(ours))
+            elif member.flow == In:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+        return m
+
+
+class RegisterQueue(wiring.Component):
+    """A first-word-fall-through FIFO in flip-flops (`amaranth.lib.fifo.SyncFIFO`'s ports and
+    timing: an entry written at cycle t is readable at t+1). Small queues only: the read is a
+    multiplexer over the entries."""
+
+    def __init__(self, width, depth):
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        entries = [Signal(self.width, name=f"entry{k}") for k in range(self.depth)]
+        write_at = Signal(range(self.depth))
+        read_at = Signal(range(self.depth))
+        do_write = self.w_en & self.w_rdy
+        do_read = self.r_en & self.r_rdy
+        m.d.comb += [self.w_rdy.eq(self.level != self.depth), self.r_rdy.eq(self.level != 0)]
+        with m.Switch(read_at):
+            for k, entry in enumerate(entries):
+                with m.Case(k):
+                    m.d.comb += self.r_data.eq(entry)
+        with m.If(do_write):
+            with m.Switch(write_at):
+                for k, entry in enumerate(entries):
+                    with m.Case(k):
+                        m.d.sync += entry.eq(self.w_data)
+            m.d.sync += write_at.eq(Mux(write_at == self.depth - 1, 0, write_at + 1))
+        with m.If(do_read):
+            m.d.sync += read_at.eq(Mux(read_at == self.depth - 1, 0, read_at + 1))
+        m.d.sync += self.level.eq(self.level + do_write - do_read)
+        return m
 
 
 def _frame_for_symbol(symbol):
