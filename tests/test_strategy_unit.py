@@ -5,13 +5,18 @@ the gateware and the model and requires the same intents at the same cycles, the
 and the same alarms; then it checks the behaviour the rule names, on the model's output."""
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 
 from tickwire.hdl.book.records import BookParameters
 from tickwire.hdl.platform.device import describe_only
-from tickwire.hdl.platform.registers import Block, RegisterMap
+from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap, bus_signature
 from tickwire.hdl.strategy.engine import STRATEGY_COUNTERS, StrategyEngine, StrategyMode
 from tickwire.hdl.strategy.pairs import PAIRS_LATENCY_CYCLES
+from tickwire.hdl.strategy.records import OrderIntent
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
+from tickwire.sim.records import unpack
 from tickwire.sim.strategy_model import BUY, SELL, EngineModel, spread
 from tickwire.sim.strategy_run import run_strategy
 
@@ -252,3 +257,69 @@ def test_a_side_fired_one_cycle_before_is_kept_when_the_other_side_fires():
                (16, upd(1, 1001, 1000, 4))]     # sell at 1001 again: never
     out, _ = run_both(updates, writes)
     assert [(i["sequence"], i["side"]) for _, i in out] == [(1, BUY), (2, SELL)]
+
+
+class BankedEngine(wiring.Component):
+    """The engine behind a register bank, as a device top level wires it."""
+
+    def __init__(self):
+        self.engine = StrategyEngine(P, pairs=PAIRS)
+        self.map = RegisterMap([Block("strategy", self.engine, self.engine.registers)])
+        self.bank = RegisterBank(self.map)
+        members = {"bus": In(bus_signature(self.map.address_width))}
+        for name in ("updates", "events", "intents"):
+            members[name] = self.engine.signature.members[name]
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.bank = bank = self.bank
+        wiring.connect(m, wiring.flipped(self.bus), bank.bus)
+        wiring.connect(m, wiring.flipped(self.updates), engine.updates)
+        wiring.connect(m, wiring.flipped(self.events), engine.events)
+        wiring.connect(m, engine.intents, wiring.flipped(self.intents))
+        for bank_port, (_, port, flow, _, _) in self.map.ports.items():
+            ours, theirs = getattr(bank, bank_port), getattr(engine, port)
+            m.d.comb += theirs.eq(ours) if flow == In else ours.eq(theirs)
+        return m
+
+
+def test_tables_written_through_the_register_bank_take_effect():
+    from tickwire.host.device import _encode
+    from tickwire.sim.amaranth_sim import simulate
+    from tickwire.sim.strategy_run import encode
+
+    dut = BankedEngine()
+    regs = dut.map
+    script = [("strategy.selection", dict(write=1, index=2, mode="TAKER")),
+              ("strategy.taker_params", dict(write=1, index=2, enable=1, buy_price=1000,
+                                             sell_price=5000, quantity=9, cooldown=0))]
+    shape = dut.signature.members["updates"].signature.members["payload"].shape
+    got = []
+
+    async def testbench(ctx):
+        for name, fields in script:
+            register = regs[name]
+            value = _encode(register, fields)
+            for k in range(register.words):
+                ctx.set(dut.bus.addr, register.address + k)
+                ctx.set(dut.bus.w_data, (value >> (32 * k)) & 0xFFFFFFFF)
+                ctx.set(dut.bus.w_stb, 1)
+                await ctx.tick()
+            ctx.set(dut.bus.w_stb, 0)
+            await ctx.tick()
+        ctx.set(dut.intents.ready, 1)
+        ctx.set(dut.updates.payload.as_value(), encode(shape, upd(2, 900, 999, 77)))
+        ctx.set(dut.updates.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.updates.valid, 0)
+        for _ in range(4):
+            if ctx.get(dut.intents.valid):
+                got.append(unpack(OrderIntent, ctx.get(dut.intents.payload.as_value())))
+            await ctx.tick()
+
+    simulate(dut, testbench)
+    assert [(i["slot"], i["side"], i["price"], i["quantity"], i["sequence"]) for i in got] == [
+        (2, BUY, 999, 9, 77)]
+    assert regs["strategy.taker_params"].words == 5
