@@ -6,10 +6,11 @@ the order encoder's ``ready``). Output: the orders (with the cycle each is valid
 
 The checks are the rules as stated (see `RiskGate`), taken one intent after the other: every
 intent sees every order passed before it. What the model knows of the gateware is only the
-timing it promises: an intent valid in cycle c is decided in cycle c + 1 (its order valid in
-c + 2); it sees host table operations written before cycle c (an operation is written 3
+timing it promises: an intent valid in cycle c is decided in cycle c + 2 (its order valid in
+c + 3); it sees host table operations written before cycle c (an operation is written 3
 cycles after the queue hands it over, one at a time), BookUpdates valid before cycle c - 3,
-throttle configuration from cycle c - 1, the kill switch and ``armed`` of cycle c + 1.
+order-rate configuration of cycle c - 1, the kill switch, ``armed`` and ``ready`` of cycle
+c + 2.
 """
 
 import dataclasses
@@ -93,8 +94,8 @@ class RiskModel:
         self.tat = [0] * n
         self.global_tat = 0
         self.cycle = 0
-        self.configs = deque([Cycle(), Cycle()], maxlen=2)   # the last two cycles' inputs
-        self.pending = None                # (intent, captured tables) decided next cycle
+        self.configs = deque([Cycle()] * 3, maxlen=3)   # the last three cycles' inputs
+        self.pending = deque([None, None])  # (intent, captured tables), decided 2 later
         self.updates = deque()             # (cycle written, slot, Refs)
         self.queue = deque()               # host operations (kind, args), level as of now
         self.engine = ("IDLE", None, None)
@@ -114,7 +115,7 @@ class RiskModel:
         p = self.p
         now = self.cycle
         self.killed_trace.append(self.killed)
-        older = self.configs[0]             # the inputs of cycle now - 2
+        older = self.configs[0]             # the inputs of cycle now - 3
         # The order presented this cycle (decided last cycle) meets this cycle's ready.
         if self._order_valid and not c.ready:
             self.counters["orders_lost"] += 1
@@ -148,8 +149,9 @@ class RiskModel:
                 u["ask_price"] * up, u["bid_price"] * down)))
         # The decision.
         passed, storm = 0, 0
-        if self.pending is not None:
-            intent, limits, refs, rooms = self.pending
+        deciding = self.pending.popleft()
+        if deciding is not None:
+            intent, limits, refs, rooms = deciding
             reason = self._check(c, older, intent, limits, refs, rooms)
             self.counters["intents"] += 1
             self.decisions.append((now, intent, reason))
@@ -167,7 +169,7 @@ class RiskModel:
                     self.counters["log_overflow"] += 1
                     self.alarms["log_overflow"] = 1
         self._order_valid = passed
-        self.pending = new_pending
+        self.pending.append(new_pending)
         # The engine's writes and answers.
         if state == "READ":
             next_engine = ("WRITE", op, self._engine_compute(op, captured, now))

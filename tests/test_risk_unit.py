@@ -55,7 +55,7 @@ def test_an_order_passes_in_two_cycles():
     at = s.intent(SLOT, BUY, 10100, 10, sequence=77)
     run, _ = run_both(s)
     assert [(c - at, o["sequence"]) for c, o in run.orders] == [(RISK_LATENCY_CYCLES, 77)]
-    assert RISK_LATENCY_CYCLES == 2
+    assert RISK_LATENCY_CYCLES == 3
     assert run.counters["passes"] == 1 and run.log == []
 
 
@@ -87,7 +87,8 @@ def test_each_reason_is_rejected_logged_and_counted(name):
         s.set(**config).idle(3)
     items = {k: v for k, v in extra.items() if k not in config and k != "ready"}
     s.intent(SLOT, side, price, qty, **items)
-    if "ready" in extra:                 # read in the decision cycle, the one after
+    if "ready" in extra:                 # read in the decision cycle, two later
+        s.add()
         s.add(ready=extra["ready"])
     run, _ = run_both(s)
     assert reasons(run) == [expected]
@@ -251,12 +252,15 @@ def test_reject_rate_kills_and_says_why():
 def test_not_ready_orders_are_rejected_and_lost_ones_counted():
     s = ready_slot()
     s.set(slot_throttle=(0, 10), global_throttle=(0, 10)).idle(3)
-    s.intent(SLOT, BUY, 10100, 1)
-    a = s.intent(SLOT, BUY, 10100, 1, ready=0)              # the first one's decision cycle
-    s.add()
-    s.add(ready=0)                                          # the encoder broke the contract
+    x = s.intent(SLOT, BUY, 10100, 1)
+    a = s.intent(SLOT, BUY, 10100, 1)
+    s.add(ready=0)                                          # x's decision cycle
+    s.add()                                                 # a's: it passes
+    lost = s.add(ready=0)                                   # the encoder broke the contract
     run, _ = run_both(s)
-    assert reasons(run) == [R.NOT_READY] and [c for c, _ in run.orders] == [a + 2]
+    assert x + 2 == a + 1 == lost - 2
+    assert reasons(run) == [R.NOT_READY] and [c for c, _ in run.orders] == [lost]
+    assert lost == a + RISK_LATENCY_CYCLES
     assert run.counters["orders_lost"] == 1 and run.alarms["order_lost"] == 1
 
 

@@ -39,7 +39,7 @@ __all__ = ["RiskGate", "RejectReason", "KillReason", "RiskParameters", "RISK_REG
            "RISK_LATENCY_CYCLES", "KILL_BOUND_CYCLES", "UPDATE_DELAY_CYCLES", "HOST_OP_CYCLES"]
 
 #: Cycles from an intent valid at ``intents`` to its order valid at ``orders``.
-RISK_LATENCY_CYCLES = 2
+RISK_LATENCY_CYCLES = 3
 #: ``orders.valid`` is low from this many cycles after the cycle the ``kill`` strobe is high.
 KILL_BOUND_CYCLES = 1
 #: A BookUpdate valid in cycle u is the collar reference of intents valid from cycle u + 4.
@@ -270,38 +270,51 @@ class RiskGate(wiring.Component):
         account_rd, account_wr = account_mem.read_port(), account_mem.write_port()
         rooms_rd, rooms_wr = rooms_mem.read_port(), rooms_mem.write_port()
 
-        # --- throttle references, registered ------------------------------------------------
+        # --- order-rate bucket references, registered ---------------------------------------
         def bucket(name, config):
-            """The registered references of one order-rate bucket. Decisions in cycle d use
-            the configuration of cycle d - 2 throughout."""
-            tau = Signal(TIME_BITS, name=f"{name}_tau")        # (burst - 1) * interval
-            empty1 = Signal(name=f"{name}_empty1", init=1)
-            empty = Signal(name=f"{name}_empty", init=1)        # burst == 0
-            interval1 = Signal(32, name=f"{name}_interval1")
-            interval = Signal(32, name=f"{name}_interval")
-            limit = Signal(TIME_BITS, name=f"{name}_limit")    # now + tau
-            restart = Signal(TIME_BITS, name=f"{name}_restart")  # now + interval
-            m.d.sync += [
-                tau.eq(Mux(config.burst == 0, 0, (config.burst - 1) * config.interval)),
-                empty1.eq(config.burst == 0), empty.eq(empty1),
-                interval1.eq(config.interval), interval.eq(interval1),
-                limit.eq(now + 1 + tau), restart.eq(now + 1 + interval1),
-            ]
-            return empty, interval, limit, restart
+            """Registered references of one bucket, for the intent deciding in cycle d (its
+            checks are made in d - 1): all from the configuration of cycle d - 3."""
+            def reg(shape, value, suffix, init=0):
+                sig = Signal(shape, name=f"{name}_{suffix}", init=init)
+                m.d.sync += sig.eq(value)
+                return sig
+            tau = reg(TIME_BITS, Mux(config.burst == 0, 0,
+                                     (config.burst - 1) * config.interval), "tau")
+            interval1 = reg(32, config.interval, "interval1")
+            interval2 = reg(32, interval1, "interval2")
+            interval3 = reg(32, interval2, "interval3")
+            empty1 = reg(1, config.burst == 0, "empty1", init=1)
+            empty2 = reg(1, empty1, "empty2", init=1)
+            # In cycle d - 1: d + tau; and with the interval of the decision before (d - 1),
+            # d + tau - interval and interval <= tau + 1.
+            limit = reg(TIME_BITS, now + 2 + tau, "limit")
+            limit_less = reg(TIME_BITS + 1, now + 2 + tau - interval2, "limit_less")
+            again = reg(1, interval2 <= tau + 1, "again")
+            # In cycle d: d + interval.
+            restart = reg(TIME_BITS, now + 1 + interval2, "restart")
+            return dict(empty=empty2, limit=limit, limit_less=limit_less, again=again,
+                        interval=interval3, restart=restart)
 
-        slot_empty, slot_interval, slot_limit, slot_restart = bucket("slot", self.slot_throttle)
-        glob_empty, glob_interval, glob_limit, glob_restart = bucket("glob",
-                                                                     self.global_throttle)
+        slot_bucket = bucket("slot", self.slot_throttle)
+        glob_bucket = bucket("glob", self.global_throttle)
         glob_tat = Signal(TIME_BITS)
 
-        # --- stage 1: the intent's cycle: tables read, partial products --------------------
+        def conforms(tat, b, after_pass):
+            """``tat`` conforms in the decision cycle; with `after_pass`, after an order passed
+            in the cycle before (which moved ``tat`` to ``max(tat, d - 1) + interval``)."""
+            if after_pass:
+                return ~b["empty"] & b["again"] & (tat <= b["limit_less"])
+            return ~b["empty"] & (tat <= b["limit"])
+
+        # --- P0: the intent's cycle: tables read, partial products --------------------------
         i = self.intents
-        s1_valid = Signal()
-        s1 = Signal(OrderIntent)
+        s1_valid, s2_valid = Signal(), Signal()
+        s1, s2 = Signal(OrderIntent), Signal(OrderIntent)
         s1_bad_slot = Signal()
-        m.d.sync += [s1_valid.eq(i.valid), s1.eq(i.payload),
-                     s1_bad_slot.eq(i.payload.slot[p.slot_bits:] != 0)]
         slot_in = i.payload.slot[:p.slot_bits]
+        m.d.sync += [s1_valid.eq(i.valid), s1.eq(i.payload),
+                     s1_bad_slot.eq(i.payload.slot[p.slot_bits:] != 0),
+                     s2_valid.eq(s1_valid), s2.eq(s1)]
         for port in (checks_rd, refs_rd, state_rd, rooms_rd):
             m.d.comb += port.addr.eq(slot_in)
         price_in, qty_in = i.payload.price, i.payload.quantity
@@ -310,76 +323,114 @@ class RiskGate(wiring.Component):
         m.d.sync += [ll.eq(price_in[:16] * qty_in[:16]), lh.eq(price_in[:16] * qty_in[16:]),
                      hl.eq(price_in[16:] * qty_in[:16]), hh.eq(price_in[16:] * qty_in[16:]),
                      price_scaled.eq(price_in * COLLAR_SCALE)]
-
-        # The state written for the intent ahead, when it is for the same slot.
+        # The intent ahead (in P1 now, deciding while this one is in P1) on the same slot; the
+        # quantity the two would hold open together on this one's side.
+        same_ahead = Signal()
+        pair = Signal(33)
+        ahead_adds = s1_valid & (s1.slot[:p.slot_bits] == slot_in)
+        m.d.sync += [same_ahead.eq(ahead_adds),
+                     pair.eq(qty_in + Mux(ahead_adds & (s1.side == i.payload.side),
+                                          s1.quantity, 0))]
+        # The state written by the intent deciding now (two ahead), for this one's P1.
+        passed = Signal()
         last_state = Signal(_STATE)
         forward = Signal()
-        passed = Signal()
+        m.d.sync += forward.eq(passed & (s2.slot[:p.slot_bits] == slot_in))
 
-        # --- stage 2: the decision ----------------------------------------------------------
+        # --- P1: every check that needs a table, one comparison each, registered ------------
         lim = checks_rd.data
         refs = refs_rd.data
         rooms = rooms_rd.data
-        state = Signal(_STATE)
-        m.d.comb += state.eq(Mux(forward, last_state.as_value(), state_rd.data.as_value()))
-        buy = wire(m, s1.side == Side.BUY, "buy")
-        qty = s1.quantity
-        kill_now = Signal()
-        killed = self.killed
-
-        fails = {
-            RejectReason.NOT_ARMED: ~self.armed,
-            RejectReason.KILLED: killed | self.kill,
+        base = Signal(_STATE)
+        m.d.comb += base.eq(Mux(forward, last_state.as_value(), state_rd.data.as_value()))
+        buy1 = wire(m, s1.side == Side.BUY, "buy1")
+        qty1 = s1.quantity
+        room = wire(m, Mux(buy1, rooms.buy, rooms.sell), "room")
+        sent = wire(m, Mux(buy1, base.sent_buy, base.sent_sell), "sent")
+        early = {
             RejectReason.BAD_SLOT: s1_bad_slot,
             RejectReason.DISABLED: ~lim.enabled,
-            RejectReason.QUANTITY: (qty == 0) | (qty > lim.max_quantity),
+            RejectReason.QUANTITY: (qty1 == 0) | (qty1 > lim.max_quantity),
             RejectReason.NOTIONAL: ~_nonnegative_sum(
                 m, "notional", [(-1, Cat(ll, hh)), (-1, lh << 16), (-1, hl << 16)],
                 [(1, lim.max_notional)], 67),
-            RejectReason.NO_REFERENCE: Mux(buy, ~refs.ask_ok, ~refs.bid_ok)
+            RejectReason.NO_REFERENCE: Mux(buy1, ~refs.ask_ok, ~refs.bid_ok)
                 | (refs.bps != lim.collar_bps),
-            RejectReason.COLLAR: Mux(buy, price_scaled > refs.buy_cap,
+            RejectReason.COLLAR: Mux(buy1, price_scaled > refs.buy_cap,
                                      price_scaled < refs.sell_floor),
-            RejectReason.POSITION: ~_nonnegative_sum(
-                m, "position", [(-1, qty)], [(1, Mux(buy, rooms.buy, rooms.sell)),
-                                            (-1, Mux(buy, state.sent_buy, state.sent_sell))],
-                ROOM_BITS + 2),
-            RejectReason.SLOT_THROTTLE: slot_empty | (state.tat > slot_limit),
-            RejectReason.GLOBAL_THROTTLE: glob_empty | (glob_tat > glob_limit),
+        }
+        checked = {r: Signal(name=f"fail_{r.name.lower()}") for r in early}
+        m.d.sync += [checked[r].eq(v) for r, v in early.items()]
+        # Checks on state the intent ahead may change: both outcomes, chosen in P2.
+        spec = {}
+        for outcome in (0, 1):
+            q = pair if outcome else qty1
+            spec[RejectReason.POSITION, outcome] = ~_nonnegative_sum(
+                m, f"position{outcome}", [(-1, q)], [(1, room), (-1, sent)], ROOM_BITS + 2)
+            spec[RejectReason.SLOT_THROTTLE, outcome] = ~conforms(base.tat, slot_bucket,
+                                                                  outcome)
+            spec[RejectReason.GLOBAL_THROTTLE, outcome] = ~conforms(glob_tat, glob_bucket,
+                                                                    outcome)
+        fails_if = {key: Signal(name=f"fail_{key[0].name.lower()}_{key[1]}") for key in spec}
+        m.d.sync += [fails_if[key].eq(v) for key, v in spec.items()]
+        s2_same, s2_base = Signal(), Signal(_STATE)
+        m.d.sync += [s2_same.eq(same_ahead), s2_base.eq(base)]
+
+        # --- P2: the decision, from registers -------------------------------------------------
+        killed = self.killed
+        kill_now = Signal()
+        ahead_passed = Signal()              # the intent decided in the cycle before passed
+        m.d.sync += ahead_passed.eq(passed)
+        on_slot = wire(m, ahead_passed & s2_same, "on_slot")
+        fails = {
+            RejectReason.NOT_ARMED: ~self.armed,
+            RejectReason.KILLED: killed | self.kill,
+            **checked,
+            RejectReason.POSITION: Mux(on_slot, fails_if[RejectReason.POSITION, 1],
+                                       fails_if[RejectReason.POSITION, 0]),
+            RejectReason.SLOT_THROTTLE: Mux(on_slot, fails_if[RejectReason.SLOT_THROTTLE, 1],
+                                            fails_if[RejectReason.SLOT_THROTTLE, 0]),
+            RejectReason.GLOBAL_THROTTLE: Mux(ahead_passed,
+                                              fails_if[RejectReason.GLOBAL_THROTTLE, 1],
+                                              fails_if[RejectReason.GLOBAL_THROTTLE, 0]),
             RejectReason.NOT_READY: ~self.orders.ready,
         }
-        fail = {r: wire(m, v, f"fail_{r.name.lower()}") for r, v in fails.items()}
-        m.d.comb += passed.eq(s1_valid & ~Cat(*fail.values()).any())
+        fail = {r: wire(m, fails[r], f"fails_{r.name.lower()}") for r in REASONS}
+        m.d.comb += passed.eq(s2_valid & ~Cat(*fail.values()).any())
         reason = Signal(RejectReason)
         for r in reversed(REASONS):
             with m.If(fail[r]):
                 m.d.comb += reason.eq(r)
-        rejected = wire(m, s1_valid & ~passed, "rejected")
+        rejected = wire(m, s2_valid & ~passed, "rejected")
 
         # The order, registered.
-        m.d.sync += [self.orders.valid.eq(passed), self.orders.payload.eq(s1)]
+        m.d.sync += [self.orders.valid.eq(passed), self.orders.payload.eq(s2)]
 
-        # State written for a passed order, forwarded to the intent behind it.
+        # The slot's state after this intent (written if it passed, and forwarded).
+        state = Signal(_STATE)
+        m.d.comb += state.eq(Mux(on_slot, last_state.as_value(), s2_base.as_value()))
+        buy2 = wire(m, s2.side == Side.BUY, "buy2")
+        qty2 = s2.quantity
         new_state = Signal(_STATE)
         m.d.comb += [
-            new_state.sent_buy.eq(state.sent_buy + Mux(buy, qty, 0)),
-            new_state.sent_sell.eq(state.sent_sell + Mux(buy, 0, qty)),
-            new_state.tat.eq(Mux(state.tat > now, state.tat + slot_interval, slot_restart)),
-            state_wr.addr.eq(s1.slot[:p.slot_bits]), state_wr.data.eq(new_state),
+            new_state.sent_buy.eq(state.sent_buy + Mux(buy2, qty2, 0)),
+            new_state.sent_sell.eq(state.sent_sell + Mux(buy2, 0, qty2)),
+            new_state.tat.eq(Mux(state.tat > now, state.tat + slot_bucket["interval"],
+                                 slot_bucket["restart"])),
+            state_wr.addr.eq(s2.slot[:p.slot_bits]), state_wr.data.eq(new_state),
             state_wr.en.eq(passed),
         ]
-        m.d.sync += [last_state.eq(new_state),
-                     forward.eq(passed & (slot_in == s1.slot[:p.slot_bits]))]
+        m.d.sync += last_state.eq(new_state)
         with m.If(passed):
-            m.d.sync += glob_tat.eq(Mux(glob_tat > now, glob_tat + glob_interval,
-                                        glob_restart))
+            m.d.sync += glob_tat.eq(Mux(glob_tat > now, glob_tat + glob_bucket["interval"],
+                                        glob_bucket["restart"]))
 
-        # --- reject log (stage 3) -----------------------------------------------------------
+        # --- reject log (after P2) -----------------------------------------------------------
         m.submodules.log = log = fifo.SyncFIFOBuffered(width=RejectRecord.as_shape().size,
                                                        depth=p.log_depth)
         entry = Signal(RejectRecord)
         log_valid = Signal()
-        m.d.sync += [log_valid.eq(rejected), entry.intent.eq(s1), entry.reason.eq(reason)]
+        m.d.sync += [log_valid.eq(rejected), entry.intent.eq(s2), entry.reason.eq(reason)]
         m.d.comb += [log.w_data.eq(entry), log.w_en.eq(log_valid),
                      hits["log_overflow"].eq(log_valid & ~log.w_rdy),
                      self.rejects.valid.eq(log.r_rdy), self.rejects.payload.eq(log.r_data),
@@ -525,7 +576,7 @@ class RiskGate(wiring.Component):
                 m.next = "IDLE"
 
         # --- counters and alarms --------------------------------------------------------------
-        m.d.comb += [hits["intents"].eq(s1_valid), hits["passes"].eq(passed),
+        m.d.comb += [hits["intents"].eq(s2_valid), hits["passes"].eq(passed),
                      hits["orders_lost"].eq(self.orders.valid & ~self.orders.ready)]
         for r in REASONS:
             m.d.comb += hits[r.name.lower()].eq(rejected & (reason == r))
