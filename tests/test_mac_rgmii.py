@@ -10,8 +10,10 @@ from amaranth.vendor import LatticeECP5Platform
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickwire.hdl.net.ethernet_mac import MAC_COUNTERS
 from tickwire.hdl.net.rgmii import Mac
 from tickwire.hdl.platform.export import to_verilog
+from tickwire.hdl.platform.registers import Block, RegisterMap
 from tickwire.sim import mac_model as ref
 from tickwire.sim.mac_bench import CORE_PS, WireFrame, mac_figures, run_mac
 
@@ -140,3 +142,11 @@ def test_on_the_ecp5_the_ddr_registers_are_the_fpgas_own():
     rtlil = plan.files["top.il"]
     assert rtlil.count("IDDRX1F") >= 5 and rtlil.count("ODDRX1F") >= 6
     assert "rgmii_rx_fall" not in rtlil          # no generic negative-edge model
+
+
+def test_the_counters_are_declared_for_the_register_map():
+    mac = Mac()
+    registers = RegisterMap([Block("mac", mac, mac.registers)])
+    names = {r.name for r in registers.registers}
+    assert {f"mac.counters.{name}" for name in MAC_COUNTERS} <= names
+    to_verilog(mac, "mac_registers")   # elaborated: the counters exist as ports

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 from amaranth.sim import Simulator
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
@@ -116,6 +116,7 @@ def test_rx_accepts_a_short_preamble():
     assert ref.frames_from_beats([b for b, _ in beats]) == [(frame, False)]
 
 
+@settings(max_examples=40)
 @given(st.lists(st.tuples(st.binary(min_size=0, max_size=200), st.integers(1, 20),
                           st.sampled_from(["good", "bad_fcs", "error"])),
                 min_size=1, max_size=4))
@@ -192,6 +193,7 @@ def test_tx_first_preamble_byte_one_cycle_after_the_first_beat_is_offered():
     assert sent[0][2] == 5
 
 
+@settings(max_examples=40)
 @given(st.lists(st.binary(min_size=1, max_size=150), min_size=2, max_size=4))
 def test_tx_property_back_to_back_frames_keep_the_minimum_gap(frames):
     sent, events, _ = run_tx(frames)

@@ -33,8 +33,16 @@ from tickwire.hdl.net.ethernet_mac import (
     mac_counter_layout,
 )
 from tickwire.hdl.net.mac import MacBeat, mac_rx_signature, mac_tx_signature
+from tickwire.hdl.platform.registers import Counters
 
 BEAT_BITS = MacBeat.as_shape().size
+
+#: The host's view of `Mac`'s ports (see `tickwire.hdl.platform.device`).
+MAC_REGISTERS = (
+    Counters("counters", "32-bit wrapping MAC event counter (rx: every frame with an SFD, then "
+             "one reason per bad frame; frames dropped or cut by a full receive FIFO; tx: "
+             "frames sent whole, frames aborted by an underrun)"),
+)
 
 
 def rgmii_signature():
@@ -237,6 +245,7 @@ class Mac(wiring.Component):
         self.store_and_forward = store_and_forward
         self.tx_depth = tx_depth
         self.rx_depth = rx_depth
+        self.registers = MAC_REGISTERS
         members = {
             "clk125": In(1),
             "rx": Out(mac_rx_signature()),
