@@ -4,7 +4,7 @@ cocotbext-eth's RGMII source and sink as the PHY."""
 import json
 from pathlib import Path
 
-from tickwire.hdl.net.rgmii import Mac
+from tickwire.hdl.net.rgmii import RX_LATENCY_NS, TX_LATENCY_NS, Mac
 from tickwire.sim.cocotb_run import run_cocotb
 
 
@@ -14,4 +14,7 @@ def test_mac_verilog_under_cocotb_with_cocotbext_eth(tmp_path):
                      env={"MAC_FIGURES": str(figures)})
     assert ran == 3
     measured = json.loads(figures.read_text())
-    print(measured)
+    for name, (low, high) in (("rx_latency_ns", RX_LATENCY_NS), ("tx_latency_ns", TX_LATENCY_NS)):
+        values = measured[name]
+        print(f"{name}: {min(values):.1f} to {max(values):.1f} over {len(values)} frames")
+        assert low - 0.05 <= min(values) and max(values) <= high + 0.05, (name, values)

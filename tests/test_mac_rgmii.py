@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickwire.hdl.net.ethernet_mac import MAC_COUNTERS
-from tickwire.hdl.net.rgmii import Mac
+from tickwire.hdl.net.rgmii import RX_LATENCY_NS, TX_LATENCY_NS, Mac
 from tickwire.hdl.platform.export import to_verilog
 from tickwire.hdl.platform.registers import Block, RegisterMap
 from tickwire.sim import mac_model as ref
@@ -57,8 +57,10 @@ def test_bench_figures_within_the_documented_latencies():
     figures = mac_figures(frames=8)
     assert figures["mac.rx_latency_cycles"] <= 7
     assert figures["mac.tx_latency_cycles"] <= 5
-    assert 30 < figures["mac.rx_latency_ns_min"] <= figures["mac.rx_latency_ns_max"] < 7 * 6.4
-    assert 15 < figures["mac.tx_latency_ns_min"] <= figures["mac.tx_latency_ns_max"] < 5 * 6.4
+    assert RX_LATENCY_NS[0] - 0.05 <= figures["mac.rx_latency_ns_min"]
+    assert figures["mac.rx_latency_ns_max"] <= RX_LATENCY_NS[1] + 0.05
+    assert TX_LATENCY_NS[0] - 0.05 <= figures["mac.tx_latency_ns_min"]
+    assert figures["mac.tx_latency_ns_max"] <= TX_LATENCY_NS[1] + 0.05
 
 
 def test_a_full_receive_fifo_drops_or_cuts_frames_never_delivers_half_a_frame_as_good():
