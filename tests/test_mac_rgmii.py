@@ -3,7 +3,7 @@ a behavioural PHY (sim/mac_bench.py), against the reference in sim/mac_model.py 
 
 import random
 
-from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
+from amaranth.build import Attrs, Clock, Pins, PinsN, Resource, Subsignal
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module
 from amaranth.lib import io
 from amaranth.vendor import LatticeECP5Platform
@@ -108,19 +108,22 @@ def test_aligned_tx_clock_has_no_quadrature_clock_port():
 
 
 class _Ecp5Board(LatticeECP5Platform):
-    """The ECPIX-5's FPGA with an RGMII resource named and shaped as amaranth-boards' (the pins
-    are placeholders: only elaboration is checked)."""
+    """The ECPIX-5's FPGA, clock and RGMII resource as amaranth-boards declares them (its
+    `ECPIX585Platform`; amaranth-boards is not a dependency yet)."""
     device, package, speed = "LFE5UM5G-85F", "BG554", "8"
     default_clk = "clk100"
     resources = [
         Resource("clk100", 0, Pins("K23", dir="i"), Clock(100e6), Attrs(IO_TYPE="LVCMOS33")),
         Resource("eth_rgmii", 0,
-                 Subsignal("tx_clk", Pins("A15", dir="o")),
-                 Subsignal("tx_ctl", Pins("B15", dir="o")),
-                 Subsignal("tx_data", Pins("C15 D15 E15 F15", dir="o")),
-                 Subsignal("rx_clk", Pins("A16", dir="i")),
-                 Subsignal("rx_ctl", Pins("B16", dir="i")),
-                 Subsignal("rx_data", Pins("C16 D16 E16 F16", dir="i")),
+                 Subsignal("rst", PinsN("C13", dir="o")),
+                 Subsignal("mdio", Pins("A13", dir="io")),
+                 Subsignal("mdc", Pins("C11", dir="o")),
+                 Subsignal("tx_clk", Pins("A12", dir="o")),
+                 Subsignal("tx_ctrl", Pins("C9", dir="o")),
+                 Subsignal("tx_data", Pins("D8 C8 B8 A8", dir="o")),
+                 Subsignal("rx_clk", Pins("E11", dir="i")),
+                 Subsignal("rx_ctrl", Pins("A11", dir="i")),
+                 Subsignal("rx_data", Pins("B11 A10 B10 A9", dir="i")),
                  Attrs(IO_TYPE="LVCMOS33")),
     ]
     connectors = []
@@ -129,8 +132,7 @@ class _Ecp5Board(LatticeECP5Platform):
 class _BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
-        pins = platform.request("eth_rgmii", 0, dir={name: "-" for name in (
-            "tx_clk", "tx_ctl", "tx_data", "rx_clk", "rx_ctl", "rx_data")})
+        pins = platform.request("eth_rgmii", 0, dir="-")
         m.submodules.mac = mac = Mac(pins=pins)
         m.domains.sync = ClockDomain()
         m.submodules.clk = clk = io.Buffer("i", platform.request("clk100", 0, dir="-"))

@@ -66,7 +66,8 @@ class RgmiiAdapter(wiring.Component):
     `amaranth.lib.io.DDRBuffer`: input and output latency 1 cycle):
 
     - ``pins`` given (the object ``platform.request("eth_rgmii", 0, dir="-")`` returns, with
-      ``rx_clk``, ``rx_ctl``, ``rx_data``, ``tx_clk``, ``tx_ctl``, ``tx_data``): one
+      ``rx_clk``, ``rx_ctrl``, ``rx_data``, ``tx_clk``, ``tx_ctrl``, ``tx_data``, the names of
+      amaranth-boards' ECPIX-5 resource; its PHY reset and MDIO are left to the top): one
       `io.DDRBuffer` per pin group, so that the platform puts the FPGA's own DDR registers
       (IDDRX1F/ODDRX1F on the ECP5) in the I/O cells, where their timing to the pin is fixed.
       This needs a platform at elaboration.
@@ -113,10 +114,10 @@ class RgmiiAdapter(wiring.Component):
             m.submodules.rx_clk_buffer = rx_clk = io.Buffer("i", pins.rx_clk)
             m.d.comb += self.rx_clk.eq(rx_clk.i)
             m.submodules.rxd_ddr = rxd = io.DDRBuffer("i", pins.rx_data, i_domain="rgmii_rx")
-            m.submodules.rx_ctl_ddr = rx_ctl = io.DDRBuffer("i", pins.rx_ctl,
+            m.submodules.rx_ctl_ddr = rx_ctl = io.DDRBuffer("i", pins.rx_ctrl,
                                                             i_domain="rgmii_rx")
             m.submodules.txd_ddr = txd = io.DDRBuffer("o", pins.tx_data, o_domain="rgmii_tx")
-            m.submodules.tx_ctl_ddr = tx_ctl = io.DDRBuffer("o", pins.tx_ctl,
+            m.submodules.tx_ctl_ddr = tx_ctl = io.DDRBuffer("o", pins.tx_ctrl,
                                                             o_domain="rgmii_tx")
             m.submodules.tx_clk_ddr = tx_clk = io.DDRBuffer("o", pins.tx_clk,
                                                             o_domain=self._tx_clk_domain)
