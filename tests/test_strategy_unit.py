@@ -64,13 +64,13 @@ def run_both(updates, writes, *, ready=None, queue_depth=16, cycles=None, extra=
     return expected, model
 
 
-def test_taker_latency_is_two_cycles_and_pairs_nine():
+def test_taker_latency_is_three_cycles_and_pairs_nine():
     writes = [select(0, 1, TAKER), taker(1, 1, buy=1000), select(2, 2, PAIRS_MODE, 0, 0),
               select(3, 3, PAIRS_MODE, 0, 1), pair(4, 0, 2, 3)]
     updates = [(10, upd(1, 990, 1000, 1)), (20, upd(3, 1000, 1002, 2)),
                (30, upd(2, 1020, 1022, 3))]
     out, _ = run_both(updates, writes)
-    assert out[0][0] - 10 == TAKER_LATENCY_CYCLES == 2
+    assert out[0][0] - 10 == TAKER_LATENCY_CYCLES == 3
     assert [c - 30 for c, _ in out[1:]] == [PAIRS_LATENCY_CYCLES, PAIRS_LATENCY_CYCLES + 1]
 
 
@@ -88,7 +88,7 @@ def test_taker_takes_the_touch_when_it_crosses_the_thresholds():
     assert got == [(2, BUY, 1000, 7, 0, 1, 101, 1), (3, SELL, 1010, 7, 0, 1, 101, 1),
                    (5, BUY, 999, 7, 0, 1, 101, 1), (6, BUY, 998, 7, 0, 1, 101, 1),
                    (6, SELL, 1012, 7, 0, 1, 101, 1)]
-    assert [c for c, _ in out][-2:] == [22, 23]         # both sides: consecutive cycles
+    assert [c - 20 for c, _ in out][-2:] == [TAKER_LATENCY_CYCLES, TAKER_LATENCY_CYCLES + 1]
     assert model.counters["taker_one_sided"] == 2
 
 

@@ -113,8 +113,8 @@ class StrategyEngine(wiring.Component):
     ``registers`` declares them for the register bank (`STRATEGY_REGISTERS`).
 
     Latency, update valid at ``updates`` to intent valid at ``intents`` with an empty queue:
-    taker 2 cycles, pairs 9 cycles (legs at 9 and 10). One update per cycle sustained, any mix
-    of slots; nothing stalls.
+    taker 3 cycles (both sides: 3 and 4), pairs 9 cycles (legs at 9 and 10). One update per
+    cycle sustained, any mix of slots; nothing stalls.
     """
 
     def __init__(self, parameters=None, *, pairs=64, queue_depth=QUEUE_DEPTH, **overrides):
