@@ -207,3 +207,71 @@ class Script:
             "read_request", "clear_alarms", *self.CONFIG)}
         return self.add(intent=intent(slot=slot, side=side, price=price, quantity=quantity,
                                       **more), **items)
+
+
+def random_script(seed, p, cycles=1500):
+    """A random scenario for `p`: limits, positions and BBOs for every slot, then `cycles`
+    cycles of intents (many back to back on few slots), BookUpdates, fills, reads, kills,
+    clears and readiness. Returns (script, first stream cycle)."""
+    import random
+
+    rng = random.Random(seed)
+    s = Script(armed=0, slot_throttle=(rng.choice([0, 2, 5]), rng.choice([2, 8, 40])),
+               global_throttle=(rng.choice([0, 1]), rng.choice([4, 50])),
+               auto_kill=(rng.choice([0, 20]), 64))
+    s.idle(2)
+    bbo = {}
+    for slot in range(p.symbols):
+        s.limits(slot, enabled=int(rng.random() < 0.9),
+                 max_quantity=rng.choice([100, 1000]), max_notional=rng.choice([10**6, 10**8]),
+                 collar_bps=rng.choice([0, 50, 200]),
+                 position_limit=rng.choice([100, 500, 5000]), wait=3)
+        if rng.random() < 0.5:
+            s.add(set_position=dict(index=slot, position=rng.randint(-200, 200)))
+            s.idle(3)
+        bid = 10000 + 10 * rng.randint(-5, 0)
+        bbo[slot] = (bid, bid + 10 * rng.randint(1, 3))
+        s.update(slot, *bbo[slot], wait=0)
+    s.idle(6)
+    s.set(armed=1)
+    start = s.now
+    hot = [rng.randrange(p.symbols) for _ in range(3)]
+    host_free, sequence = 0, 1
+    for _ in range(cycles):
+        items = {}
+        if rng.random() < 0.8:
+            slot = rng.choice(hot) if rng.random() < 0.6 else rng.randrange(p.symbols + 2)
+            ref = bbo.get(slot % p.symbols)
+            side = rng.randint(0, 1)
+            price = ref[side ^ 1] + rng.choice([-20, 0, 0, 5, 30, 300])
+            items["intent"] = intent(slot=slot, side=side, price=price, sequence=sequence,
+                                     quantity=rng.choice([0, 1, 10, 50, 100, 200, 2000]),
+                                     locate=slot + 100, strategy=rng.randrange(16),
+                                     tif=rng.randint(0, 1), arrival=rng.getrandbits(64))
+            sequence += 1
+        if rng.random() < 0.1:
+            slot = rng.randrange(p.symbols)
+            bid = 10000 + 10 * rng.randint(-5, 0)
+            bbo[slot] = (bid, bid + 10 * rng.randint(1, 3))
+            items["update"] = dict(slot=slot, bid_price=bbo[slot][0], ask_price=bbo[slot][1],
+                                   bid_shares=rng.choice([0, 7, 7, 7]),
+                                   ask_shares=rng.choice([0, 7, 7, 7]))
+        if s.now >= host_free and rng.random() < 0.15:
+            slot = rng.choice(hot + [rng.randrange(p.symbols)])
+            if rng.random() < 0.8:
+                items["fill"] = dict(index=slot, side=rng.randint(0, 1),
+                                     filled=rng.choice([0, 10, 100]),
+                                     released=rng.choice([0, 50, 200]))
+            else:
+                items["read_request"] = slot
+            host_free = s.now + 4
+        roll = rng.random()
+        if roll < 0.003:
+            items["kill"] = 1
+        elif roll < 0.03:
+            items["clear_kill"] = 1
+        if rng.random() < 0.05:
+            items["ready"] = 0
+        s.add(**items)
+    s.idle(10)
+    return s, start

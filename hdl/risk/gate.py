@@ -106,11 +106,33 @@ _REFS = data.StructLayout({"bps": unsigned(BPS_BITS), "bid_ok": 1, "ask_ok": 1,
                            "buy_cap": unsigned(CAP_BITS), "sell_floor": unsigned(CAP_BITS)})
 
 
+def _late(m, name, value):
+    """`value`, registered: checks computed in P1 are used in P2."""
+    sig = Signal(value.shape(), name=name)
+    m.d.sync += sig.eq(value)
+    return sig
+
+
+def _at_most(m, name, a, b):
+    """``a <= b`` (unsigned), for the next cycle: each half compared in this one (two short
+    carry chains instead of one long one after block RAM), combined in the next."""
+    width = max(len(a), len(b))
+    a = Cat(a, Const(0, width - len(a)))
+    b = Cat(b, Const(0, width - len(b)))
+    h = width // 2
+    low = _late(m, f"{name}_low", a[:h] <= b[:h])
+    less = _late(m, f"{name}_less", a[h:] < b[h:])
+    same = _late(m, f"{name}_same", a[h:] == b[h:])
+    return less | (same & low)
+
+
 def _nonnegative_sum(m, name, early, late, width):
-    """Whether a sum of signed terms is >= 0. Terms are (sign, value) pairs, `early` ones
-    (from registers) and `late` ones (from block RAM): carry-save adders reduce the early terms
-    to two, then take in each late term with one more LUT level, and one carry chain ends it.
-    Everything is `width`-bit two's complement (wide enough for the true sum)."""
+    """Whether a sum of signed terms is >= 0, for the next cycle. Terms are (sign, value)
+    pairs, `early` ones (from registers) and `late` ones (from block RAM): carry-save adders
+    reduce the early terms to two, then take in each late term with one more LUT level; the
+    final addition is split in halves (carry select), the halves' carries and signs are
+    registered and chosen in the next cycle. Everything is `width`-bit two's complement (wide
+    enough for the true sum)."""
     constant, vectors = 0, []
     for k, (sign, value) in enumerate(early + late):
         term = Signal(signed(width), name=f"{name}_t{k}")
@@ -133,9 +155,13 @@ def _nonnegative_sum(m, name, early, late, width):
     while len(pool) > 2:
         pool = compress(*pool[:3]) + pool[3:]
     for term in vectors[len(early):]:
-        pool = compress(*pool, term) if len(pool) == 2 else pool + [term]
-    total = wire(m, (pool[0] + pool[1])[:width], f"{name}_sum") if len(pool) == 2 else pool[0]
-    return wire(m, ~total[width - 1], f"{name}_ok")
+        pool = compress(*pool, term)
+    x, y = pool
+    h = width // 2
+    carry = _late(m, f"{name}_carry", (x[:h] + y[:h])[h])
+    sign0 = _late(m, f"{name}_sign0", (x[h:] + y[h:])[width - h - 1])
+    sign1 = _late(m, f"{name}_sign1", (Cat(1, x[h:]) + Cat(1, y[h:]))[width - h])
+    return ~Mux(carry, sign1, sign0)
 
 
 class RiskGate(wiring.Component):
@@ -299,12 +325,14 @@ class RiskGate(wiring.Component):
         glob_bucket = bucket("glob", self.global_throttle)
         glob_tat = Signal(TIME_BITS)
 
-        def conforms(tat, b, after_pass):
-            """``tat`` conforms in the decision cycle; with `after_pass`, after an order passed
-            in the cycle before (which moved ``tat`` to ``max(tat, d - 1) + interval``)."""
+        def conforms(name, tat, b, after_pass):
+            """``tat`` conforms in the decision cycle (for the next cycle); with `after_pass`,
+            after an order passed in the cycle before (which moved ``tat`` to ``max(tat,
+            d - 1) + interval``)."""
             if after_pass:
-                return ~b["empty"] & b["again"] & (tat <= b["limit_less"])
-            return ~b["empty"] & (tat <= b["limit"])
+                return (_late(m, f"{name}_ok", ~b["empty"] & b["again"])
+                        & _at_most(m, name, tat, b["limit_less"]))
+            return _late(m, f"{name}_ok", ~b["empty"]) & _at_most(m, name, tat, b["limit"])
 
         # --- P0: the intent's cycle: tables read, partial products --------------------------
         i = self.intents
@@ -347,32 +375,33 @@ class RiskGate(wiring.Component):
         qty1 = s1.quantity
         room = wire(m, Mux(buy1, rooms.buy, rooms.sell), "room")
         sent = wire(m, Mux(buy1, base.sent_buy, base.sent_sell), "sent")
+        buy2 = wire(m, s2.side == Side.BUY, "buy2")
         early = {
-            RejectReason.BAD_SLOT: s1_bad_slot,
-            RejectReason.DISABLED: ~lim.enabled,
-            RejectReason.QUANTITY: (qty1 == 0) | (qty1 > lim.max_quantity),
+            RejectReason.BAD_SLOT: _late(m, "bad_slot", s1_bad_slot),
+            RejectReason.DISABLED: _late(m, "disabled", ~lim.enabled),
+            RejectReason.QUANTITY: _late(m, "no_quantity", qty1 == 0)
+                | ~_at_most(m, "quantity", qty1, lim.max_quantity),
             RejectReason.NOTIONAL: ~_nonnegative_sum(
                 m, "notional", [(-1, Cat(ll, hh)), (-1, lh << 16), (-1, hl << 16)],
                 [(1, lim.max_notional)], 67),
-            RejectReason.NO_REFERENCE: Mux(buy1, ~refs.ask_ok, ~refs.bid_ok)
-                | (refs.bps != lim.collar_bps),
-            RejectReason.COLLAR: Mux(buy1, price_scaled > refs.buy_cap,
-                                     price_scaled < refs.sell_floor),
+            RejectReason.NO_REFERENCE: _late(m, "no_reference", Mux(
+                buy1, ~refs.ask_ok, ~refs.bid_ok) | (refs.bps != lim.collar_bps)),
+            RejectReason.COLLAR: Mux(buy2, ~_at_most(m, "buy_cap", price_scaled, refs.buy_cap),
+                                     ~_at_most(m, "sell_floor", refs.sell_floor, price_scaled)),
         }
-        checked = {r: Signal(name=f"fail_{r.name.lower()}") for r in early}
-        m.d.sync += [checked[r].eq(v) for r, v in early.items()]
+        checked = {r: wire(m, v, f"fail_{r.name.lower()}") for r, v in early.items()}
         # Checks on state the intent ahead may change: both outcomes, chosen in P2.
         spec = {}
         for outcome in (0, 1):
             q = pair if outcome else qty1
             spec[RejectReason.POSITION, outcome] = ~_nonnegative_sum(
                 m, f"position{outcome}", [(-1, q)], [(1, room), (-1, sent)], ROOM_BITS + 2)
-            spec[RejectReason.SLOT_THROTTLE, outcome] = ~conforms(base.tat, slot_bucket,
-                                                                  outcome)
-            spec[RejectReason.GLOBAL_THROTTLE, outcome] = ~conforms(glob_tat, glob_bucket,
-                                                                    outcome)
-        fails_if = {key: Signal(name=f"fail_{key[0].name.lower()}_{key[1]}") for key in spec}
-        m.d.sync += [fails_if[key].eq(v) for key, v in spec.items()]
+            spec[RejectReason.SLOT_THROTTLE, outcome] = ~conforms(
+                f"slot_tat{outcome}", base.tat, slot_bucket, outcome)
+            spec[RejectReason.GLOBAL_THROTTLE, outcome] = ~conforms(
+                f"glob_tat{outcome}", glob_tat, glob_bucket, outcome)
+        fails_if = {key: wire(m, v, f"fail_{key[0].name.lower()}_{key[1]}")
+                    for key, v in spec.items()}
         s2_same, s2_base = Signal(), Signal(_STATE)
         m.d.sync += [s2_same.eq(same_ahead), s2_base.eq(base)]
 
@@ -409,7 +438,6 @@ class RiskGate(wiring.Component):
         # The slot's state after this intent (written if it passed, and forwarded).
         state = Signal(_STATE)
         m.d.comb += state.eq(Mux(on_slot, last_state.as_value(), s2_base.as_value()))
-        buy2 = wire(m, s2.side == Side.BUY, "buy2")
         qty2 = s2.quantity
         new_state = Signal(_STATE)
         m.d.comb += [
