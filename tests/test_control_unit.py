@@ -148,6 +148,8 @@ ATTACKS = {
     "fragment offset": lambda: request(9, [Operation(WRITE, 1, 1)], frag=3),
     "UDP length beyond IP": lambda: request(9, [Operation(WRITE, 1, 1)], udp_length=52),
     "UDP length short": lambda: request(9, [Operation(WRITE, 1, 1)], udp_length=43),
+    "IP length below UDP length": lambda: request(
+        9, [Operation(WRITE, 1, 1), Operation(READ, 1)], total_length=20 + 8 + 36),
     "IP length beyond frame": lambda: request(9, [Operation(WRITE, 1, 1)], total_length=73),
     "frame cut short": lambda: request(9, [Operation(WRITE, 1, 1), Operation(READ, 2)])[:-5],
     "runt": lambda: request(9, [Operation(WRITE, 1, 1)])[:20],
@@ -212,6 +214,16 @@ def test_configuration_ports_override_the_build_and_a_new_token_loads():
     frames = [Frame(request(1, ops, board=BOARD), idle_after=40),    # the build's: not any more
               Frame(request(2, ops, board=other), wait_replies=1)]
     compare(frames, config=config, model_board=other)
+
+
+@pytest.mark.parametrize("board_ip, host_ip", [(0xFFFFFFFE, 0xFFFFFFFD), (0xFEFF80FF, 0xFF7FFFFF),
+                                               (0x00000001, 0x00010000),
+                                               (0xFFFF0000, 0x3AAF0000)])  # two folds
+def test_reply_checksum_with_carries(board_ip, host_ip):
+    board = BOARD._replace(ip=board_ip, host_ip=host_ip)
+    frames = [Frame(request(1 + i, [Operation(READ, 2)] * count, board=board),
+                    wait_replies=1 + i) for i, count in enumerate((1, 17, 64))]
+    compare(frames, board=board)
 
 
 def test_latency_is_operations_plus_15_cycles():
