@@ -43,9 +43,9 @@ def run_rx(cycles):
             ctx.set(dut.gmii.rxd, byte)
             ctx.set(dut.gmii.rx_dv, dv)
             ctx.set(dut.gmii.rx_er, er)
-            await ctx.tick()
-            if ctx.get(dut.beats.valid):
+            if ctx.get(dut.beats.valid):   # beats are combinational: sampled in their cycle
                 beats.append((unpack(MacBeat, ctx.get(dut.beats.payload.as_value())), index))
+            await ctx.tick()
             event = unpack(dut.events.shape(), ctx.get(dut.events.as_value()))
             events.extend(name for name, value in event.items() if value)
 
@@ -72,14 +72,12 @@ def test_rx_delivers_scapy_frames_without_preamble_or_fcs(length):
     assert events == ["frame"]
 
 
-def test_rx_last_beat_one_cycle_after_dv_falls():
+def test_rx_last_beat_in_the_cycle_dv_falls():
     frame = scapy_frame(40)
     cycles = wire_cycles(frame + ref.fcs(frame))
     beats, _ = run_rx(cycles)
     dv_low = next(i for i, c in enumerate(cycles) if not c[1])
-    last = [index for beat, index in beats if beat["last"]]
-    # `index` is the cycle the beat was registered in: visible the cycle after
-    assert last == [dv_low]
+    assert [index for beat, index in beats if beat["last"]] == [dv_low]
 
 
 @pytest.mark.parametrize("case", ["bad_fcs", "runt", "rx_error", "runt_with_error"])
@@ -145,7 +143,8 @@ def run_tx(frames, *, idle_before=None, stall=None, drain=200):
     frame i; `stall` = (frame, beat, cycles): withhold that beat for that many cycles."""
     dut = GmiiTx()
     wire, events = [], []
-    idle_before = idle_before or [0] * len(frames)
+    # the monitor records from cycle 1: nothing is offered in cycle 0
+    idle_before = idle_before or [1] + [0] * (len(frames) - 1)
 
     async def producer(ctx):
         for number, (frame, idle) in enumerate(zip(frames, idle_before, strict=True)):
@@ -164,6 +163,7 @@ def run_tx(frames, *, idle_before=None, stall=None, drain=200):
     async def monitor(ctx):
         for _ in range(sum(len(f) + 40 for f in frames) + sum(idle_before) + drain):
             await ctx.tick()
+            await ctx.delay(2e-9)   # the outputs are combinational: after the producer's inputs
             wire.append((ctx.get(dut.gmii.txd), ctx.get(dut.gmii.tx_en), ctx.get(dut.gmii.tx_er)))
             event = unpack(dut.events.shape(), ctx.get(dut.events.as_value()))
             events.extend(name for name, value in event.items() if value)
@@ -185,12 +185,12 @@ def test_tx_sends_preamble_padding_and_fcs(length):
     assert events == ["frame"]
 
 
-def test_tx_first_preamble_byte_one_cycle_after_the_first_beat_is_offered():
+def test_tx_first_preamble_byte_in_the_cycle_the_first_beat_is_offered():
     frame = scapy_frame(30)
     sent, _, wire = run_tx([frame], idle_before=[5])
-    # offered during cycle 5 (after 5 ticks); the registered preamble byte shows in cycle 6,
-    # recorded at index 5 (the monitor samples after each tick)
-    assert sent[0][2] == 5
+    # offered during cycle 5 (after 5 ticks): the preamble is on gmii in that cycle, recorded
+    # at index 4 (the monitor records cycle i + 1 at index i)
+    assert sent[0][2] == 4
 
 
 @settings(max_examples=40)

@@ -91,19 +91,20 @@ class GmiiRx(wiring.Component):
 
     The PHY cannot be stalled: ``beats`` has no back-pressure. Bytes go through a 4-byte delay
     line, so that the FCS (the last 4 bytes before ``rx_dv`` falls) never reaches the client.
-    A full beat leaves when the next payload byte arrives; the frame's last beat leaves the
-    cycle after ``rx_dv`` falls, with ``bad`` set for a wrong FCS, a runt (under 64 bytes, FCS
+    A full beat leaves when the next payload byte arrives; the frame's last beat leaves in the
+    first cycle with ``rx_dv`` low, with ``bad`` set for a wrong FCS, a runt (under 64 bytes, FCS
     included), or ``rx_er`` seen while ``rx_dv`` was high. A frame of 4 bytes or fewer after its
     SFD has no payload: nothing is delivered, it is only counted.
 
     Ports
     -----
     gmii : In(gmii_rx_signature())
-    beats : Out(MacBeat stream, always ready)
-    events : Out(RxEvents), one-cycle pulses
+    beats : Out(MacBeat stream, always ready), from registers and ``gmii`` through logic, not
+        registered here: the FIFO that takes the beats registers them
+    events : Out(RxEvents), one-cycle pulses, the cycle after the frame's last beat
 
-    Latency: 1 cycle from the first cycle with ``rx_dv`` low after a frame (the cycle after its
-    last FCS byte) to its last beat on ``beats``.
+    Latency: 0 cycles: a frame's last beat is on ``beats`` in the first cycle with ``rx_dv``
+    low after it (the cycle after its last FCS byte).
     """
 
     def __init__(self):
@@ -126,7 +127,7 @@ class GmiiRx(wiring.Component):
         first = Signal()
         beats, ev = self.beats, self.events
 
-        m.d.sync += [beats.valid.eq(0), ev.eq(0)]
+        m.d.sync += ev.eq(0)
 
         crc_after = wire(m, crc32_next(crc, rxd), "crc_after")
 
@@ -152,11 +153,11 @@ class GmiiRx(wiring.Component):
                     with m.If(length >= FCS_BYTES):
                         byte = delay[:8]
                         with m.If(lanes == 8):
-                            m.d.sync += [
+                            m.d.comb += [
                                 beats.valid.eq(1), beats.p.data.eq(acc), beats.p.keep.eq(0xFF),
                                 beats.p.first.eq(first), beats.p.last.eq(0), beats.p.bad.eq(0),
-                                first.eq(0), acc.eq(byte), lanes.eq(1),
                             ]
+                            m.d.sync += [first.eq(0), acc.eq(byte), lanes.eq(1)]
                         with m.Else():
                             m.d.sync += [acc.word_select(lanes[:3], 8).eq(byte),
                                          lanes.eq(lanes + 1)]
@@ -168,7 +169,7 @@ class GmiiRx(wiring.Component):
                     for k in range(8):
                         m.d.comb += keep[k].eq(lanes > k)
                     with m.If(length > FCS_BYTES):
-                        m.d.sync += [
+                        m.d.comb += [
                             beats.valid.eq(1), beats.p.data.eq(acc), beats.p.keep.eq(keep),
                             beats.p.first.eq(first), beats.p.last.eq(1),
                             beats.p.bad.eq(error | runt | bad_fcs),
@@ -219,11 +220,12 @@ class GmiiTx(wiring.Component):
     Ports
     -----
     beats : In(MacBeat stream)
-    gmii : Out(gmii_tx_signature()), registered
+    gmii : Out(gmii_tx_signature()), from registers and ``beats`` through logic, not
+        registered here: the RGMII output registers come next
     events : Out(TxEvents), one-cycle pulses
 
-    Latency: 1 cycle from the cycle a ``first`` beat is valid (the MAC idle, out of its gap) to
-    the first preamble byte on ``gmii``.
+    Latency: 0 cycles: the first preamble byte is on ``gmii`` in the cycle a ``first`` beat is
+    valid (the MAC idle, out of its gap).
     """
 
     def __init__(self):
@@ -245,7 +247,7 @@ class GmiiTx(wiring.Component):
         crc = Signal(32, init=CRC_INIT)
         fcs = Signal(32)
 
-        m.d.sync += [ev.eq(0), gmii.tx_er.eq(0)]
+        m.d.sync += ev.eq(0)
 
         def take_beat():
             m.d.comb += beats.ready.eq(1)
@@ -256,26 +258,26 @@ class GmiiTx(wiring.Component):
         with m.Switch(state):
             with m.Case(_TxState.IDLE):
                 with m.If(beats.valid & beats.p.first):
-                    m.d.sync += [state.eq(_TxState.PREAMBLE), count.eq(1),
-                                 gmii.txd.eq(PREAMBLE_BYTE), gmii.tx_en.eq(1)]
+                    m.d.sync += [state.eq(_TxState.PREAMBLE), count.eq(1)]
+                    m.d.comb += [gmii.txd.eq(PREAMBLE_BYTE), gmii.tx_en.eq(1)]
                 with m.Elif(beats.valid):
                     m.d.comb += beats.ready.eq(1)    # a stray beat: not a frame's start
-                with m.Else():
-                    m.d.sync += gmii.tx_en.eq(0)
 
             with m.Case(_TxState.PREAMBLE):
                 m.d.sync += count.eq(count + 1)
+                m.d.comb += gmii.tx_en.eq(1)
                 with m.If(count == PREAMBLE_LENGTH):
-                    m.d.sync += [gmii.txd.eq(SFD_BYTE), state.eq(_TxState.DATA),
-                                 crc.eq(CRC_INIT), sent.eq(0)]
+                    m.d.comb += gmii.txd.eq(SFD_BYTE)
+                    m.d.sync += [state.eq(_TxState.DATA), crc.eq(CRC_INIT), sent.eq(0)]
                     take_beat()
                 with m.Else():
-                    m.d.sync += gmii.txd.eq(PREAMBLE_BYTE)
+                    m.d.comb += gmii.txd.eq(PREAMBLE_BYTE)
 
             with m.Case(_TxState.DATA, _TxState.PAD):
                 value = wire(m, (state == _TxState.DATA).replicate(8) & byte, "tx_value")
                 crc_after = wire(m, crc32_next(crc, value), "tx_crc_after")
-                m.d.sync += [gmii.txd.eq(value), crc.eq(crc_after), index.eq(index + 1)]
+                m.d.comb += [gmii.txd.eq(value), gmii.tx_en.eq(1)]
+                m.d.sync += [crc.eq(crc_after), index.eq(index + 1)]
                 with m.If(sent != MIN_PAYLOAD):
                     m.d.sync += sent.eq(sent + 1)
                 frame_done = Signal()
@@ -295,22 +297,22 @@ class GmiiTx(wiring.Component):
                     m.d.sync += [state.eq(_TxState.FCS), count.eq(0), fcs.eq(~crc_after)]
 
             with m.Case(_TxState.FCS):
-                m.d.sync += [gmii.txd.eq(fcs[:8]), fcs.eq(fcs >> 8), count.eq(count + 1)]
+                m.d.comb += [gmii.txd.eq(fcs[:8]), gmii.tx_en.eq(1)]
+                m.d.sync += [fcs.eq(fcs >> 8), count.eq(count + 1)]
                 with m.If(count == FCS_BYTES - 1):
                     m.d.sync += [state.eq(_TxState.GAP), count.eq(1), ev.frame.eq(1)]
 
             with m.Case(_TxState.ABORT):
-                m.d.sync += [gmii.txd.eq(0), gmii.tx_er.eq(1), ev.underrun.eq(1),
-                             state.eq(_TxState.DISCARD)]
+                m.d.comb += [gmii.tx_en.eq(1), gmii.tx_er.eq(1)]
+                m.d.sync += [ev.underrun.eq(1), state.eq(_TxState.DISCARD)]
 
             with m.Case(_TxState.DISCARD):
-                m.d.sync += gmii.tx_en.eq(0)
                 m.d.comb += beats.ready.eq(1)
                 with m.If(beats.valid & beats.p.last):
                     m.d.sync += [state.eq(_TxState.GAP), count.eq(1)]
 
             with m.Case(_TxState.GAP):
-                m.d.sync += [gmii.tx_en.eq(0), gmii.txd.eq(0), count.eq(count + 1)]
+                m.d.sync += count.eq(count + 1)
                 with m.If(count == MIN_IFG):
                     m.d.sync += state.eq(_TxState.IDLE)
         return m

@@ -39,8 +39,8 @@ BEAT_BITS = MacBeat.as_shape().size
 
 #: Latency bounds in ns over all clock phases, 156.25 MHz core and 125 MHz RGMII clocks (see
 #: `Mac`); the tests check the measured latencies fall within them.
-RX_LATENCY_NS = (4 * 8.0 + 6.4, 4 * 8.0 + 2 * 6.4)
-TX_LATENCY_NS = (3 * 8.0, 4 * 8.0)
+RX_LATENCY_NS = (3 * 8.0 + 6.4, 3 * 8.0 + 2 * 6.4)
+TX_LATENCY_NS = (2 * 8.0, 3 * 8.0)
 
 #: The host's view of `Mac`'s ports (see `tickwire.hdl.platform.device`).
 MAC_REGISTERS = (
@@ -231,15 +231,15 @@ class Mac(wiring.Component):
     tests/test_mac_cocotb.py under Verilator and by `tickwire.sim.mac_bench.mac_figures`):
 
     - receive, from the rising ``rx_clk`` edge that samples the low nibble of a frame's last
-      FCS byte to the core edge after which its last beat is on ``rx``: 4 ``rgmii_rx`` cycles
-      (DDR input register, `GmiiRx` seeing DV fall, its last beat, the FIFO write) then the
-      FIFO's 2-stage synchroniser, 1 to 2 core cycles by phase: 38.4 to 44.8 ns
-      (`RX_LATENCY_NS`), 7 core cycles at worst (measured 38.7-44.7 ns).
+      FCS byte to the core edge after which its last beat is on ``rx``: 3 ``rgmii_rx`` cycles
+      (the DDR input register; the next byte time, with DV low, when `GmiiRx` puts out the
+      last beat; the FIFO write) then the FIFO's 2-stage synchroniser, 1 to 2 core cycles by
+      phase: 30.4 to 36.8 ns (`RX_LATENCY_NS`), 6 core cycles at worst.
     - transmit (cut-through, MAC idle), from the core edge that takes a frame's first beat to
-      the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges),
-      `GmiiTx` (1) and the DDR output register (1): 3 to 4 ``rgmii_tx`` cycles, 24 to 32 ns
-      (`TX_LATENCY_NS`), 5 core cycles at worst (measured 24.0-32.0 ns). Store-and-forward
-      adds one core cycle per further beat of the frame.
+      the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges;
+      `GmiiTx` puts out the first preamble byte in the cycle the beat shows) and the DDR output
+      register (1): 2 to 3 ``rgmii_tx`` cycles, 16 to 24 ns (`TX_LATENCY_NS`), 4 core cycles at
+      worst. Store-and-forward adds one core cycle per further beat of the frame.
     """
 
     def __init__(self, *, pins=None, tx_clock="shifted", store_and_forward=False, tx_depth=256,
