@@ -71,9 +71,9 @@ class RgmiiAdapter(wiring.Component):
       `io.DDRBuffer` per pin group, so that the platform puts the FPGA's own DDR registers
       (IDDRX1F/ODDRX1F on the ECP5) in the I/O cells, where their timing to the pin is fixed.
       This needs a platform at elaboration. The ECP5's primitives have pipeline stages of
-      their own (Amaranth delays an ODDRX1F's output enable by 2 cycles to match), so on the
-      board the latency through the pins is longer than the generic model's, by up to 2
-      cycles each way: the figures of `Mac` are the generic model's, to be measured on hardware.
+      their own (two in ODDRX1F: Amaranth delays its output enable by 2 cycles to match), so
+      on the board the latency through the pins is longer than the generic model's by those
+      stages: the figures of `Mac` are the generic model's, to be measured on hardware.
     - no ``pins``: the pins are ports of this component (``rgmii``) and the DDR registers are
       generic logic that Amaranth's simulator and Verilator run: a rising-edge and a
       falling-edge flip-flop per input bit, re-registered on the rising edge; per output bit, a
