@@ -59,6 +59,23 @@ class _Step(enum.Enum, shape=3):
     REPLY = 4
 
 
+def control_signature(address_width):
+    """`ControlResponder`'s ports. Only ``bus`` depends on `address_width`: a top level that
+    puts the responder's own registers in the map it masters can size the map with a stand-in
+    (any object with this ``signature``) before building the responder."""
+    return wiring.Signature({
+        "rx": In(mac_rx_signature()),
+        "tx": Out(mac_tx_signature()),
+        "bus": Out(bus_signature(address_width)),
+        "board_mac": In(48),
+        "board_ip": In(32),
+        "control_port": In(16),
+        "host_ip": In(32),
+        "token": In(8 * TOKEN_BYTES),
+        "counters": Out(counter_layout(CONTROL_COUNTERS)),
+    })
+
+
 def _be(value, nbytes):
     """The bytes of `value`, most significant first (wire order)."""
     return [value[8 * (nbytes - 1 - i):8 * (nbytes - i)] for i in range(nbytes)]
@@ -123,17 +140,7 @@ class ControlResponder(wiring.Component):
         self.defaults = {"mac": mac, "ip": ip, "port": port, "host_ip": host_ip}
         self.token_init = int.from_bytes(token, "big")
         self.registers = CONTROL_REGISTERS
-        super().__init__({
-            "rx": In(mac_rx_signature()),
-            "tx": Out(mac_tx_signature()),
-            "bus": Out(bus_signature(address_width)),
-            "board_mac": In(48),
-            "board_ip": In(32),
-            "control_port": In(16),
-            "host_ip": In(32),
-            "token": In(8 * TOKEN_BYTES),
-            "counters": Out(counter_layout(CONTROL_COUNTERS)),
-        })
+        super().__init__(control_signature(address_width))
 
     def elaborate(self, platform):
         m = Module()
