@@ -155,3 +155,44 @@ def scenario_feeder(device, messages, seed=2026, chunks=10):
         state["next"] += step
 
     return feed
+
+
+# Trading controls -------------------------------------------------------------------------------
+
+async def start_session(device, *, sequence, ack, window, user_ref=1):
+    """Hand the order session to the gateware (delegated send): the next TCP sequence number it
+    sends with, the acknowledgement number and window to advertise, and the next OUCH
+    UserRefNum (1 at the start of a SoupBinTCP session). Call it after the host's own TCP
+    connect and SoupBinTCP login, and again after any segment the host sends itself (with
+    ``order.hold`` set around it)."""
+    await device.write("order.session", {"ack": ack, "window": window})
+    await device.write("order.load_sequence", {"value": sequence, "load": 1})
+    await device.write("order.load_user_ref", {"value": user_ref, "load": 1})
+
+
+async def arm(device):
+    """Let orders leave: the risk gate passes nothing until it is armed. The device was opened
+    only after its design identity matched this host's (`connect`), so a board running another
+    build cannot be armed. Refused while the kill switch is set."""
+    if await device.read("risk.killed"):
+        reason = await device.read("risk.kill_reason")
+        raise RuntimeError(f"the kill switch is set (reason {reason}); clear it first "
+                           "(tickwire kill --clear)")
+    await device.write("risk.armed", 1)
+
+
+async def disarm(device):
+    """Stop passing orders (orders already accepted by the encoder still leave)."""
+    await device.write("risk.armed", 0)
+
+
+async def kill(device):
+    """Set the kill switch: the risk gate passes nothing and the order encoder starts no new
+    frame and flushes its queue (flushed orders are reported in ``order.log``, not sent)."""
+    await device.write("risk.kill", 1)
+    await device.write("risk.armed", 0)
+
+
+async def clear_kill(device):
+    """Clear the kill switch (the device stays disarmed until `arm`)."""
+    await device.write("risk.clear_kill", 1)

@@ -452,32 +452,79 @@ def identity(device):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
 @click.option("--identity", help=IDENTITY_HELP)
 @click.option("--check", is_flag=True, help="Validate against the build only; write nothing.")
-def load(config, device, identity, check):
-    """Load a configuration file (TOML) into a device: today the feed filters
-    ([[feed.filter]], see host/examples/feed.toml).
+def load(configs, device, identity, check):
+    """Load configuration files (TOML) into a device: feed filters, symbols, strategies, risk
+    limits, the order session (see host/examples/*.toml).
 
-    The whole file is validated against the build first (every error names the file, the field
-    and the rule); nothing is written unless it is all valid; tables are read back after."""
+    All files are validated together against the build first (every error names the file, the
+    field and the rule); nothing is written unless they are all valid; configuration registers
+    are read back after."""
     from tickwire.host import api
     from tickwire.host import config as configuration
 
     try:    # before the device is even opened
-        writes = configuration.read(config, api.register_map())
+        plan = configuration.read(configs, api.register_map())
     except configuration.ConfigError as error:
         Console(stderr=True).print("[red]refused, nothing written:[/red]")
         click.echo(str(error), err=True)
         sys.exit(1)
+    names = " ".join(configs)
     if check:
-        click.echo(f"{config}: valid ({len(writes['feed.filters'])} feed filters)")
+        click.echo(f"{names}: valid ({plan.summary()})")
         return
 
     async def work():
         dev = await api.connect(device, identity=_identity(identity))
-        return await configuration.load(dev, config)
+        return await configuration.load(dev, configs)
 
-    writes = _run(work)
-    click.echo(f"{config}: loaded {len(writes['feed.filters'])} feed filters into {device}")
+    plan = _run(work)
+    click.echo(f"{names}: loaded {plan.summary()} into {device}")
+
+
+def _trading_command(name, action, done, *options):
+    def command(device, identity, **values):
+        from tickwire.host import api
+
+        async def work():
+            dev = await api.connect(device, identity=_identity(identity))
+            await action(api, dev, **values)
+            return await dev.read("risk.killed"), await dev.read("risk.armed")
+
+        try:
+            killed, armed = _run(work)
+        except RuntimeError as error:
+            Console(stderr=True).print(f"[red]{error}[/red]")
+            sys.exit(1)
+        click.echo(f"{device}: {done} (armed {armed}, killed {killed})")
+
+    for option in (*options, click.option("--identity", help=IDENTITY_HELP),
+                   click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)):
+        command = option(command)
+    return main.command(name=name, help=action.__doc__)(command)
+
+
+async def _arm(api, dev):
+    """Arm the device: orders may leave. Refused while the kill switch is set; the device is
+    opened only if its design identity is this build's."""
+    await api.arm(dev)
+
+
+async def _disarm(api, dev):
+    """Disarm the device: the risk gate passes no order."""
+    await api.disarm(dev)
+
+
+async def _kill(api, dev, clear):
+    """Kill: no order passes and no new order frame starts (queued ones are flushed and
+    logged). With --clear, clear the kill switch instead (the device stays disarmed)."""
+    await (api.clear_kill(dev) if clear else api.kill(dev))
+
+
+_trading_command("arm", _arm, "armed")
+_trading_command("disarm", _disarm, "disarmed")
+_trading_command("kill", _kill, "kill switch written", click.option(
+    "--clear", is_flag=True, help="Clear the kill switch instead of setting it."))

@@ -112,10 +112,10 @@ def _harness(name, ports, stream_in, streams_out):
 class StreamHarness:
     """A Verilated component with one driven input stream and collected output streams."""
 
-    def __init__(self, component, name, stream_in, streams_out):
+    def __init__(self, component, name, stream_in, streams_out, *, verilog=None):
         self.ports = component_ports(component)
         self.widths = {port: len(value) for port, (value, _) in self.ports.items()}
-        verilog = to_verilog(component, name)
+        verilog = verilog or to_verilog(component, name)
         source, self.inputs = _harness(name, self.ports, stream_in, streams_out)
         self.stream_in, self.streams_out = stream_in, list(streams_out)
         self.build_dir = cache_dir("verilator", digest(verilog, source, verilator_version(),

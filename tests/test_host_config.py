@@ -38,7 +38,7 @@ def test_the_example_is_valid():
 
 @pytest.mark.parametrize("text, says", [
     ("[[feed.filter]\n", "not valid TOML"),
-    ("[risk]\nmax = 1\n", "risk: unknown section"),
+    ("[bogus]\nmax = 1\n", "bogus: unknown section"),
     ("[feed]\nfilters = []\n", "feed.filters: unknown field"),
     (GOOD.replace('"A"', '"C"'), "feed.filter[0].line: 'C' is not \"A\" or \"B\""),
     (GOOD.replace("233.54.12.111", "10.0.0.1"),

@@ -1,76 +1,51 @@
-"""The device top level: the gateware that exists today behind one register bank.
+"""The device: what the host talks to, `tickwire.hdl.top.TickToTrade` carrying its identity.
 
-`FeedDevice` is `FeedHandler` with its host-facing ports (filters, resync, counters, alarms,
-notices, next expected sequence numbers) reached through a `RegisterBank` on the register bus;
-MAC rx and the book event stream stay ports of the top level. As the book, strategy and risk
-blocks land, each becomes a submodule here and one more `Block` in the list `RegisterMap` is
-built from (see `feed_register_map`), with its declarations (the component's ``registers``
-attribute, beside the ports they name, as ``FeedHandler`` has); the map, the bank, the
-driver's names and the docs follow.
+The design identity (``id.identity``) is the first 64 bits of a SHA-256 over everything the
+device's netlist is made from: the source of every gateware module (``tickwire.hdl``), the
+Amaranth version that elaborates it and the build parameters. Any change to the gateware, the
+register map or the parameters changes it, and the host refuses a device whose identity is not
+the one it was built against. (Hashing the sources rather than the netlist gives the same
+guarantee without elaborating the design, which takes most of a minute for the default build.)
 
-The design identity (``id.identity``) is the first 64 bits of the SHA-256 of the top level's
-RTLIL with the identity register at zero: any change to the gateware or the register map
-changes it, and the host refuses a device whose identity is not the one it was built against.
+The device's Verilog is cached under that identity, so that tools and tests that simulate it
+convert it once per gateware change, not once per process.
 """
 
 import functools
 import hashlib
+from importlib.metadata import version
+from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Elaboratable
 
-from tickwire.hdl.feed.handler import FeedHandler
-from tickwire.hdl.feed.itch import event_signature
-from tickwire.hdl.net.mac import mac_rx_signature
+from .export import to_verilog
 
-from .export import to_rtlil
-from .registers import Block, RegisterBank, RegisterMap, bus_signature, connect_bank
+DEVICE_NAME = "tickwire_device"
+HDL_ROOT = Path(__file__).resolve().parent.parent
 
 
-def feed_register_map(feed):
-    return RegisterMap([Block("feed", feed, feed.registers)])
+def _top(**parameters):
+    from tickwire.hdl.top import TickToTrade  # the top imports every block: import it late
 
-
-class FeedDevice(wiring.Component):
-    """The feed handler and its register bank.
-
-    Ports
-    -----
-    rx : In(MacBeat stream, always ready), the MAC client port
-    bus : In(register bus), see `tickwire.hdl.platform.registers`
-    events : Out(BookEvent stream, always ready)
-
-    Latency: the feed handler's (3 cycles rx -> events); register reads answer the cycle after
-    the read strobe.
-    """
-
-    def __init__(self, *, identity=0, **feed_parameters):
-        self.feed_parameters = feed_parameters
-        self.feed = FeedHandler(**feed_parameters)
-        self.register_map = feed_register_map(self.feed)
-        self.bank = RegisterBank(self.register_map, identity)
-        super().__init__({
-            "rx": In(mac_rx_signature()),
-            "bus": In(bus_signature(self.register_map.address_width)),
-            "events": Out(event_signature()),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.feed = feed = self.feed
-        m.submodules.bank = bank = self.bank
-        wiring.connect(m, wiring.flipped(self.rx), feed.rx)
-        wiring.connect(m, wiring.flipped(self.bus), bank.bus)
-        wiring.connect(m, feed.events, wiring.flipped(self.events))
-        connect_bank(m, bank, self.register_map)
-        return m
+    return TickToTrade(**parameters)
 
 
 @functools.cache
-def _identity(parameters):
-    rtlil = to_rtlil(FeedDevice(identity=0, **dict(parameters)), "tickwire_device")
-    return int.from_bytes(hashlib.sha256(rtlil.encode()).digest()[:8], "big")
+def _source_digest():
+    h = hashlib.sha256(f"amaranth {version('amaranth')}\n".encode())
+    for path in sorted(HDL_ROOT.rglob("*.py")):
+        h.update(str(path.relative_to(HDL_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.digest()
+
+
+def _key(parameters):
+    return tuple(sorted(parameters.items()))
+
+
+@functools.cache
+def _identity(key):
+    h = hashlib.sha256(_source_digest() + repr(key).encode())
+    return int.from_bytes(h.digest()[:8], "big")
 
 
 def describe_only(component):
@@ -87,17 +62,31 @@ def describe_only(component):
     return component
 
 
-def device_register_map(**feed_parameters):
-    """The register map of a `FeedDevice`, without elaborating anything."""
-    return describe_only(FeedDevice(**feed_parameters)).register_map
+def device_register_map(**parameters):
+    """The register map of the device, without elaborating anything."""
+    return describe_only(_top(**parameters)).register_map
 
 
-def design_identity(**feed_parameters):
-    """The identity of the `FeedDevice` with these parameters (about a second: one RTLIL
-    conversion, cached per process)."""
-    return _identity(tuple(sorted(feed_parameters.items())))
+def design_identity(**parameters):
+    """The identity of the device built with these `TickToTrade` parameters."""
+    return _identity(_key(parameters))
 
 
-def build_device(**feed_parameters):
-    """A `FeedDevice` carrying its own design identity."""
-    return FeedDevice(identity=design_identity(**feed_parameters), **feed_parameters)
+def build_device(**parameters):
+    """The device top level carrying its own design identity."""
+    return _top(identity=design_identity(**parameters), **parameters)
+
+
+def device_verilog(**parameters):
+    """(the device, its Verilog): the Verilog converted once per identity and cached."""
+    from tickwire.sim.toolchain import cache_dir, locked
+
+    device = build_device(**parameters)
+    folder = cache_dir("verilog", f"{device.bank.identity:016x}")
+    source = folder / f"{DEVICE_NAME}.v"
+    with locked(folder):
+        if not source.exists():
+            source.write_text(to_verilog(device, DEVICE_NAME))
+        else:
+            describe_only(device)
+    return device, source.read_text()

@@ -182,18 +182,25 @@ class Register:
         return out
 
 
-def _fields(shape):
-    """The top-level fields of a struct shape, for host-side encoding and the docs."""
+def _fields(shape, prefix="", base=0):
+    """The fields of a struct shape, for host-side encoding and the docs; the fields of nested
+    structs are flattened into dotted names (``entry.max_quantity``)."""
     if isinstance(shape, type) and issubclass(shape, data.Struct):
         shape = shape.as_shape()
     if not isinstance(shape, data.StructLayout):
         return ()
     out = []
     for name, field in shape:
+        inner = field.shape
+        if isinstance(inner, type) and issubclass(inner, data.Struct):
+            inner = inner.as_shape()
+        if isinstance(inner, data.StructLayout):
+            out.extend(_fields(inner, f"{prefix}{name}.", base + field.offset))
+            continue
         enum = None
-        if isinstance(field.shape, type) and issubclass(field.shape, amaranth_enum.Enum):
-            enum = {member.name: member.value for member in field.shape}
-        out.append(Field(name, field.offset, field.width, enum))
+        if isinstance(inner, type) and issubclass(inner, amaranth_enum.Enum):
+            enum = {member.name: member.value for member in inner}
+        out.append(Field(prefix + name, base + field.offset, field.width, enum))
     return tuple(out)
 
 

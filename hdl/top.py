@@ -1,0 +1,135 @@
+"""`TickToTrade`: the whole data path behind one register bank, MAC rx in, MAC tx out.
+
+    rx ─► FeedHandler ─► BookControl (OrderBook) ─► StrategyEngine ─► RiskGate ─► OrderEncoder ─► tx
+                   └──── raw events ───────────────────►┘     ▲
+                                     BookUpdates ─────────────┘ (BBO for the price collar)
+
+Every block declares its host registers beside its ports (its ``registers`` attribute); the
+`RegisterMap` of all blocks gives the `RegisterBank` on the bus, the host driver's names and
+the committed register map documents. A free-running cycle counter (`CycleCounter`) times
+everything: the order encoder logs, per order, the cycle the triggering message's last byte
+was at rx and the cycle its frame started at tx.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from tickwire.hdl.book.control import BookControl
+from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.feed.handler import FEED_LATENCY_CYCLES, FeedHandler
+from tickwire.hdl.net.mac import mac_rx_signature, mac_tx_signature
+from tickwire.hdl.order.encoder import OrderEncoder
+from tickwire.hdl.platform.registers import (
+    Block,
+    RegisterBank,
+    RegisterMap,
+    Status,
+    bus_signature,
+    connect_bank,
+)
+from tickwire.hdl.risk.gate import RiskGate
+from tickwire.hdl.risk.records import RiskParameters
+from tickwire.hdl.strategy.engine import StrategyEngine
+
+#: Arrival stamps are kept for this many recent events, indexed by the low bits of their
+#: MoldUDP64 sequence number: more than the book's input FIFO and pipeline can hold in flight.
+ARRIVAL_BITS = 7
+
+CYCLE_REGISTERS = (Status("now", "free-running cycle counter (64 bits, the MAC clock)"),)
+
+
+class CycleCounter(wiring.Component):
+    """A free-running 64-bit count of clock cycles since reset."""
+
+    now: Out(64)
+
+    def __init__(self):
+        self.registers = CYCLE_REGISTERS
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.now.eq(self.now + 1)
+        return m
+
+
+class TickToTrade(wiring.Component):
+    """Feed handler, order book, strategies, risk gate and order encoder, with a register bank.
+
+    Parameters
+    ----------
+    identity : the design identity served at ``id.identity`` (see `tickwire.hdl.platform.device`)
+    book : `BookParameters` of the order book; per-symbol tables downstream have one entry per
+        book slot (``book.symbols``)
+    feed : keyword arguments of `FeedHandler`
+
+    Ports
+    -----
+    rx : In(MacBeat stream, always ready), the MAC client receive port
+    tx : Out(MacBeat stream), the MAC client transmit port: order frames
+    bus : In(register bus), see `tickwire.hdl.platform.registers`
+
+    Latency: see the README's tick-to-trade table (``make bench``, ``t2t.*``): the feed
+    handler's 3 cycles, the book's 4, the strategy's, the risk gate's and the encoder's.
+    """
+
+    def __init__(self, *, identity=0, book=None, feed=None):
+        self.book_parameters = p = book or BookParameters()
+        self.feed_parameters = dict(feed or {})
+        self.feed = FeedHandler(**self.feed_parameters)
+        self.book = BookControl(p)
+        self.strategy = StrategyEngine(p)
+        self.risk = RiskGate(RiskParameters(symbols=p.symbols))
+        self.order = OrderEncoder(slots=p.symbols)
+        self.clock = CycleCounter()
+        self.register_map = RegisterMap([
+            Block(name, component, component.registers) for name, component in (
+                ("feed", self.feed), ("book", self.book), ("strategy", self.strategy),
+                ("risk", self.risk), ("order", self.order), ("clock", self.clock))])
+        self.bank = RegisterBank(self.register_map, identity)
+        super().__init__({
+            "rx": In(mac_rx_signature()),
+            "tx": Out(mac_tx_signature()),
+            "bus": In(bus_signature(self.register_map.address_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        feed, book, strategy, risk, order = (self.feed, self.book, self.strategy, self.risk,
+                                             self.order)
+        for name in ("feed", "book", "strategy", "risk", "order", "clock", "bank"):
+            m.submodules[name] = getattr(self, name)
+        now = self.clock.now
+
+        wiring.connect(m, wiring.flipped(self.rx), feed.rx)
+        wiring.connect(m, wiring.flipped(self.bus), self.bank.bus)
+        connect_bank(m, self.bank, self.register_map)
+
+        # Raw events to the book and to the strategies, BookUpdates to the strategies and the
+        # risk gate: every sink is always ready, so one stream feeds several.
+        m.d.comb += book.updates.ready.eq(1)
+        for source, sinks in ((feed.events, (book.events, strategy.events)),
+                              (book.updates, (strategy.updates, risk.updates))):
+            for sink in sinks:
+                m.d.comb += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
+
+        # Arrival stamps: the cycle an event's last byte was at rx, by sequence number, put
+        # into the intents on their way to the risk gate.
+        m.submodules.arrivals = arrivals = memory.Memory(shape=64, depth=1 << ARRIVAL_BITS,
+                                                         init=[])
+        stamp_write = arrivals.write_port()
+        stamp_read = arrivals.read_port(domain="comb")
+        m.d.comb += [stamp_write.en.eq(feed.events.valid),
+                     stamp_write.addr.eq(feed.events.payload.sequence[:ARRIVAL_BITS]),
+                     stamp_write.data.eq(now - FEED_LATENCY_CYCLES),
+                     stamp_read.addr.eq(strategy.intents.payload.sequence[:ARRIVAL_BITS])]
+        stamped = Signal.like(strategy.intents.payload)
+        m.d.comb += [stamped.eq(strategy.intents.payload), stamped.arrival.eq(stamp_read.data),
+                     risk.intents.valid.eq(strategy.intents.valid),
+                     risk.intents.payload.eq(stamped), strategy.intents.ready.eq(1)]
+
+        wiring.connect(m, risk.orders, order.orders)
+        m.d.comb += [order.kill.eq(risk.killed), order.now.eq(now)]
+        wiring.connect(m, order.tx, wiring.flipped(self.tx))
+        return m

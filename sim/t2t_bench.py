@@ -1,0 +1,127 @@
+"""Tick-to-trade figures (`make bench`, ``t2t.*``): the whole top level Verilated, configured
+through the host's own configuration parser and driver, fed a realistic scenario at line rate.
+
+The threshold takers of every symbol are set at that symbol's first quoted price, so that
+the random walk crosses them over and over; risk limits are real but wide enough that most
+intents pass. Latencies are measured outside the gateware, from the cycles frames are
+presented and collected at the MAC client ports (see `tickwire.sim.t2t_run`); the order log
+names the MoldUDP64 sequence number of each order's trigger. The hardware's own statistics
+(``order.latency``) are read back and reported beside them as a cross-check.
+"""
+
+import asyncio
+
+from tickwire.hdl.book.records import BookParameters
+from tickwire.host import api
+from tickwire.host.config import parse_documents
+from tickwire.host.device import Device
+
+from . import itch
+from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
+from .t2t_run import VerilatedTop, message_arrivals
+
+#: The bench's build: the default book, every other parameter at its default.
+BENCH_BOOK = BookParameters()
+MESSAGES = 60_000
+SESSION = {"sequence": 1_000_000, "ack": 77_000, "window": 65_535}
+
+
+def _percentiles(values):
+    values = sorted(values)
+    return {"min": values[0], "median": values[len(values) // 2],
+            "p99": values[min(len(values) - 1, 99 * len(values) // 100)], "max": values[-1]}
+
+
+def first_prices(flow):
+    out = {}
+    for message in flow:
+        if message[:1] in (b"A", b"F"):
+            fields = itch.decode(message)
+            out.setdefault(fields["stock_locate"], fields["price"])
+    return out
+
+
+def bench_configuration(prices, *, quantity=100, position_limit=1_000_000):
+    """TOML for the host's parser: every scenario symbol traded by a threshold taker whose
+    buy and sell thresholds sit at the symbol's first price."""
+    lines = []
+    for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
+        price = prices[locate] / 10_000
+        lines += ["[[symbol]]", f'name = "{name}"', f"locate = {locate}", "",
+                  "[[strategy.taker]]", f'symbol = "{name}"', f"buy_at_or_below = {price:.4f}",
+                  f"sell_at_or_above = {price + 0.0001:.4f}", f"quantity = {quantity}", ""]
+    lines += ["[risk]", "slot_throttle = { interval_cycles = 1, burst = 1000 }",
+              "global_throttle = { interval_cycles = 1, burst = 1000 }",
+              "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
+              "[risk.default]", "max_quantity = 10000", "max_notional = 100000000",
+              "collar_bps = 100", f"position_limit = {position_limit}", "",
+              "[order]", 'src_mac = "02:00:00:00:00:01"', 'dst_mac = "02:00:00:00:00:02"',
+              'src_ip = "10.0.0.1"', 'dst_ip = "10.0.0.2"', "src_port = 40001",
+              "dst_port = 15000", "ttl = 64", 'display = "Y"', 'capacity = "P"',
+              'intermarket_sweep = "N"', 'cross_type = "N"', 'clordid_prefix = "BENCH1"']
+    return "\n".join(lines) + "\n"
+
+
+async def configure(device, flow):
+    plan = parse_documents([("bench.toml", bench_configuration(first_prices(flow)))],
+                           device.map)
+    await api.load_filters(device, default_filters())
+    for write in plan.writes:
+        await device.write(write.register, write.value, index=write.index)
+    await api.start_session(device, **SESSION)
+    await api.arm(device)
+
+
+CHUNK_FRAMES = 100
+
+
+async def _run(top, frames, flow):
+    """Frames go in back to back in chunks of `CHUNK_FRAMES`; between chunks the host drains
+    the order log and the reject log (as it does continuously on a board)."""
+    device = await Device.open(top, top.register_map, identity=top.identity)
+    await configure(device, flow)
+    starts, log = [], []
+    for first in range(0, len(frames), CHUNK_FRAMES):
+        starts += top.replay(frames[first:first + CHUNK_FRAMES], drain_cycles=32)
+        log += await device.drain("order.log")
+        await device.drain("risk.rejects")
+    counters = await device.counters()
+    if counters["order.counters.log_overflow"]:
+        raise AssertionError("the order log overflowed: the bench drains it too rarely")
+    hardware = await device.read("order.latency")
+    return starts, log, counters, hardware
+
+
+def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK):
+    """Run the bench scenario; returns (frames, rx starts, order log, counters, hardware
+    latency statistics, the top)."""
+    flow = order_flow(messages, seed=seed)
+    frames = ab_frames(b"T2TBENCH01", flow, seed=seed, idle=0, end_of_session=False)
+    top = VerilatedTop(book=book)
+    starts, log, counters, hardware = asyncio.run(_run(top, frames, flow))
+    return frames, starts, log, counters, hardware, top
+
+
+def t2t_figures(console=None, **options):
+    frames, starts, log, counters, hardware, top = t2t_run(**options)
+    arrivals = message_arrivals(frames, starts, default_filters())
+    sent = [entry for entry in log if entry["sent"]]
+    if len(sent) != len(top.sent):
+        raise AssertionError(f"{len(sent)} orders logged as sent, {len(top.sent)} frames at tx")
+    actionable, sop = [], []
+    for entry, frame in zip(sent, top.sent, strict=True):
+        last_byte, first_beat = arrivals[(0, entry["sequence"])]
+        actionable.append(frame.cycle - last_byte)
+        sop.append(frame.cycle - first_beat)
+    figures = {f"t2t.actionable_cycles.{k}": v for k, v in _percentiles(actionable).items()}
+    figures["t2t.sop_to_sop_cycles.median"] = _percentiles(sop)["median"]
+    figures["t2t.orders"] = len(sent)
+    figures["t2t.intents"] = counters["risk.counters.intents"]
+    figures["t2t.rejects"] = counters["risk.counters.intents"] - counters["risk.counters.passes"]
+    figures["t2t.messages"] = counters["feed.counters.mold.messages"]
+    figures["t2t.line_rate.drops"] = (counters["book.counters.fifo_overflow"]
+                                      + counters["strategy.counters.intents_lost"]
+                                      + counters["risk.counters.orders_lost"])
+    figures["t2t.hardware.latency_min"] = hardware["min"]
+    figures["t2t.hardware.latency_max"] = hardware["max"]
+    return figures

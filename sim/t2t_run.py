@@ -1,0 +1,106 @@
+"""The tick-to-trade top level Verilated in batches, with the host driver on its bus.
+
+`VerilatedTop` compiles a `TickToTrade` with `tickwire.sim.verilated.StreamHarness` (C++
+clocks whole batches of cycles), presents frames at MAC rx, collects order frames at MAC tx
+(always ready) with the cycle of their first beat, and serves `read_word` / `write_word` so
+that `tickwire.host.device.Device` drives it exactly as it drives a board: the configuration
+in benches and tests goes through the host's own code and register names.
+
+Timing convention (as everywhere in tickwire): a beat presented at rx "in cycle c" is sampled
+at the end of cycle c; an output stamped c is valid during cycle c. The actionable latency of
+an order is (cycle of its first tx beat) - (cycle the last byte of the triggering message was
+at rx).
+"""
+
+from typing import NamedTuple
+
+from tickwire.hdl.net.mac import MacBeat
+from tickwire.hdl.platform.device import DEVICE_NAME, device_verilog
+
+from .feed_run import message_ends, schedule
+from .records import unpack
+from .verilated import StreamHarness
+
+
+class SentFrame(NamedTuple):
+    data: bytes
+    cycle: int      # the cycle its first beat was valid at tx
+
+
+class VerilatedTop:
+    """A `TickToTrade` (with its design identity) compiled by Verilator; `parameters` are the
+    top level's."""
+
+    def __init__(self, **parameters):
+        self.top, verilog = device_verilog(**parameters)
+        self.register_map = self.top.register_map
+        self.identity = self.top.bank.identity
+        self.harness = StreamHarness(self.top, DEVICE_NAME, "rx", ["tx"], verilog=verilog)
+        self.sent = []
+        self._partial = None
+
+    @property
+    def cycle(self):
+        return self.harness.cycle
+
+    def _collect(self, outputs):
+        (tx,) = outputs
+        for value, cycle in tx:
+            beat = unpack(MacBeat, value)
+            if beat["first"] or self._partial is None:
+                self._partial = [bytearray(), cycle]
+            self._partial[0] += beat["data"].to_bytes(8, "little")[:bin(beat["keep"]).count("1")]
+            if beat["last"]:
+                self.sent.append(SentFrame(bytes(self._partial[0]), self._partial[1]))
+                self._partial = None
+
+    def idle(self, cycles=1):
+        self._collect(self.harness.run([None] * cycles))
+
+    # The register bus, for `tickwire.host.device.Device` (the transport interface).
+    async def read_word(self, address):
+        h = self.harness
+        h.set("bus__addr", address)
+        h.set("bus__r_stb", 1)
+        self.idle()
+        h.set("bus__r_stb", 0)
+        return h.get("bus__r_data")
+
+    async def write_word(self, address, value):
+        h = self.harness
+        h.set("bus__addr", address)
+        h.set("bus__w_data", value)
+        h.set("bus__w_stb", 1)
+        self.idle()
+        h.set("bus__w_stb", 0)
+
+    def close(self):
+        pass
+
+    def __str__(self):
+        return "verilated TickToTrade"
+
+    def replay(self, frames, drain_cycles=64):
+        """Present `frames` back to back (with their idle gaps) from the next cycle on; returns
+        each frame's first rx cycle."""
+        cycles, starts = schedule(frames)
+        base = self.cycle
+        self._collect(self.harness.run(cycles + [None] * drain_cycles))
+        return [base + s for s in starts]
+
+
+def message_arrivals(frames, starts, filters):
+    """{(feed, sequence): (cycle its last byte was first at rx, first cycle of that frame)}:
+    the earliest copy of each message (lines A and B carry the same messages)."""
+    feed_of = {(f.group, f.port): f.feed for f in filters if f.enable}
+    out = {}
+    for frame, start in zip(frames, starts, strict=True):
+        for group, port, sequence, end in message_ends(frame.data):
+            feed = feed_of.get((group, port))
+            if feed is None:
+                continue
+            seen = (start + end // 8, start)
+            key = (feed, sequence)
+            if key not in out or seen < out[key]:
+                out[key] = seen
+    return out
