@@ -173,7 +173,8 @@ def run_encoder(intents, *, template, symbols, dut=None, sequence=0, user_ref=1,
             frames=frames, log=log, accepted=accepted,
             counters=unpack(dut.counters.shape(), ctx.get(dut.counters.as_value())),
             latency=unpack(dut.latency.shape(), ctx.get(dut.latency.as_value())),
-            histogram=[ctx.get(dut.histogram[k]) for k in range(len(dut.histogram))],
+            histogram=list(unpack(dut.histogram.shape(),
+                                  ctx.get(dut.histogram.as_value())).values()),
             next_sequence=ctx.get(dut.next_sequence), next_user_ref=ctx.get(dut.next_user_ref),
             cycles=cycle)
 

@@ -216,9 +216,10 @@ def test_register_declarations_resolve_against_the_ports():
     regs = RegisterMap([Block("order", dut, dut.registers)])
     names = {r.name for r in regs}
     for name in ("template", "session", "hold", "symbol", "load_sequence", "load_user_ref",
-                 "clear_latency", "next_sequence", "next_user_ref", "latency", "histogram",
-                 "log", "counters.frames", "counters.flushed", "counters.log_overflow"):
+                 "clear_latency", "next_sequence", "next_user_ref", "latency", "histogram.below",
+                 "histogram.above", "log", "counters.frames", "counters.flushed",
+                 "counters.log_overflow"):
         assert f"order.{name}" in names
     assert regs["order.log"].overflow == "order.counters.log_overflow"
-    assert regs["order.histogram"].depth == HISTOGRAM_BINS + 2
+    assert len([r for r in regs if r.name.startswith("order.histogram.bin")]) == HISTOGRAM_BINS
     assert regs["order.log"].words == 12

