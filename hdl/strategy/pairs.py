@@ -231,14 +231,15 @@ class PairsMeanReversion(wiring.Component):
         last_pair = Signal(pb)
         last_pos = Signal(pos_shape)
         pair7, row7 = carry["pair"], carry["row"]
+        forwarded = wire(m, last_written & (last_pair == pair7), "forwarded")
         read = Signal(pos_shape)
-        m.d.comb += read.eq(Mux(last_written & (last_pair == pair7), last_pos.as_value(),
-                                qrd.data.as_value()))
+        m.d.comb += read.eq(Mux(forwarded, last_pos.as_value(), qrd.data.as_value()))
+        current = wire(m, Mux(forwarded, last_pos.epoch == row7.epoch,   # compare, then mux
+                              qrd.data.epoch == row7.epoch), "current")
         reset = Signal(pos_shape)
         m.d.comb += [reset.epoch.eq(row7.epoch), reset.room_sell.eq(row7.params.max_position),
                      reset.room_buy.eq(row7.params.max_position)]
-        known8 = stage("known8", pos_shape,
-                       Mux(read.epoch == row7.epoch, read.as_value(), reset.as_value()))
+        known8 = stage("known8", pos_shape, Mux(current, read.as_value(), reset.as_value()))
         for name in list(carry):
             carry[name] = stage(f"{name}8", carry[name].shape(), carry[name])
         pair8, row8 = carry["pair"], carry["row"]

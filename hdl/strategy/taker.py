@@ -59,6 +59,13 @@ def _row_layout():
     return data.StructLayout({"epoch": unsigned(EPOCH_BITS), "params": TakerParams})
 
 
+def _at_least(a, b):
+    """a >= b, as two half-width compares side by side (shorter carry chains)."""
+    half = TIME_BITS // 2
+    a_hi, b_hi = a[half:], b[half:]
+    return (a_hi > b_hi) | ((a_hi == b_hi) & (a[:half] >= b[:half]))
+
+
 class ThresholdTaker(wiring.Component):
     """Takes liquidity at the touch when a book slot's best price crosses a host-set threshold.
 
@@ -181,8 +188,8 @@ class ThresholdTaker(wiring.Component):
 
             def allowed(memory, name, price=price):
                 known = memory.epoch == row.epoch
-                return wire(m, ~known | ((memory.price != price) & (now >= memory.deadline)),
-                            name)
+                later = _at_least(now, memory.deadline)
+                return wire(m, ~known | ((memory.price != price) & later), name)
 
             from_memory = allowed(rd.data, f"{side}_allowed_memory")
             from_last = allowed(last, f"{side}_allowed_last")
