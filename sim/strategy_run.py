@@ -44,8 +44,8 @@ def encode(shape, values):
     return result
 
 
-def run_strategy(dut, updates=(), *, events=(), writes=(), cycles=None, ready=None, drain=32,
-                 vcd=None):
+def run_strategy(dut, updates=(), *, events=(), writes=(), config=None, cycles=None, ready=None,
+                 drain=32, vcd=None):
     """Run `dut` (anything with `strategy_signature`) and collect its intents.
 
     updates : [(cycle, BookUpdate dict)], at most one per cycle
@@ -53,6 +53,7 @@ def run_strategy(dut, updates=(), *, events=(), writes=(), cycles=None, ready=No
     writes : [(cycle, port name, value)]: the value (a dict of the port's fields, or an int) is
         on the port for that one cycle and zero otherwise, as the register bank drives a
         `Strobe`; a dict for a layout with a ``write`` field gets ``write=1`` unless given
+    config : {port name: value}: held on the port for the whole run (a `Config` register)
     cycles : cycles to run (default: `drain` cycles past the last input)
     ready : ready(cycle) -> bool for the consumer of ``intents`` (default: always ready)
     """
@@ -82,7 +83,14 @@ def run_strategy(dut, updates=(), *, events=(), writes=(), cycles=None, ready=No
     intents, state = [], {}
     has = dut.signature.members
 
+    held = {}
+    for port, value in (config or {}).items():
+        shape = dut.signature.members[port].shape
+        held[port] = encode(shape, value) if isinstance(value, dict) else value
+
     async def testbench(ctx):
+        for port, value in held.items():
+            ctx.set(_value(getattr(dut, port)), value)
         for cycle in range(end):
             inputs = schedule.get(cycle, {})
             ctx.set(dut.updates.valid, "updates" in inputs)

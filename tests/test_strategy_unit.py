@@ -10,11 +10,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.feed.events import Side
 from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap, bus_signature
 from tickwire.hdl.strategy.engine import STRATEGY_COUNTERS, StrategyEngine, StrategyMode
 from tickwire.hdl.strategy.pairs import PAIRS_LATENCY_CYCLES
-from tickwire.hdl.strategy.records import OrderIntent
+from tickwire.hdl.strategy.records import OrderIntent, strategy_signature
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 from tickwire.sim.records import unpack
 from tickwire.sim.strategy_model import BUY, SELL, EngineModel, spread
@@ -323,3 +324,42 @@ def test_tables_written_through_the_register_bank_take_effect():
     assert [(i["slot"], i["side"], i["price"], i["quantity"], i["sequence"]) for i in got] == [
         (2, BUY, 999, 9, 77)]
     assert regs["strategy.taker_params"].words == 5
+
+
+class AskBelow(wiring.Component):
+    """A user's strategy, as small as one can be: buy 1 at the ask of any update whose ask is
+    below a host-set threshold, or of any BookEvent add on the sell side below it (held until
+    taken; while one is held, the next is ignored)."""
+
+    def __init__(self, p):
+        self.p = p
+        super().__init__({**strategy_signature(p).members, "threshold": In(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        u, e, out = self.updates, self.events, self.intents
+        with m.If(out.ready):
+            m.d.sync += out.valid.eq(0)
+        with m.If(~out.valid | out.ready):
+            with m.If(u.valid & (u.p.ask_shares != 0) & (u.p.ask_price < self.threshold)):
+                m.d.sync += [out.valid.eq(1), out.p.slot.eq(u.p.slot), out.p.quantity.eq(1),
+                             out.p.price.eq(u.p.ask_price), out.p.sequence.eq(u.p.sequence),
+                             out.p.strategy.eq(7)]
+            with m.Elif(e.valid & (e.p.side == Side.SELL) & (e.p.price < self.threshold)):
+                m.d.sync += [out.valid.eq(1), out.p.slot.eq(0), out.p.quantity.eq(1),
+                             out.p.price.eq(e.p.price), out.p.sequence.eq(e.p.sequence),
+                             out.p.strategy.eq(7)]
+        return m
+
+
+def test_the_runner_drives_any_strategy_with_the_signature():
+    updates = [(5, upd(2, 90, 99, 1)), (6, upd(3, 90, 100, 2)), (7, upd(4, 90, 50, 3)),
+               (8, upd(5, 90, 60, 4))]
+    events = [(12, dict(kind=1, side=1, price=42, shares=10, sequence=9)),
+              (13, dict(kind=1, side=0, price=42, shares=10, sequence=10))]
+    run = run_strategy(AskBelow(P), updates, events=events,
+                       config={"threshold": 100},
+                       ready=lambda c: c != 8, cycles=30)
+    assert [(c, i["price"], i["sequence"], i["strategy"]) for c, i in run.intents] == [
+        (6, 99, 1, 7), (8 + 1, 50, 3, 7), (13, 42, 9, 7)]
+    assert run.counters is None and run.alarms is None
