@@ -1,6 +1,6 @@
 """The strategy engine: routes each book slot to a strategy and merges their intents."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from tickwire.hdl.book.records import BookParameters
 from tickwire.hdl.counters import count, counter_layout
 from tickwire.hdl.platform.registers import Counters, Status, Strobe
-from tickwire.hdl.signals import or_all, wire
+from tickwire.hdl.signals import wire
 from tickwire.hdl.strategy.pairs import (
     PAIRS_LATENCY_CYCLES,
     PairsMeanReversion,
@@ -164,6 +164,9 @@ class StrategyEngine(wiring.Component):
         ]
 
         # --- the output queue ---------------------------------------------------------------
+        # Four banks; queue position q is bank q % 4, row q // 4. Every decision below starts
+        # from registers through a few LUTs: room as compares of `level` with constants, the
+        # taken intents compacted by a case table, each bank's row from `wptr` alone.
         depth = self.queue_depth
         banks = []
         shape = _bank_layout()
@@ -176,12 +179,13 @@ class StrategyEngine(wiring.Component):
         rptr = Signal(range(depth))
 
         lanes = [taker.buy, taker.sell, pairs.leg_a, pairs.leg_b]
-        take_buy = wire(m, taker.buy.valid & (level < depth), "take_buy")
-        take_sell = wire(m, taker.sell.valid & (level + take_buy < depth), "take_sell")
-        take_pair = wire(m, pairs.leg_a.valid & (level + take_buy + take_sell + 2 <= depth),
-                         "take_pair")
+        room = {k: wire(m, level <= depth - k, f"room{k}") for k in range(1, 5)}
+        take_buy = wire(m, taker.buy.valid & room[1], "take_buy")
+        take_sell = wire(m, taker.sell.valid & Mux(take_buy, room[2], room[1]), "take_sell")
+        room_pair = Mux(take_buy, Mux(take_sell, room[4], room[3]),
+                        Mux(take_sell, room[3], room[2]))
+        take_pair = wire(m, pairs.leg_a.valid & room_pair, "take_pair")
         takes = [take_buy, take_sell, take_pair, take_pair]
-        offsets = [Const(0, 3), take_buy, take_buy + take_sell, take_buy + take_sell + 1]
         taken = wire(m, take_buy + take_sell + 2 * take_pair, "taken", unsigned(3))
         lane_values = []
         for lane in lanes:
@@ -189,16 +193,25 @@ class StrategyEngine(wiring.Component):
             m.d.comb += [getattr(value, name).eq(getattr(lane.p, name))
                          for name, _ in shape]
             lane_values.append(value)
-        positions = [wire(m, wptr + offsets[i], f"lane{i}_position", unsigned(len(wptr)))
-                     for i in range(4)]
+        # The taken intents in queue order: compacted[k] is the k-th taken this cycle.
+        buy_v, sell_v, a_v, b_v = lane_values
+        compacted = [Signal(shape, name=f"compacted{k}") for k in range(4)]
+        with m.Switch(Cat(take_buy, take_sell, take_pair)):
+            for case, order in (
+                    (0b001, [buy_v]), (0b010, [sell_v]), (0b011, [buy_v, sell_v]),
+                    (0b100, [a_v, b_v]), (0b101, [buy_v, a_v, b_v]),
+                    (0b110, [sell_v, a_v, b_v]), (0b111, [buy_v, sell_v, a_v, b_v])):
+                with m.Case(case):
+                    m.d.comb += [compacted[k].eq(v) for k, v in enumerate(order)]
+        low = wptr[:2]
+        row = wptr[2:]
         for j, (_, wr) in enumerate(banks):
-            chosen = []
-            for i, position in enumerate(positions):
-                here = wire(m, takes[i] & (position[:2] == j), f"lane{i}_bank{j}")
-                chosen.append(here)
-                with m.If(here):
-                    m.d.comb += [wr.addr.eq(position[2:]), wr.data.eq(lane_values[i])]
-            m.d.comb += wr.en.eq(or_all(chosen))
+            k = wire(m, (j - low)[:2], f"bank{j}_k", unsigned(2))   # which taken one lands here
+            m.d.comb += [wr.addr.eq(Mux(j >= low, row, row + 1)), wr.en.eq(k < taken)]
+            with m.Switch(k):
+                for n in range(4):
+                    with m.Case(n):
+                        m.d.comb += wr.data.eq(compacted[n])
 
         out = self.intents
         head = Signal(shape)
@@ -206,16 +219,9 @@ class StrategyEngine(wiring.Component):
             m.d.comb += rd.addr.eq(rptr[2:])
             with m.If(rptr[:2] == j):
                 m.d.comb += head.eq(rd.data)
-        first = Signal(shape)
-        with m.If(take_buy):
-            m.d.comb += first.eq(lane_values[0])
-        with m.Elif(take_sell):
-            m.d.comb += first.eq(lane_values[1])
-        with m.Else():
-            m.d.comb += first.eq(lane_values[2])
         shown = Signal(shape)
         m.d.comb += [
-            shown.eq(Mux(level != 0, head.as_value(), first.as_value())),
+            shown.eq(Mux(level != 0, head.as_value(), compacted[0].as_value())),
             out.valid.eq((level != 0) | (taken != 0)),
         ]
         m.d.comb += [getattr(out.p, name).eq(getattr(shown, name)) for name, _ in shape]
