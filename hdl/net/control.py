@@ -234,15 +234,24 @@ class ControlResponder(wiring.Component):
                                    tagged_ip + h.IPV4[name].offset)
                      for name in ("total_length", "flags_fragment", "protocol", "src", "dst")}
 
-        # IPv4 header checksum: the sum of the header's 16-bit words, beat by beat.
-        checksum_sum = Signal(22)
-        header_words = []
+        # IPv4 header checksum: which 16-bit words of a beat are header words is worked out a
+        # cycle ahead, from the live beat (in beat 1 only the word at 14, when untagged); then
+        # each beat's words are summed, then added up (complete two cycles after a beat).
+        vlan_now = Cat(lanes0[eth_lane + 1], lanes0[eth_lane]) == h.ETHERTYPE_VLAN
+        header_mask = Signal(BEAT_BYTES // 2)
+        masks = []
         for w in range(BEAT_BYTES // 2):
-            offset = Cat(Const(2 * w, 3), b)
-            inside = (offset >= ip_at) & ((b < 4) | (offset < ip_end))
-            header_words.append(Mux(inside, Cat(lanes[2 * w + 1], lanes[2 * w]), 0))
-        with m.If(d_valid):
-            m.d.sync += checksum_sum.eq(Mux(d.first, 0, checksum_sum) + sum(header_words))
+            offset = Cat(Const(2 * w, 3), live)
+            later = (offset >= ip_at) & ((live < 4) | (offset < ip_end))
+            masks.append(Mux(live == 1, Const(w == 3) & ~vlan_now, later))
+        m.d.sync += header_mask.eq(Mux(rx.valid, Cat(*masks), 0))
+        beat_sum = Signal(18)
+        m.d.sync += beat_sum.eq(sum(Mux(header_mask[w], Cat(lanes[2 * w + 1], lanes[2 * w]), 0)
+                                    for w in range(BEAT_BYTES // 2)))
+        restart = Signal()
+        m.d.sync += restart.eq(d_valid & d.first)
+        checksum_sum = Signal(22)
+        m.d.sync += checksum_sum.eq(Mux(restart, 0, checksum_sum) + beat_sum)
 
         # Frame length, on the last beat.
         frame_bytes = Signal(15)
@@ -308,18 +317,21 @@ class ControlResponder(wiring.Component):
         ended = Signal()
         m.d.sync += ended.eq(d_valid & d.last)
         captured = {"dst_mac": dst_mac, "src_mac": src_mac, "tci": tci, "ethertype": ethertype,
-                    "vlan": vlan, "version_ihl": version_ihl, "checksum": checksum_sum,
-                    "ip_at": ip_at, "bad": frame_bad, "frame_bytes": frame_bytes, **ip_fields}
+                    "vlan": vlan, "version_ihl": version_ihl, "ip_at": ip_at, "bad": frame_bad,
+                    "frame_bytes": frame_bytes, **ip_fields}
         snap = {n: Signal(len(v), name=f"snap_{n}") for n, v in captured.items()}
         with m.If(ended):
             m.d.sync += [snap[n].eq(v) for n, v in captured.items()]
         checking = Signal()
         m.d.sync += checking.eq(ended)
+        # The header checksum is complete (and still this frame's) when checking.
+        checksum_fold = Signal(17)
+        with m.If(checking):
+            m.d.sync += checksum_fold.eq(checksum_sum[:16] + checksum_sum[16:])
 
         s_ihl = snap["version_ihl"][0:4]
         s_header = Cat(Const(0, 2), Mux(s_ihl < 5, 5, s_ihl))     # header bytes (>= 20)
         s_total = snap["total_length"]
-        fold = snap["checksum"][:16] + snap["checksum"][16:]
         checks = {
             "for_us": (~snap["bad"]
                        & (snap["frame_bytes"]
@@ -329,7 +341,6 @@ class ControlResponder(wiring.Component):
                        & (snap["protocol"] == h.IP_PROTOCOL_UDP)
                        & (snap["dst"] == board_ip) & (dst_port == control_port)),
             "framing": ((snap["version_ihl"][4:] == 4) & (s_ihl >= 5)
-                        & ((fold[:16] + fold[16]) == 0xFFFF)
                         & ((snap["flags_fragment"]
                             & (h.IP_MORE_FRAGMENTS | h.IP_FRAGMENT_OFFSET_MASK)) == 0)
                         & (s_total >= s_header + h.UDP_LENGTH)
@@ -349,7 +360,8 @@ class ControlResponder(wiring.Component):
         with m.If(checking):
             m.d.sync += [checked[n].eq(v) for n, v in checks.items()]
         mine = verdict & checked["for_us"]
-        malformed = mine & ~(checked["framing"] & checked["payload"])
+        checksum_ok = (checksum_fold[:16] + checksum_fold[16])[:16] == 0xFFFF
+        malformed = mine & ~(checked["framing"] & checked["payload"] & checksum_ok)
         wrong_source = mine & ~malformed & ~checked["source"]
         bad_token = mine & ~malformed & ~wrong_source & ~checked["token"]
         good = wire(m, mine & ~malformed & ~wrong_source & ~bad_token, "good")
