@@ -336,8 +336,14 @@ class OrderEncoder(wiring.Component):
     are precomputed by a pipeline whenever those change (taking `SETTLE_CYCLES`, during which
     no frame starts; ``template`` and ``session`` are copied in only between frames, so a frame
     never mixes two templates); the order's fields are added in a 5-stage adder tree as the
-    first 6 beats leave (the TCP checksum is beat 6). The symbol table stores each symbol with
-    its checksum contribution, computed as the host writes it.
+    first 6 beats leave (the TCP checksum is beat 6). The symbol table (block RAM, indexed by
+    the low bits of ``slot``; ``slots`` is a power of two) stores each symbol with its
+    checksum contribution, computed as the host writes it (in effect 4 cycles after the
+    strobe; do not rewrite a slot while orders for it are queued).
+
+    The order log has one entry per order taken, in the order taken (`OrderLogEntry`); an
+    entry that finds the log FIFO full is lost and counted (``counters.log_overflow``); the
+    latency statistics (``latency``, ``histogram``) are kept before the FIFO and lose nothing.
 
     ``kill`` (level): while high no frame starts and the queue is flushed, one order a cycle,
     each reported in the log as not sent. A frame whose first beat was presented before
@@ -368,6 +374,8 @@ class OrderEncoder(wiring.Component):
     SETTLE_CYCLES = None   # set per instance (the precompute pipeline's depth)
 
     def __init__(self, *, slots=1024, queue_depth=4, log_depth=512):
+        if slots & (slots - 1) or not 1 <= slots <= 1 << 16:
+            raise ValueError("slots must be a power of two up to 65536")
         self.slots = slots
         self.queue_depth = queue_depth
         self.log_depth = log_depth
@@ -461,7 +469,11 @@ class OrderEncoder(wiring.Component):
         assert settle == self.SETTLE_CYCLES
         assert settle < FRAME_BEATS, "back-to-back frames need the precompute within a frame"
         settling = Signal(range(settle + 1), init=settle)
-        changed = start | refresh | self.load_sequence.load | self.load_user_ref.load
+        started = Signal()   # the cycle after a start: the state has just changed
+        m.d.sync += started.eq(start)
+        # A start's own change counts from the cycle after (its frame is in flight, no start
+        # can follow for 12 cycles), keeping `start`'s decision off this path.
+        changed = started | refresh | self.load_sequence.load | self.load_user_ref.load
         with m.If(changed):
             m.d.sync += settling.eq(settle)
         with m.Elif(settling != 0):
@@ -503,8 +515,6 @@ class OrderEncoder(wiring.Component):
         cur_sequence, cur_user_ref, cur_ip_id = Signal(32), Signal(32), Signal(16)
         cur_ip_checksum, cur_tcp_partial = Signal(16), Signal(16)
         cur_symbol, cur_symbol_sum = Signal(64), Signal(16)
-        started = Signal()
-        m.d.sync += started.eq(start)
         with m.If(start):
             m.d.sync += [cur.eq(head), cur_sequence.eq(next_sequence),
                          cur_user_ref.eq(next_user_ref), cur_ip_id.eq(next_ip_id),
@@ -695,7 +705,11 @@ class RegisterQueue(wiring.Component):
         read_at = Signal(range(self.depth))
         do_write = self.w_en & self.w_rdy
         do_read = self.r_en & self.r_rdy
-        m.d.comb += [self.w_rdy.eq(self.level != self.depth), self.r_rdy.eq(self.level != 0)]
+        # ready flags as registers of the next level (not decoded from `level`)
+        level = self.level + do_write - do_read
+        full, empty = Signal(), Signal(init=1)
+        m.d.sync += [self.level.eq(level), full.eq(level == self.depth), empty.eq(level == 0)]
+        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(~empty)]
         with m.Switch(read_at):
             for k, entry in enumerate(entries):
                 with m.Case(k):
@@ -708,7 +722,6 @@ class RegisterQueue(wiring.Component):
             m.d.sync += write_at.eq(Mux(write_at == self.depth - 1, 0, write_at + 1))
         with m.If(do_read):
             m.d.sync += read_at.eq(Mux(read_at == self.depth - 1, 0, read_at + 1))
-        m.d.sync += self.level.eq(self.level + do_write - do_read)
         return m
 
 

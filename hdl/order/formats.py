@@ -6,7 +6,7 @@ big-endian. References:
 - RFC 9293 section 3.1 (TCP header), RFC 791 section 3.1 (IPv4 flags; the IPv4 and Ethernet
   tables are `tickwire.hdl.net.headers`).
 - SoupBinTCP 3.00 section 2.1 (packet length counts the bytes after itself, then packet type)
-  and 2.3.4 (Unsequenced Data Packet, type ``U``).
+  and 2.3 (packets sent by the client: Unsequenced Data, type ``U``).
 - Nasdaq OUCH 5.0 Order Entry Specification (April 2023), section 2.1 "Type O - Enter Order"
   (offsets and lengths as in its table), section 1.2 (alpha fields left-justified, padded on
   the right with spaces; numeric fields binary big-endian).
