@@ -448,16 +448,22 @@ class RiskGate(wiring.Component):
         # The order, registered.
         m.d.sync += [self.orders.valid.eq(passed), self.orders.payload.eq(s2)]
 
-        # The slot's state after this intent (written if it passed, and forwarded).
-        state = Signal(_STATE)
-        m.d.comb += state.eq(Mux(on_slot, last_state.as_value(), s2_base.as_value()))
+        # The slot's state after this intent (written if it passed, and forwarded): from the
+        # state after the intent ahead, or from the one read in P1, both computed, then chosen.
         qty2 = s2.quantity
+        candidates = []
+        for k, state in enumerate((s2_base, last_state)):
+            cand = Signal(_STATE, name=f"next_state{k}")
+            m.d.comb += [
+                cand.sent_buy.eq(state.sent_buy + Mux(buy2, qty2, 0)),
+                cand.sent_sell.eq(state.sent_sell + Mux(buy2, 0, qty2)),
+                cand.tat.eq(Mux(state.tat > now, state.tat + slot_bucket["interval"],
+                                slot_bucket["restart"])),
+            ]
+            candidates.append(cand)
         new_state = Signal(_STATE)
         m.d.comb += [
-            new_state.sent_buy.eq(state.sent_buy + Mux(buy2, qty2, 0)),
-            new_state.sent_sell.eq(state.sent_sell + Mux(buy2, 0, qty2)),
-            new_state.tat.eq(Mux(state.tat > now, state.tat + slot_bucket["interval"],
-                                 slot_bucket["restart"])),
+            new_state.eq(Mux(on_slot, candidates[1].as_value(), candidates[0].as_value())),
             state_wr.addr.eq(s2.slot[:p.slot_bits]), state_wr.data.eq(new_state),
             state_wr.en.eq(passed),
         ]
