@@ -169,7 +169,7 @@ def check_rules(cycles, run, start):
                 assert j - i + 1 <= allowed, (key, times)
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(scenarios())
 def test_gate_equals_model_and_keeps_every_rule(scenario):
     s, start = scenario
