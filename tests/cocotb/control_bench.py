@@ -1,10 +1,11 @@
 """cocotb bench of the Verilated `ControlResponder` behind AXI-Stream MAC ports.
 
-cocotbext-axi drives ``s_axis`` (received frames) and drains ``m_axis`` (replies) with random
-pauses; a register file in Python answers the bus. Requests come from the host codec inside
-scapy-built frames, with attacks mixed in; every reply is parsed by scapy and compared with the
-reference model's (`ControlEndpoint` behind `ControlFrameModel`), and so are the bus writes,
-the register contents and the counters."""
+cocotbext-axi drives ``s_axis`` (received frames, with ``tvalid`` gaps inside them in one
+test) and drains ``m_axis`` (replies) with random pauses; a register file in Python answers
+the bus. Requests come from the host codec inside scapy-built frames, with attacks mixed in;
+every reply is parsed by scapy and compared with the reference model's (`ControlEndpoint`
+behind `ControlFrameModel`), and so are the bus writes, the register contents and the
+counters."""
 
 import json
 import os
@@ -147,6 +148,7 @@ async def check(tb, groups):
 async def random_requests_and_attacks_match_the_model(dut):
     tb = TB(dut, seed=int(os.environ.get("CONTROL_SEED", "1")))
     await tb.reset(ready=0.6)
+    tb.source.set_pause_generator(tb.pauses(0.85))      # tvalid gaps inside frames too
     answered = await check(tb, random_groups(tb, 60))
     assert answered > 15
 
