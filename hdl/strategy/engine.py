@@ -165,8 +165,8 @@ class StrategyEngine(wiring.Component):
 
         # --- the output queue ---------------------------------------------------------------
         # Four banks; queue position q is bank q % 4, row q // 4. Every decision below starts
-        # from registers through a few LUTs: room as compares of `level` with constants, the
-        # taken intents compacted by a case table, each bank's row from `wptr` alone.
+        # from registers through a few LUTs: room as registered flags, each bank's lane from
+        # a case table of the take bits, each bank's row from `wptr` alone.
         depth = self.queue_depth
         banks = []
         shape = _bank_layout()
@@ -179,7 +179,8 @@ class StrategyEngine(wiring.Component):
         rptr = Signal(range(depth))
 
         lanes = [taker.buy, taker.sell, pairs.leg_a, pairs.leg_b]
-        room = {k: wire(m, level <= depth - k, f"room{k}") for k in range(1, 5)}
+        # room[k]: the queue has room for k more (registered, from the next level).
+        room = {k: Signal(name=f"room{k}", init=1) for k in range(1, 5)}
         take_buy = wire(m, taker.buy.valid & room[1], "take_buy")
         take_sell = wire(m, taker.sell.valid & Mux(take_buy, room[2], room[1]), "take_sell")
         room_pair = Mux(take_buy, Mux(take_sell, room[4], room[3]),
@@ -193,25 +194,32 @@ class StrategyEngine(wiring.Component):
             m.d.comb += [getattr(value, name).eq(getattr(lane.p, name))
                          for name, _ in shape]
             lane_values.append(value)
-        # The taken intents in queue order: compacted[k] is the k-th taken this cycle.
-        buy_v, sell_v, a_v, b_v = lane_values
-        compacted = [Signal(shape, name=f"compacted{k}") for k in range(4)]
-        with m.Switch(Cat(take_buy, take_sell, take_pair)):
-            for case, order in (
-                    (0b001, [buy_v]), (0b010, [sell_v]), (0b011, [buy_v, sell_v]),
-                    (0b100, [a_v, b_v]), (0b101, [buy_v, a_v, b_v]),
-                    (0b110, [sell_v, a_v, b_v]), (0b111, [buy_v, sell_v, a_v, b_v])):
-                with m.Case(case):
-                    m.d.comb += [compacted[k].eq(v) for k, v in enumerate(order)]
         low = wptr[:2]
         row = wptr[2:]
         for j, (_, wr) in enumerate(banks):
-            k = wire(m, (j - low)[:2], f"bank{j}_k", unsigned(2))   # which taken one lands here
-            m.d.comb += [wr.addr.eq(Mux(j >= low, row, row + 1)), wr.en.eq(k < taken)]
-            with m.Switch(k):
+            # Bank j takes the k-th intent taken this cycle, k = (j - low) % 4: which lane is
+            # that, from the three take bits (a small table, then one 4:1 mux of the data).
+            k = wire(m, (j - low)[:2], f"bank{j}_k", unsigned(2))
+            lane_of = Signal(2, name=f"bank{j}_lane")
+            with m.Switch(Cat(k, take_buy, take_sell, take_pair)):
+                for bits in range(32):
+                    kk, tb, ts, tp = bits & 3, (bits >> 2) & 1, (bits >> 3) & 1, bits >> 4
+                    order = [i for i, t in ((0, tb), (1, ts), (2, tp), (3, tp)) if t]
+                    if kk < len(order):
+                        with m.Case(bits):
+                            m.d.comb += [lane_of.eq(order[kk]), wr.en.eq(1)]
+            m.d.comb += wr.addr.eq(Mux(j >= low, row, row + 1))
+            with m.Switch(lane_of):
                 for n in range(4):
                     with m.Case(n):
-                        m.d.comb += wr.data.eq(compacted[n])
+                        m.d.comb += wr.data.eq(lane_values[n])
+        first = Signal(shape)
+        with m.If(take_buy):
+            m.d.comb += first.eq(lane_values[0])
+        with m.Elif(take_sell):
+            m.d.comb += first.eq(lane_values[1])
+        with m.Else():
+            m.d.comb += first.eq(lane_values[2])
 
         out = self.intents
         head = Signal(shape)
@@ -221,13 +229,15 @@ class StrategyEngine(wiring.Component):
                 m.d.comb += head.eq(rd.data)
         shown = Signal(shape)
         m.d.comb += [
-            shown.eq(Mux(level != 0, head.as_value(), compacted[0].as_value())),
+            shown.eq(Mux(level != 0, head.as_value(), first.as_value())),
             out.valid.eq((level != 0) | (taken != 0)),
         ]
         m.d.comb += [getattr(out.p, name).eq(getattr(shown, name)) for name, _ in shape]
         m.d.comb += out.p.arrival.eq(0)
         pop = wire(m, out.valid & out.ready, "pop")
-        m.d.sync += [level.eq(level + taken - pop), wptr.eq(wptr + taken), rptr.eq(rptr + pop)]
+        following = wire(m, level + taken - pop, "following", unsigned(len(level)))
+        m.d.sync += [level.eq(following), wptr.eq(wptr + taken), rptr.eq(rptr + pop)]
+        m.d.sync += [room[k].eq(following <= depth - k) for k in room]
 
         # --- counters and alarms ------------------------------------------------------------
         count(m, self.counters, "updates", u.valid)
