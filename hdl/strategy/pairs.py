@@ -68,11 +68,14 @@ class PairsMeanReversion(wiring.Component):
       resets its position to 0. Writes apply to updates arriving after the write's cycle.
 
     Pipeline (stage n is cycle n after the update): 0 route read (engine); 1 pair entry read,
-    the update's BBO stored; 2 other leg's BBO read; 3 doubled mids; 4 beta x mid as four
-    18x18 products (DSP), ``mids_a * 2**16 - offset``; 5 two partial sums, the four thresholds;
-    6 the product; 7 compares, position read; 8 decide, position written (forwarded to the next
-    cycle's read); 9 intents valid. The position loop is one cycle, so updates of one pair may
-    come back to back.
+    the update's BBO stored; 2 the other leg's BBO read; 3 doubled mids; 4 beta x mid as four
+    18x18 products (DSP) and ``mid_a * 2**16 - offset``; 5 two partial sums and the four
+    thresholds (``spread > entry`` is ``beta*mid_b < mid_a*2**16 - offset - entry``, and so on);
+    6 the product, the position read; 7 the compares, the position merged with the write of
+    two updates before; 8 decide and write the position, forwarded to the next update of the
+    pair (a one-cycle loop of zero tests and +-1: the room left to sell and to buy is kept with
+    the position); 9 intents valid (each leg's price chosen from its registered bid and ask).
+    Updates of one pair may come back to back.
 
     Ports
     -----
