@@ -5,6 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from tickwire.hdl.book.levels import flags_layout, level_apply, level_compare, level_op
 from tickwire.hdl.book.records import (
     BOOK_COUNTERS,
     PRICE_BITS,
@@ -24,8 +25,9 @@ from tickwire.hdl.feed.events import BookEventKind
 from tickwire.hdl.feed.itch import event_signature
 from tickwire.hdl.signals import wire
 
-#: Cycles from an event valid at ``events`` to its BookUpdate valid (a replace takes one more).
-BOOK_LATENCY_CYCLES = 4
+#: Cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid (a replace
+#: takes one more).
+BOOK_LATENCY_CYCLES = 5
 #: Cycles the book spends per event (a replace takes one more); the FIFO absorbs bursts.
 BOOK_CYCLES_PER_EVENT = 2
 
@@ -40,77 +42,6 @@ def _queued_layout(p):
         "kind": unsigned(3), "side": 1, "locate": unsigned(16), "shares": unsigned(SHARES_BITS),
         "price": unsigned(PRICE_BITS), "ref_ok": 1, "ref": unsigned(p.ref_bits), "new_ok": 1,
         "new_ref": unsigned(p.ref_bits), "timestamp": unsigned(48), "sequence": unsigned(64)})
-
-
-def _level_op(m, p, name, side_in, side, price, add, shares, gone, enable):
-    """One change to one side of a book, combinationally: add `shares` (and one order) at
-    `price`, or remove `shares` (and the order if `gone`) from it. Returns the new side and
-    the flags (saturated, overflow, missing); with `enable` low the side is unchanged."""
-    L = p.depth
-    levels = [side_in.levels[i] for i in range(L)]
-    used = [wire(m, lv.orders != 0, f"{name}_used{i}") for i, lv in enumerate(levels)]
-    match = [wire(m, used[i] & (lv.price == price), f"{name}_match{i}")
-             for i, lv in enumerate(levels)]
-    better = [wire(m, used[i] & Mux(side, lv.price < price, lv.price > price), f"{name}_better{i}")
-              for i, lv in enumerate(levels)]
-    summed = [wire(m, lv.shares + shares, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
-              for i, lv in enumerate(levels)]
-    hit = wire(m, Cat(*match).any(), f"{name}_hit")
-    carries = Cat(*(match[i] & summed[i][SHARES_BITS] for i in range(L)))
-    saturated = wire(m, enable & add & carries.any(), f"{name}_saturated")
-    hidden, boundary = side_in.hidden, side_in.boundary
-    in_hidden = wire(m, (hidden != 0) & ~Mux(side, price < boundary, price > boundary),
-                     f"{name}_in_hidden")
-    full = used[L - 1]
-    empties = wire(m, Cat(*(match[i] & (levels[i].orders == gone) for i in range(L))).any(),
-                   f"{name}_empties")
-    overflow = Signal(name=f"{name}_overflow")
-    missing = Signal(name=f"{name}_missing")
-    out = Signal(side_layout(p), name=f"{name}_out")
-    m.d.comb += out.eq(side_in)
-    with m.If(enable):
-        with m.If(add):
-            with m.If(hit):
-                with m.If(~saturated):
-                    for i, lv in enumerate(levels):
-                        with m.If(match[i]):
-                            m.d.comb += [out.levels[i].shares.eq(summed[i][:SHARES_BITS]),
-                                         out.levels[i].orders.eq(lv.orders + 1)]
-            with m.Elif(in_hidden):
-                m.d.comb += [out.hidden.eq(hidden + 1), overflow.eq(1)]
-            with m.Elif(better[L - 1]):            # full, and worse than every stored level
-                m.d.comb += [out.hidden.eq(hidden + 1), out.boundary.eq(price), overflow.eq(1)]
-            with m.Else():                         # insert; the worst level may be pushed out
-                for i in range(L):
-                    at = ~better[i] & (better[i - 1] if i else 1)
-                    with m.If(at):
-                        m.d.comb += [out.levels[i].price.eq(price),
-                                     out.levels[i].shares.eq(shares),
-                                     out.levels[i].orders.eq(1)]
-                    with m.Elif(~better[i]):
-                        m.d.comb += out.levels[i].eq(levels[i - 1])
-                with m.If(full):
-                    m.d.comb += [out.hidden.eq(hidden + levels[L - 1].orders),
-                                 out.boundary.eq(levels[L - 1].price), overflow.eq(1)]
-        with m.Else():
-            with m.If(hit):
-                with m.If(empties):                # the level goes: the ones below move up
-                    for i in range(L):
-                        with m.If(Cat(*match[:i + 1]).any()):
-                            m.d.comb += out.levels[i].eq(levels[i + 1] if i + 1 < L else 0)
-                with m.Else():
-                    for i, lv in enumerate(levels):
-                        with m.If(match[i]):
-                            m.d.comb += [out.levels[i].shares.eq(lv.shares - shares),
-                                         out.levels[i].orders.eq(lv.orders - gone)]
-            with m.Elif(hidden != 0):
-                with m.If(gone):
-                    m.d.comb += out.hidden.eq(hidden - 1)
-                    with m.If(hidden == 1):
-                        m.d.comb += out.boundary.eq(0)
-            with m.Else():
-                m.d.comb += missing.eq(1)
-    return out, saturated, overflow, missing
 
 
 class OrderBook(wiring.Component):
@@ -174,15 +105,36 @@ class OrderBook(wiring.Component):
     counters : Out(one 32-bit counter per name in `records.BOOK_COUNTERS`)
     alarms : Out(Alarms), clear_alarms : In(1)
 
-    Latency: 4 cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid
-    (5 for a replace). Throughput: one event every 2 cycles (a replace takes 3): the next
-    event's subscription and order set are read while the current one is applied, and the
-    order-table write of that cycle is forwarded to the read.
+    Pipeline: one event at a time in each stage, a new event every 2 cycles (a replace 3).
 
-    Timing: APPLY is one combinational step (level row out of block RAM, price compares, the
-    shift, the row and entry writes, the visible-level diff into the update FIFO). A reduced
-    build routes at about 46 MHz on the LFE5UM5G-85F; reaching 156.25 MHz needs APPLY split
-    into pipeline stages with the row forwarded between them (not done yet).
+    - F (issue): the FIFO head (or, the FIFO being empty, the event arriving this cycle)
+      addresses the subscription map and its order set (all ways).
+    - L (lookup): the subscription gives the slot, which addresses the level row; the ways
+      are compared with the reference (hit, free way), the entry is registered.
+    - R (a replace whose original is found only): the original order leaves its level in one
+      step (compare, shift up); the new reference's set, read in L, is checked.
+    - A (compare): the row's side against the event: which level holds the price, which are
+      better, each level's sum, the hidden zone, saturation. The order-table write is decided
+      here and made in the next cycle.
+    - B (change): the new side from A's flags (increment, decrement, insertion, removal).
+    - C (emit): the new row is written back; the visible levels before and after are
+      compared and the BookUpdate, if any, goes into the update FIFO.
+
+    Hazards are forwarded, never stalled: the row an event reads in L while the row of the
+    event ahead of it is still in B or C (or was written in the same cycle) comes from that
+    event's C register (or the register of the row written last, D) instead of the block RAM;
+    an order-table read that missed a write (made the cycle it was issued, or the cycle its
+    data arrive) sees the written entry instead of the block RAM's.
+
+    Latency: 5 cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid
+    (6 for a replace), one more than the single-step APPLY had: the price of three short
+    stages instead of one long one (the FIFO is bypassed when empty, which pays back one of
+    the two cycles the split added). Throughput: one event every 2 cycles (a replace 3).
+
+    Timing: no stage holds more than one of: a block-RAM read and a compare, or a shift, or a
+    wide compare. The reduced build (see tests/test_book_synthesis.py) routes at
+    77 MHz on the LFE5UM5G-85F (nextpnr-ecp5, seed 1), up from about 46 MHz; the critical
+    path is now A: the forwarded row, a price compare, the saturation check, the entry write.
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -202,8 +154,33 @@ class OrderBook(wiring.Component):
         p = self.p
         m = Module()
         hits = {name: Signal(name=f"why_{name}") for name in BOOK_COUNTERS}
+        row_shape, side_shape, entry_shape = row_layout(p), side_layout(p), entry_layout(p)
 
-        # --- input FIFO ---------------------------------------------------------------------
+        def set_of(ref):
+            return set_index(p, ref)[:p.set_bits]
+
+        def tag_of(ref):
+            return ref[p.set_bits:p.ref_bits]
+
+        def first(bits, target, ok):
+            m.d.sync += ok.eq(Cat(*bits).any())
+            for w in reversed(range(p.ways)):
+                with m.If(bits[w]):
+                    m.d.sync += target.eq(w)
+
+        def with_side(row, side, value, name):
+            out = Signal(row_shape, name=name)
+            m.d.comb += out.eq(row)
+            with m.If(side):
+                m.d.comb += out.ask.eq(value)
+            with m.Else():
+                m.d.comb += out.bid.eq(value)
+            return out
+
+        def side_of(row, side, name):
+            return wire(m, Mux(side, row.ask.as_value(), row.bid.as_value()), name, side_shape)
+
+        # --- input FIFO (bypassed when it is empty and the pipeline can take the event) -----
         queued = _queued_layout(p)
         m.submodules.fifo = q = fifo.SyncFIFO(width=queued.size, depth=p.fifo_depth)
         e = self.events.p
@@ -214,292 +191,137 @@ class OrderBook(wiring.Component):
             incoming.ref_ok.eq(e.order_ref[p.ref_bits:] == 0), incoming.ref.eq(e.order_ref),
             incoming.new_ok.eq(e.new_ref[p.ref_bits:] == 0), incoming.new_ref.eq(e.new_ref),
             incoming.timestamp.eq(e.timestamp), incoming.sequence.eq(e.sequence),
-            q.w_data.eq(incoming), q.w_en.eq(self.events.valid),
-            hits["fifo_overflow"].eq(self.events.valid & ~q.w_rdy),
         ]
-        head = data.View(queued, q.r_data)
+        head = Signal(queued)
+        take = Signal()                              # F: `head` enters the pipeline
+        m.d.comb += [
+            head.eq(Mux(q.r_rdy, q.r_data, incoming.as_value())),
+            q.w_data.eq(incoming),
+            q.w_en.eq(self.events.valid & ~(take & ~q.r_rdy)),
+            q.r_en.eq(take & q.r_rdy),
+            hits["fifo_overflow"].eq(self.events.valid & ~q.w_rdy),
+            hits["events"].eq(take),
+        ]
 
         # --- memories -----------------------------------------------------------------------
         sub_shape = data.StructLayout({"valid": 1, "slot": unsigned(p.slot_bits)})
         m.submodules.submap = submap = Memory(shape=sub_shape, depth=p.locates, init=[])
         sub_rd, sub_wr = submap.read_port(), submap.write_port()
-        m.submodules.levels = levels = Memory(shape=row_layout(p), depth=p.symbols, init=[])
+        m.submodules.levels = levels = Memory(shape=row_shape, depth=p.symbols, init=[])
         row_rd, row_wr = levels.read_port(), levels.write_port()
         ways_rd, ways_wr = [], []
         for w in range(p.ways):
-            mem = Memory(shape=entry_layout(p), depth=p.sets, init=[])
+            mem = Memory(shape=entry_shape, depth=p.sets, init=[])
             m.submodules[f"way{w}"] = mem
             ways_rd.append(mem.read_port())
             ways_wr.append(mem.write_port())
 
-        # --- state --------------------------------------------------------------------------
-        ev = Signal(queued)                          # the event in LOOKUP / APPLY
-        slot = Signal(p.slot_bits)
-        hit = Signal()                               # order_ref found (in LOOKUP: registered)
-        hit_way = Signal(range(p.ways))
-        entry = Signal(entry_layout(p))
-        free_ok = Signal()
-        free_way = Signal(range(p.ways))
+        # --- pipeline registers -------------------------------------------------------------
+        # L: the subscription and the order set arrive, the level row is read.
+        l_valid, l_ev = Signal(), Signal(queued)
+        # X: one event; R (a replace's removal, one step) then A (compare), or A alone.
+        x_valid, x_is_r, x_after_r = Signal(), Signal(), Signal()
+        x_ev, x_slot = Signal(queued), Signal(p.slot_bits)
+        x_hit, x_hit_way, x_entry = Signal(), Signal(range(p.ways)), Signal(entry_shape)
+        x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
+        x_fwd_c, x_fwd_d = Signal(), Signal()       # the row comes from C's or D's register
+        x_found = Signal()
         new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
-        row_cur = Signal(row_layout(p))              # a replace's row between its two steps
-        vis_old = Signal(side_layout(p))             # the event's side before the event
-        # The last order-table write, forwarded to a read issued in the same cycle.
-        last_set = Signal(p.set_bits)
-        last_way = Signal(range(p.ways))
-        last_entry = Signal(entry_layout(p))
-        last_written = Signal()
-        fetched_set = Signal(p.set_bits)
+        row_mid, vis_r = Signal(row_shape), Signal(side_shape)
+        # B: the change made (shift / merge).
+        b_valid, b_row, b_side_in, b_vis = Signal(), Signal(row_shape), Signal(side_shape), \
+            Signal(side_shape)
+        b_flags = Signal(flags_layout(p))
+        b_side, b_price, b_add, b_shares = Signal(), Signal(PRICE_BITS), Signal(), \
+            Signal(SHARES_BITS)
+        b_gone, b_enable = Signal(), Signal()
+        b_slot, b_locate, b_ts, b_seq = Signal(p.slot_bits), Signal(16), Signal(48), Signal(64)
+        # C: the row written back, the BookUpdate made; D: the row written last cycle.
+        c_valid, c_row, c_after, c_vis = Signal(), Signal(row_shape), Signal(side_shape), \
+            Signal(side_shape)
+        c_side, c_slot, c_locate, c_ts, c_seq = Signal(), Signal(p.slot_bits), Signal(16), \
+            Signal(48), Signal(64)
+        d_row, d_slot = Signal(row_shape), Signal(p.slot_bits)
+        # Order-table writes: scheduled one cycle ahead (`wr_*`, written the next cycle), and
+        # the one written last cycle (`lw_*`); both are forwarded to reads that missed them.
+        wr_en, wr_set, wr_way, wr_val = Signal(), Signal(p.set_bits), Signal(range(p.ways)), \
+            Signal(entry_shape)
+        lw_en, lw_set, lw_way, lw_val = Signal(), Signal(p.set_bits), Signal(range(p.ways)), \
+            Signal(entry_shape)
 
-        # BookUpdates leave through a small FIFO; an event is only taken when its update (and
-        # the one of the event before it, still in flight) will have room.
-        m.submodules.out_fifo = out_q = fifo.SyncFIFO(width=update_layout(p).size, depth=4)
+        # --- the order table: reads, writes, forwarding -------------------------------------
+        read_set = Signal(p.set_bits)
+        rd_set = Signal(p.set_bits)                  # the set read in the previous cycle
+        m.d.comb += read_set.eq(Mux(l_valid, set_of(l_ev.new_ref), set_of(head.ref)))
+        m.d.sync += rd_set.eq(read_set)
+        ways = []
+        for w in range(p.ways):
+            m.d.comb += [ways_rd[w].addr.eq(read_set),
+                         ways_wr[w].en.eq(wr_en & (wr_way == w)), ways_wr[w].addr.eq(wr_set),
+                         ways_wr[w].data.eq(wr_val)]
+            view = Signal(entry_shape, name=f"way{w}_seen")
+            from_wr = wr_en & (wr_way == w) & (wr_set == rd_set)
+            from_lw = lw_en & (lw_way == w) & (lw_set == rd_set)
+            m.d.comb += view.eq(Mux(from_wr, wr_val.as_value(), Mux(
+                from_lw, lw_val.as_value(), ways_rd[w].data.as_value())))
+            ways.append(view)
+        m.d.sync += [lw_en.eq(wr_en), lw_set.eq(wr_set), lw_way.eq(wr_way), lw_val.eq(wr_val),
+                     wr_en.eq(0)]
+
+        def schedule_write(way, set_, value):
+            m.d.sync += [wr_en.eq(1), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value)]
+
+        # --- BookUpdates leave through a small FIFO; an event is only taken when its update
+        # and those of the (at most two) events ahead of it will have room.
+        m.submodules.out_fifo = out_q = fifo.SyncFIFO(width=update_layout(p).size, depth=8)
         upd = Signal(update_layout(p))
         m.d.comb += [out_q.w_data.eq(upd), self.updates.valid.eq(out_q.r_rdy),
                      self.updates.payload.eq(out_q.r_data), out_q.r_en.eq(self.updates.ready)]
+
+        # --- host requests and the issue of events (F) ---------------------------------------
         snap = self.snapshot
         with m.If(snap.ready):
             m.d.sync += snap.valid.eq(0)
+        empty = ~l_valid & ~x_valid & ~b_valid & ~c_valid
+        can_issue = ~l_valid & ~(x_valid & x_is_r)  # one event per 2 cycles, a replace 3
+        room = out_q.level <= out_q.depth - 3
+        host_waiting = self.subscribe.valid | (self.snapshot_request.valid & ~snap.valid)
+        snap_locate, snap_sub = Signal(16), Signal()
+        m.d.comb += [sub_rd.addr.eq(head.locate[:p.locate_bits]),
+                     row_rd.addr.eq(sub_rd.data.slot)]
 
-        def set_of(ref):
-            return set_index(p, ref)[:p.set_bits] if p.set_bits else Const(0, 1)
-
-        def tag_of(ref):
-            return ref[p.set_bits:p.ref_bits]
-
-        # Ways as read, with the previous cycle's write forwarded (same set and way).
-        ways = []
-        for w in range(p.ways):
-            view = Signal(entry_layout(p), name=f"way{w}_seen")
-            forward = last_written & (last_way == w) & (last_set == fetched_set)
-            m.d.comb += view.eq(Mux(forward, last_entry.as_value(), ways_rd[w].data.as_value()))
-            ways.append(view)
-        m.d.sync += last_written.eq(0)
-
-        def write_entry(way, set_, value):
-            for w in range(p.ways):
-                with m.If(way == w):
-                    m.d.comb += [ways_wr[w].en.eq(1), ways_wr[w].addr.eq(set_),
-                                 ways_wr[w].data.eq(value)]
-            m.d.sync += [last_written.eq(1), last_set.eq(set_), last_way.eq(way),
-                         last_entry.eq(value)]
-
-        kind = ev.kind
-        is_add = kind == BookEventKind.ADD
-        is_reduce = ((kind == BookEventKind.EXECUTE) | (kind == BookEventKind.EXECUTE_AT_PRICE)
-                     | (kind == BookEventKind.CANCEL))
-        is_replace = kind == BookEventKind.REPLACE
-
-        # --- the one level-change circuit, fed by APPLY (add, or remove) or APPLY2 ----------
-        op_row_in = Signal(row_layout(p))
-        op_side, op_price, op_add = Signal(), Signal(PRICE_BITS), Signal()
-        op_shares, op_gone, op_enable = Signal(SHARES_BITS), Signal(), Signal()
-        side_in = Signal(side_layout(p))
-        m.d.comb += side_in.eq(Mux(op_side, op_row_in.ask.as_value(), op_row_in.bid.as_value()))
-        side_out, saturated, overflow, missing = _level_op(
-            m, p, "op", side_in, op_side, op_price, op_add, op_shares, op_gone, op_enable)
-        row_out = Signal(row_layout(p))
-        m.d.comb += row_out.eq(op_row_in)
-        with m.If(op_side):
-            m.d.comb += row_out.ask.eq(side_out)
-        with m.Else():
-            m.d.comb += row_out.bid.eq(side_out)
-
-        # BookUpdate from `vis_before` (the side before the event) and `row_out`.
         def complete(side):
             return (side.hidden == 0) | (side.levels[p.visible - 1].orders != 0)
 
-        def emit(vis_before):
-            after = side_out
-            changed = Cat(*(after.levels[i].as_value() != vis_before.levels[i].as_value()
-                            for i in range(p.visible)))
-            changed_w = wire(m, changed, "changed")
-            any_change = wire(m, (changed_w != 0) | (complete(after) != complete(vis_before)),
-                              "any_change")
-            m.d.comb += [
-                upd.locate.eq(ev.locate), upd.slot.eq(slot), upd.side.eq(op_side),
-                upd.changed.eq(changed_w),
-                upd.complete.eq(Cat(complete(row_out.bid), complete(row_out.ask))),
-                upd.bid_price.eq(row_out.bid.levels[0].price),
-                upd.bid_shares.eq(row_out.bid.levels[0].shares),
-                upd.ask_price.eq(row_out.ask.levels[0].price),
-                upd.ask_shares.eq(row_out.ask.levels[0].shares),
-                upd.timestamp.eq(ev.timestamp), upd.sequence.eq(ev.sequence),
-            ]
-            for i in range(p.visible):
-                m.d.comb += upd.levels[i].eq(after.levels[i])
-            with m.If(any_change):
-                m.d.comb += [out_q.w_en.eq(1), hits["updates"].eq(1)]
-
-        # --- addresses of reads -------------------------------------------------------------
-        m.d.comb += [
-            sub_rd.addr.eq(head.locate[:p.locate_bits]),
-            row_rd.addr.eq(sub_rd.data.slot),
-        ]
-        fetch_set = Signal(p.set_bits)
-        m.d.comb += fetch_set.eq(set_of(head.ref))
-        for w in range(p.ways):
-            m.d.comb += ways_rd[w].addr.eq(fetch_set)
-        m.d.sync += fetched_set.eq(ways_rd[0].addr)
-
-        def fetch():
-            """Take the FIFO head: its subscription and its order set are read."""
-            m.d.comb += [q.r_en.eq(1), hits["events"].eq(1)]
-            m.d.sync += ev.eq(head)
-            m.next = "LOOKUP"
-
-        can_fetch = q.r_rdy & (out_q.level <= out_q.depth - 2)
-        host_waiting = self.subscribe.valid | (self.snapshot_request.valid & ~snap.valid)
-        can_overlap = can_fetch & ~host_waiting    # host requests are served from IDLE
-
-        ref_tag = tag_of(ev.ref)
-        match = [wire(m, ways[w].valid & (ways[w].tag == ref_tag), f"match{w}")
-                 for w in range(p.ways)]
-        free = [wire(m, ~ways[w].valid, f"free{w}") for w in range(p.ways)]
-
-        def first(bits, target, ok):
-            m.d.sync += ok.eq(Cat(*bits).any())
-            for w in reversed(range(p.ways)):
-                with m.If(bits[w]):
-                    m.d.sync += target.eq(w)
-
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.subscribe.valid):
-                    s = self.subscribe.p
-                    in_range = s.locate[p.locate_bits:] == 0
-                    m.d.comb += [
-                        self.subscribe.ready.eq(1),
-                        sub_wr.addr.eq(s.locate[:p.locate_bits]), sub_wr.en.eq(in_range),
-                        sub_wr.data.valid.eq(s.enable), sub_wr.data.slot.eq(s.slot),
-                        row_wr.addr.eq(s.slot), row_wr.en.eq(in_range), row_wr.data.eq(0),
-                    ]
-                with m.Elif(self.snapshot_request.valid & ~snap.valid):
-                    m.d.comb += [self.snapshot_request.ready.eq(1),
-                                 sub_rd.addr.eq(self.snapshot_request.p[:p.locate_bits])]
-                    m.d.sync += ev.locate.eq(self.snapshot_request.p)
-                    m.next = "SNAP_LOOKUP"
-                with m.Elif(can_fetch):
-                    fetch()
-
-            with m.State("LOOKUP"):
-                # The subscription and the order set are here; the level row is read.
-                sub = sub_rd.data
-                subscribed = sub.valid & (ev.locate[p.locate_bits:] == 0)
-                m.d.sync += [slot.eq(sub.slot), entry.eq(Mux(
-                    Cat(*match).any(), _select(ways, match), 0))]
-                first(match, hit_way, hit)
-                first(free, free_way, free_ok)
-                for w in range(p.ways):     # a replace reads the new reference's set
-                    m.d.comb += ways_rd[w].addr.eq(set_of(ev.new_ref))
-                with m.If(~subscribed):
-                    m.d.comb += hits["unsubscribed"].eq(1)
-                    m.next = "IDLE"
-                with m.Elif(~ev.ref_ok):
-                    m.d.comb += hits["ref_out_of_range"].eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "APPLY"
-
-            with m.State("APPLY"):
-                row_in = row_rd.data
-                side = Mux(is_add, ev.side, entry.side)
-                remaining = entry.shares
-                over = wire(m, is_reduce & (ev.shares > remaining), "over")
-                amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
-                gone = wire(m, amount == remaining, "gone")
-                found = wire(m, hit & (entry.slot == slot), "found")
-                add_ok = wire(m, is_add & (ev.shares != 0) & ~hit & free_ok, "add_ok")
-                m.d.comb += [
-                    op_row_in.eq(row_in), op_side.eq(side),
-                    op_price.eq(Mux(is_add, ev.price, entry.price)), op_add.eq(is_add),
-                    op_shares.eq(Mux(is_add, ev.shares, amount)), op_gone.eq(gone),
-                    op_enable.eq(add_ok | (~is_add & found)),
-                ]
-                m.d.sync += vis_old.eq(side_in)
-                with m.If(is_add):
-                    m.d.comb += [
-                        hits["bad_shares"].eq(ev.shares == 0),
-                        hits["duplicate_ref"].eq((ev.shares != 0) & hit),
-                        hits["table_full"].eq((ev.shares != 0) & ~hit & ~free_ok),
-                    ]
-                    with m.If(add_ok & ~saturated):
-                        new = Signal(entry_layout(p))
-                        m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.ref)),
-                                     new.slot.eq(slot), new.side.eq(ev.side),
-                                     new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                        write_entry(free_way, set_of(ev.ref), new)
-                with m.Elif(~hit):
-                    m.d.comb += hits["unknown_ref"].eq(1)
-                with m.Elif(~found):
-                    m.d.comb += hits["locate_mismatch"].eq(1)
-                with m.Else():
-                    m.d.comb += hits["over_execution"].eq(over)
-                    reduced = Signal(entry_layout(p))
-                    m.d.comb += [reduced.eq(entry), reduced.valid.eq(~gone),
-                                 reduced.shares.eq(remaining - amount)]
-                    write_entry(hit_way, set_of(ev.ref), reduced)
-                # A replace's new reference: its set was read in LOOKUP (before the write
-                # above), so the original's way counts as free when the sets coincide.
-                same_set = set_of(ev.new_ref) == set_of(ev.ref)
-                new_tag = tag_of(ev.new_ref)
-                freed = [same_set & found & (hit_way == w) for w in range(p.ways)]
-                dup2 = [wire(m, ways_rd[w].data.valid & ~freed[w]
-                             & (ways_rd[w].data.tag == new_tag), f"dup2_{w}")
-                        for w in range(p.ways)]
-                free2 = [wire(m, ~ways_rd[w].data.valid | freed[w], f"free2_{w}")
-                         for w in range(p.ways)]
-                m.d.sync += new_dup.eq(Cat(*dup2).any())
-                first(free2, new_free_way, new_free_ok)
-                m.d.sync += row_cur.eq(row_out)
-                with m.If(is_replace & found):
-                    m.next = "APPLY2"
-                with m.Else():
-                    with m.If(op_enable & ~saturated):
-                        m.d.comb += [row_wr.en.eq(1), row_wr.addr.eq(slot),
-                                     row_wr.data.eq(row_out)]
-                    emit(side_in)
-                    with m.If(can_overlap):
-                        fetch()
-                    with m.Else():
-                        m.next = "IDLE"
-
-            with m.State("APPLY2"):
-                # The replace's new order: same side and symbol as the original.
-                add_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok,
-                              "add2_ok")
-                m.d.comb += [
-                    op_row_in.eq(row_cur), op_side.eq(entry.side), op_price.eq(ev.price),
-                    op_add.eq(1), op_shares.eq(ev.shares), op_gone.eq(0), op_enable.eq(add_ok),
-                    hits["ref_out_of_range"].eq(~ev.new_ok),
-                    hits["bad_shares"].eq(ev.new_ok & (ev.shares == 0)),
-                    hits["duplicate_ref"].eq(ev.new_ok & (ev.shares != 0) & new_dup),
-                    hits["table_full"].eq(ev.new_ok & (ev.shares != 0) & ~new_dup
-                                          & ~new_free_ok),
-                    row_wr.en.eq(1), row_wr.addr.eq(slot), row_wr.data.eq(row_out),
-                ]
-                with m.If(add_ok & ~saturated):
-                    new = Signal(entry_layout(p))
-                    m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.new_ref)),
-                                 new.slot.eq(slot), new.side.eq(entry.side),
-                                 new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                    write_entry(new_free_way, set_of(ev.new_ref), new)
-                emit(vis_old)
-                with m.If(can_overlap):
-                    fetch()
-                with m.Else():
-                    m.next = "IDLE"
+                with m.If(host_waiting):             # served once the pipeline is empty
+                    with m.If(empty & self.subscribe.valid):
+                        s = self.subscribe.p
+                        in_range = s.locate[p.locate_bits:] == 0
+                        m.d.comb += [
+                            self.subscribe.ready.eq(1),
+                            sub_wr.addr.eq(s.locate[:p.locate_bits]), sub_wr.en.eq(in_range),
+                            sub_wr.data.valid.eq(s.enable), sub_wr.data.slot.eq(s.slot),
+                            row_wr.addr.eq(s.slot), row_wr.en.eq(in_range), row_wr.data.eq(0),
+                        ]
+                    with m.Elif(empty):
+                        m.d.comb += [self.snapshot_request.ready.eq(1),
+                                     sub_rd.addr.eq(self.snapshot_request.p[:p.locate_bits])]
+                        m.d.sync += snap_locate.eq(self.snapshot_request.p)
+                        m.next = "SNAP_LOOKUP"
+                with m.Elif((q.r_rdy | self.events.valid) & can_issue & room):
+                    m.d.comb += take.eq(1)
 
             with m.State("SNAP_LOOKUP"):
+                m.d.sync += snap_sub.eq(sub_rd.data.valid & (snap_locate[p.locate_bits:] == 0))
                 m.next = "SNAP_READ"
-                m.d.sync += slot.eq(sub_rd.data.slot)
-                subscribed = sub_rd.data.valid & (ev.locate[p.locate_bits:] == 0)
-                m.d.sync += entry.valid.eq(subscribed)
 
             with m.State("SNAP_READ"):
                 row = row_rd.data
-                m.d.sync += [snap.valid.eq(1), snap.p.locate.eq(ev.locate),
-                             snap.p.subscribed.eq(entry.valid)]
-                with m.If(entry.valid):
+                m.d.sync += [snap.valid.eq(1), snap.p.locate.eq(snap_locate),
+                             snap.p.subscribed.eq(snap_sub)]
+                with m.If(snap_sub):
                     m.d.sync += snap.p.complete.eq(Cat(complete(row.bid), complete(row.ask)))
                     for i in range(p.visible):
                         m.d.sync += [snap.p.bid[i].eq(row.bid.levels[i]),
@@ -508,10 +330,179 @@ class OrderBook(wiring.Component):
                     m.d.sync += [snap.p.complete.eq(0b11), snap.p.bid.eq(0), snap.p.ask.eq(0)]
                 m.next = "IDLE"
 
+        m.d.sync += l_valid.eq(take)
+        with m.If(take):
+            m.d.sync += l_ev.eq(head)
+
+        # --- L: subscription, order lookup ---------------------------------------------------
+        sub = sub_rd.data
+        subscribed = sub.valid & (l_ev.locate[p.locate_bits:] == 0)
+        ref_tag = tag_of(l_ev.ref)
+        match = [wire(m, ways[w].valid & (ways[w].tag == ref_tag), f"match{w}")
+                 for w in range(p.ways)]
+        free = [wire(m, ~ways[w].valid, f"free{w}") for w in range(p.ways)]
+        any_match = wire(m, Cat(*match).any(), "any_match")
+        go = wire(m, l_valid & subscribed & l_ev.ref_ok, "go")
+        with m.If(l_valid & ~subscribed):
+            m.d.comb += hits["unsubscribed"].eq(1)
+        with m.Elif(l_valid & ~l_ev.ref_ok):
+            m.d.comb += hits["ref_out_of_range"].eq(1)
+        with m.If(x_valid & x_is_r):                 # R -> A: the event stays in X
+            m.d.sync += [x_is_r.eq(0), x_after_r.eq(1)]
+        with m.Else():
+            m.d.sync += [x_valid.eq(go), x_after_r.eq(0),
+                         x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE) & any_match)]
+        with m.If(go):
+            m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot),
+                         x_entry.eq(Mux(any_match, _select(ways, match), 0)),
+                         x_fwd_c.eq(b_valid & (b_slot == sub.slot)),
+                         x_fwd_d.eq(c_valid & (c_slot == sub.slot))]
+            first(match, x_hit_way, x_hit)
+            first(free, x_free_way, x_free_ok)
+
+        # --- X: R (a replace's removal) or A (compare) ----------------------------------------
+        ev, entry = x_ev, x_entry
+        kind = ev.kind
+        is_add = kind == BookEventKind.ADD
+        is_reduce = ((kind == BookEventKind.EXECUTE) | (kind == BookEventKind.EXECUTE_AT_PRICE)
+                     | (kind == BookEventKind.CANCEL))
+        in_r = wire(m, x_valid & x_is_r, "in_r")
+        in_a = wire(m, x_valid & ~x_is_r, "in_a")
+        row_ram = Signal(row_shape)
+        m.d.comb += row_ram.eq(Mux(x_fwd_c, c_row.as_value(), Mux(
+            x_fwd_d, d_row.as_value(), row_rd.data.as_value())))
+        found = wire(m, x_hit & (entry.slot == x_slot), "found")
+
+        # R: the original order leaves, in one step; the new reference's set is checked.
+        rm_in = side_of(row_ram, entry.side, "rm_in")
+        rm_out, _, _, rm_missing = level_op(m, p, "rm", rm_in, entry.side, entry.price,
+                                            Const(0), entry.shares, Const(1), in_r & found)
+        rm_row = with_side(row_ram, entry.side, rm_out, "rm_row")
+        same_set = set_of(ev.new_ref) == set_of(ev.ref)
+        new_tag = tag_of(ev.new_ref)
+        freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
+        dup2 = [wire(m, ways[w].valid & ~freed[w] & (ways[w].tag == new_tag), f"dup2_{w}")
+                for w in range(p.ways)]
+        free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
+        with m.If(in_r):
+            m.d.sync += [row_mid.eq(rm_row), vis_r.eq(rm_in), x_found.eq(found),
+                         new_dup.eq(Cat(*dup2).any())]
+            first(free2, new_free_way, new_free_ok)
+            with m.If(found):
+                gone_entry = Signal(entry_shape)
+                m.d.comb += [gone_entry.eq(entry), gone_entry.valid.eq(0),
+                             gone_entry.shares.eq(0)]
+                schedule_write(x_hit_way, set_of(ev.ref), gone_entry)
+            with m.Else():
+                m.d.comb += hits["locate_mismatch"].eq(1)
+
+        # A: the flags of the change (for a replace after R: the new order's add).
+        row_in = wire(m, Mux(x_after_r, row_mid.as_value(), row_ram.as_value()), "row_in",
+                      row_shape)
+        remaining = entry.shares
+        over = wire(m, is_reduce & (ev.shares > remaining), "over")
+        amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
+        gone = wire(m, amount == remaining, "gone")
+        add_ok = wire(m, is_add & (ev.shares != 0) & ~x_hit & x_free_ok, "add_ok")
+        add2_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok, "add2_ok")
+        adding = is_add | x_after_r
+        op_side = wire(m, Mux(is_add, ev.side, entry.side), "op_side")
+        op_price = wire(m, Mux(adding, ev.price, entry.price), "op_price")
+        op_shares = wire(m, Mux(adding, ev.shares, amount), "op_shares")
+        op_gone = wire(m, ~x_after_r & gone, "op_gone")
+        op_enable = wire(m, Mux(x_after_r, x_found & add2_ok, add_ok | (~is_add & found)),
+                         "op_enable")
+        a_in = side_of(row_in, op_side, "a_in")
+        flags = level_compare(m, p, "a", a_in, op_side, op_price, adding, op_shares, op_gone,
+                              op_enable)
+        saturated = flags.saturated
+        with m.If(in_a):
+            m.d.sync += [
+                b_row.eq(row_in), b_side_in.eq(a_in),
+                b_vis.eq(Mux(x_after_r, vis_r.as_value(), a_in.as_value())),
+                b_flags.eq(flags), b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
+                b_shares.eq(op_shares), b_gone.eq(op_gone), b_enable.eq(op_enable),
+                b_slot.eq(x_slot), b_locate.eq(ev.locate), b_ts.eq(ev.timestamp),
+                b_seq.eq(ev.sequence),
+            ]
+            m.d.comb += hits["level_saturated"].eq(saturated)
+            with m.If(x_after_r):
+                with m.If(x_found):
+                    m.d.comb += [
+                        hits["ref_out_of_range"].eq(~ev.new_ok),
+                        hits["bad_shares"].eq(ev.new_ok & (ev.shares == 0)),
+                        hits["duplicate_ref"].eq(ev.new_ok & (ev.shares != 0) & new_dup),
+                        hits["table_full"].eq(ev.new_ok & (ev.shares != 0) & ~new_dup
+                                              & ~new_free_ok),
+                    ]
+                    with m.If(add2_ok & ~saturated):
+                        new = Signal(entry_shape)
+                        m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.new_ref)),
+                                     new.slot.eq(x_slot), new.side.eq(entry.side),
+                                     new.price.eq(ev.price), new.shares.eq(ev.shares)]
+                        schedule_write(new_free_way, set_of(ev.new_ref), new)
+            with m.Elif(is_add):
+                m.d.comb += [
+                    hits["bad_shares"].eq(ev.shares == 0),
+                    hits["duplicate_ref"].eq((ev.shares != 0) & x_hit),
+                    hits["table_full"].eq((ev.shares != 0) & ~x_hit & ~x_free_ok),
+                ]
+                with m.If(add_ok & ~saturated):
+                    new = Signal(entry_shape)
+                    m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.ref)),
+                                 new.slot.eq(x_slot), new.side.eq(ev.side),
+                                 new.price.eq(ev.price), new.shares.eq(ev.shares)]
+                    schedule_write(x_free_way, set_of(ev.ref), new)
+            with m.Elif(~x_hit):
+                m.d.comb += hits["unknown_ref"].eq(1)
+            with m.Elif(~found):
+                m.d.comb += hits["locate_mismatch"].eq(1)
+            with m.Else():
+                m.d.comb += hits["over_execution"].eq(over)
+                reduced = Signal(entry_shape)
+                m.d.comb += [reduced.eq(entry), reduced.valid.eq(~gone),
+                             reduced.shares.eq(remaining - amount)]
+                schedule_write(x_hit_way, set_of(ev.ref), reduced)
+        m.d.sync += b_valid.eq(in_a)
+
+        # --- B: the change made ---------------------------------------------------------------
+        b_out, b_overflow, b_missing = level_apply(m, p, "b", b_side_in, b_flags, b_side,
+                                                   b_price, b_add, b_shares, b_gone, b_enable)
+        b_row_out = with_side(b_row, b_side, b_out, "b_row_out")
+        m.d.comb += [
+            hits["level_overflow"].eq(b_valid & b_overflow & ~b_flags.saturated),
+            hits["level_missing"].eq((b_valid & b_missing) | rm_missing),
+        ]
+        m.d.sync += c_valid.eq(b_valid)
+        with m.If(b_valid):
+            m.d.sync += [c_row.eq(b_row_out), c_after.eq(b_out), c_vis.eq(b_vis),
+                         c_side.eq(b_side), c_slot.eq(b_slot), c_locate.eq(b_locate),
+                         c_ts.eq(b_ts), c_seq.eq(b_seq)]
+
+        # --- C: the row written back, the BookUpdate ------------------------------------------
+        changed = wire(m, Cat(*(c_after.levels[i].as_value() != c_vis.levels[i].as_value()
+                                for i in range(p.visible))), "changed")
+        any_change = wire(m, (changed != 0) | (complete(c_after) != complete(c_vis)),
+                          "any_change")
+        m.d.comb += [
+            upd.locate.eq(c_locate), upd.slot.eq(c_slot), upd.side.eq(c_side),
+            upd.changed.eq(changed),
+            upd.complete.eq(Cat(complete(c_row.bid), complete(c_row.ask))),
+            upd.bid_price.eq(c_row.bid.levels[0].price),
+            upd.bid_shares.eq(c_row.bid.levels[0].shares),
+            upd.ask_price.eq(c_row.ask.levels[0].price),
+            upd.ask_shares.eq(c_row.ask.levels[0].shares),
+            upd.timestamp.eq(c_ts), upd.sequence.eq(c_seq),
+        ]
+        for i in range(p.visible):
+            m.d.comb += upd.levels[i].eq(c_after.levels[i])
+        with m.If(c_valid):
+            m.d.comb += [row_wr.en.eq(1), row_wr.addr.eq(c_slot), row_wr.data.eq(c_row)]
+            m.d.sync += [d_row.eq(c_row), d_slot.eq(c_slot)]
+            with m.If(any_change):
+                m.d.comb += [out_q.w_en.eq(1), hits["updates"].eq(1)]
 
         # --- counters and alarms ------------------------------------------------------------
-        m.d.comb += [hits["level_saturated"].eq(saturated), hits["level_overflow"].eq(
-            overflow & ~saturated), hits["level_missing"].eq(missing)]
         for name in BOOK_COUNTERS:
             count(m, self.counters, name, hits[name])
         alarms = self.alarms

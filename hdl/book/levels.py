@@ -1,0 +1,120 @@
+"""The level-change circuit of the order book, in two halves that a pipeline register can split.
+
+`level_compare` looks at one side of a book row and the change to make (add `shares` and one
+order at `price`, or remove `shares`, and the order if `gone`): which stored levels are used,
+which one holds `price`, which are better, what each level's aggregate would become, whether
+the price falls in the hidden zone. `level_apply` takes those flags (registered or not) and
+makes the new side: the increment or decrement at the matching level, the insertion with its
+shift, the removal with its shift up, the hidden-zone bookkeeping. Chained combinationally
+they are one whole change (`level_op`).
+"""
+
+from amaranth.hdl import Cat, Mux, Signal, unsigned
+from amaranth.lib import data
+
+from tickwire.hdl.book.records import SHARES_BITS, side_layout
+from tickwire.hdl.signals import wire
+
+
+def flags_layout(p):
+    """What `level_compare` finds about one side (one bit per stored level in each mask)."""
+    L = p.depth
+    return data.StructLayout({
+        "used": unsigned(L), "match": unsigned(L), "better": unsigned(L),
+        "carry": unsigned(L),          # the level's aggregate plus `shares` overflows
+        "emptied": unsigned(L),        # the level's order count equals `gone`
+        "sum": data.ArrayLayout(unsigned(SHARES_BITS), L),
+        "in_hidden": 1, "saturated": 1,
+    })
+
+
+def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable):
+    """Flags of one change to `side_in` (see `flags_layout`)."""
+    f = Signal(flags_layout(p), name=f"{name}_flags")
+    for i in range(p.depth):
+        lv = side_in.levels[i]
+        used = wire(m, lv.orders != 0, f"{name}_used{i}")
+        summed = wire(m, lv.shares + shares, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
+        m.d.comb += [
+            f.used[i].eq(used),
+            f.match[i].eq(used & (lv.price == price)),
+            f.better[i].eq(used & Mux(side, lv.price < price, lv.price > price)),
+            f.carry[i].eq(summed[SHARES_BITS]),
+            f.emptied[i].eq(lv.orders == gone),
+            f.sum[i].eq(summed[:SHARES_BITS]),
+        ]
+    hidden, boundary = side_in.hidden, side_in.boundary
+    m.d.comb += [
+        f.in_hidden.eq((hidden != 0) & ~Mux(side, price < boundary, price > boundary)),
+        f.saturated.eq(enable & add & (f.match & f.carry).any()),
+    ]
+    return f
+
+
+def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
+    """The side after the change, from its flags `f`. Returns (side, overflow, missing); with
+    `enable` low the side is unchanged."""
+    L = p.depth
+    levels = [side_in.levels[i] for i in range(L)]
+    match = [f.match[i] for i in range(L)]
+    better = [f.better[i] for i in range(L)]
+    hit = wire(m, f.match.any(), f"{name}_hit")
+    empties = wire(m, (f.match & f.emptied).any(), f"{name}_empties")
+    full = f.used[L - 1]
+    hidden = side_in.hidden
+    overflow = Signal(name=f"{name}_overflow")
+    missing = Signal(name=f"{name}_missing")
+    out = Signal(side_layout(p), name=f"{name}_out")
+    m.d.comb += out.eq(side_in)
+    with m.If(enable):
+        with m.If(add):
+            with m.If(hit):
+                with m.If(~f.saturated):
+                    for i, lv in enumerate(levels):
+                        with m.If(match[i]):
+                            m.d.comb += [out.levels[i].shares.eq(f.sum[i]),
+                                         out.levels[i].orders.eq(lv.orders + 1)]
+            with m.Elif(f.in_hidden):
+                m.d.comb += [out.hidden.eq(hidden + 1), overflow.eq(1)]
+            with m.Elif(better[L - 1]):            # full, and worse than every stored level
+                m.d.comb += [out.hidden.eq(hidden + 1), out.boundary.eq(price), overflow.eq(1)]
+            with m.Else():                         # insert; the worst level may be pushed out
+                for i in range(L):
+                    at = ~better[i] & (better[i - 1] if i else 1)
+                    with m.If(at):
+                        m.d.comb += [out.levels[i].price.eq(price),
+                                     out.levels[i].shares.eq(shares),
+                                     out.levels[i].orders.eq(1)]
+                    with m.Elif(~better[i]):
+                        m.d.comb += out.levels[i].eq(levels[i - 1])
+                with m.If(full):
+                    m.d.comb += [out.hidden.eq(hidden + levels[L - 1].orders),
+                                 out.boundary.eq(levels[L - 1].price), overflow.eq(1)]
+        with m.Else():
+            with m.If(hit):
+                with m.If(empties):                # the level goes: the ones below move up
+                    for i in range(L):
+                        with m.If(Cat(*match[:i + 1]).any()):
+                            m.d.comb += out.levels[i].eq(levels[i + 1] if i + 1 < L else 0)
+                with m.Else():
+                    for i, lv in enumerate(levels):
+                        with m.If(match[i]):
+                            m.d.comb += [out.levels[i].shares.eq(lv.shares - shares),
+                                         out.levels[i].orders.eq(lv.orders - gone)]
+            with m.Elif(hidden != 0):
+                with m.If(gone):
+                    m.d.comb += out.hidden.eq(hidden - 1)
+                    with m.If(hidden == 1):
+                        m.d.comb += out.boundary.eq(0)
+            with m.Else():
+                m.d.comb += missing.eq(1)
+    return out, overflow, missing
+
+
+def level_op(m, p, name, side_in, side, price, add, shares, gone, enable):
+    """One whole change in one combinational step. Returns (side, saturated, overflow,
+    missing)."""
+    f = level_compare(m, p, name, side_in, side, price, add, shares, gone, enable)
+    out, overflow, missing = level_apply(m, p, name, side_in, f, side, price, add, shares,
+                                         gone, enable)
+    return out, f.saturated, overflow, missing
