@@ -5,7 +5,7 @@ rules), behaving exactly as its executable reference model `tickwire.sim.nic_con
 ControlEndpoint`, behind the frame-level rules of `tickwire.sim.control_run.ControlFrameModel`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -316,10 +316,17 @@ class ControlResponder(wiring.Component):
         # the next cycle, act on the one after ------------------------------------------------
         ended = Signal()
         m.d.sync += ended.eq(d_valid & d.last)
+        # Sums the checks need, from registers, a cycle ahead.
+        header_bytes = Cat(Const(0, 2), ihl_eff)
+        datagram_end = Signal(17)     # ip + total length
+        ip_payload = Signal(signed(18))
+        m.d.sync += [datagram_end.eq(ip_at + ip_fields["total_length"]),
+                     ip_payload.eq(ip_fields["total_length"] - header_bytes)]
         captured = {"dst_mac": dst_mac, "src_mac": src_mac, "tci": tci, "ethertype": ethertype,
                     "vlan": vlan, "version_ihl": version_ihl, "ip_at": ip_at, "bad": frame_bad,
-                    "frame_bytes": frame_bytes, **ip_fields}
-        snap = {n: Signal(len(v), name=f"snap_{n}") for n, v in captured.items()}
+                    "frame_bytes": frame_bytes, "words_at": words_at,
+                    "datagram_end": datagram_end, "ip_payload": ip_payload, **ip_fields}
+        snap = {n: Signal(v.shape(), name=f"snap_{n}") for n, v in captured.items()}
         with m.If(ended):
             m.d.sync += [snap[n].eq(v) for n, v in captured.items()]
         checking = Signal()
@@ -330,12 +337,9 @@ class ControlResponder(wiring.Component):
             m.d.sync += checksum_fold.eq(checksum_sum[:16] + checksum_sum[16:])
 
         s_ihl = snap["version_ihl"][0:4]
-        s_header = Cat(Const(0, 2), Mux(s_ihl < 5, 5, s_ihl))     # header bytes (>= 20)
-        s_total = snap["total_length"]
         checks = {
             "for_us": (~snap["bad"]
-                       & (snap["frame_bytes"]
-                          >= snap["ip_at"] + s_header + h.UDP["dst_port"].offset + 2)
+                       & (snap["frame_bytes"] >= snap["words_at"])     # the UDP ports
                        & (snap["dst_mac"] == board_mac)
                        & (snap["ethertype"] == h.ETHERTYPE_IPV4)
                        & (snap["protocol"] == h.IP_PROTOCOL_UDP)
@@ -343,10 +347,10 @@ class ControlResponder(wiring.Component):
             "framing": ((snap["version_ihl"][4:] == 4) & (s_ihl >= 5)
                         & ((snap["flags_fragment"]
                             & (h.IP_MORE_FRAGMENTS | h.IP_FRAGMENT_OFFSET_MASK)) == 0)
-                        & (s_total >= s_header + h.UDP_LENGTH)
-                        & (snap["frame_bytes"] >= snap["ip_at"] + s_total)
+                        & (snap["ip_payload"] >= h.UDP_LENGTH)
+                        & (snap["frame_bytes"] >= snap["datagram_end"])
                         & (udp_length >= h.UDP_LENGTH)
-                        & (udp_length <= s_total - s_header)),
+                        & (udp_length <= snap["ip_payload"])),
             "payload": ((udp_length == h.UDP_LENGTH + REQUEST_HEADER_BYTES
                          + Cat(Const(0, 3), op_count))
                         & (op_count >= 1) & (op_count <= MAX_OPERATIONS)
@@ -478,8 +482,15 @@ class ControlResponder(wiring.Component):
         tx = self.tx
         load = wire(m, ~tx.valid | tx.ready, "load")
         r_vlan = current["vlan"]
-        records_beat = wire(m, Mux(r_vlan, 9, 8), "records_beat", 4)
-        last_beat = wire(m, records_beat + last_count, "last_beat", 8)
+        # Beat bounds, registered before the reply starts (its inputs are set by then): the
+        # reply's decisions come from registers, only gated by `tx.ready`.
+        records_beat = Signal(4)
+        last_beat = Signal(8)
+        m.d.sync += [records_beat.eq(Mux(r_vlan, 9, 8)), last_beat.eq(records_beat + last_count)]
+        next_record = Signal(7)
+        is_last = wire(m, out_beat == last_beat, "is_last")
+        has_head = wire(m, (out_beat >= records_beat) & (out_beat < last_beat), "has_head")
+        sending = wire(m, out_beat <= last_beat, "sending")
         beat_data = Signal(64)
         for tag, frame_header in headers.items():
             split = len(frame_header) % BEAT_BYTES      # header bytes in the records' first beat
@@ -496,12 +507,11 @@ class ControlResponder(wiring.Component):
                         m.d.comb += beat_data.eq(Cat(previous_record[8 * (8 - split):],
                                                      record[:8 * (8 - split)]))
         tail_keep = Mux(r_vlan, 0b11, 0b111111)
-        consume = wire(m, (step == _Step.REPLY) & load & (out_beat >= records_beat)
-                       & (out_beat < last_beat), "consume")
-        m.d.comb += [reply_read.addr.eq(Mux(consume, out_beat - records_beat + 1, 0)),
+        consume = wire(m, (step == _Step.REPLY) & load & has_head, "consume")
+        m.d.comb += [reply_read.addr.eq(Mux(step == _Step.REPLY, next_record, 0)),
                      reply_read.en.eq(consume | (step == _Step.CHECKSUM))]
         with m.If(consume):
-            m.d.sync += previous_record.eq(record)
+            m.d.sync += [previous_record.eq(record), next_record.eq(next_record + 1)]
 
         with m.Switch(step):
             with m.Case(_Step.IDLE):
@@ -531,14 +541,14 @@ class ControlResponder(wiring.Component):
             with m.Case(_Step.CHECKSUM):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == 2):
-                    m.d.sync += [out_beat.eq(0), step.eq(_Step.REPLY)]
+                    m.d.sync += [out_beat.eq(0), next_record.eq(1), step.eq(_Step.REPLY)]
             with m.Case(_Step.REPLY):
                 with m.If(load):
-                    with m.If(out_beat <= last_beat):
+                    with m.If(sending):
                         m.d.sync += [tx.valid.eq(1), tx.p.data.eq(beat_data),
-                                     tx.p.keep.eq(Mux(out_beat == last_beat, tail_keep, 0xFF)),
+                                     tx.p.keep.eq(Mux(is_last, tail_keep, 0xFF)),
                                      tx.p.first.eq(out_beat == 0),
-                                     tx.p.last.eq(out_beat == last_beat), tx.p.bad.eq(0),
+                                     tx.p.last.eq(is_last), tx.p.bad.eq(0),
                                      out_beat.eq(out_beat + 1)]
                     with m.Else():
                         m.d.sync += [tx.valid.eq(0), active.eq(0), step.eq(_Step.IDLE)]
