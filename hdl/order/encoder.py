@@ -423,15 +423,13 @@ class OrderEncoder(wiring.Component):
         # The queue, with a bypass so that an idle encoder starts on the cycle an order arrives.
         width = OrderIntent.as_shape().size
         m.submodules.queue = queue = RegisterQueue(width, self.queue_depth)
-        pop = start | flush
-        head_valid = wire(m, queue.r_rdy | self.orders.valid, "head_valid")
-        head = OrderIntent(wire(m, Mux(queue.r_rdy, queue.r_data, self.orders.payload),
-                                "head", unsigned(width)))
+        head_valid = wire(m, queue.r_rdy, "head_valid")
+        head = OrderIntent(wire(m, queue.r_data, "head", unsigned(width)))
         m.d.comb += [
             self.orders.ready.eq(queue.w_rdy),
             queue.w_data.eq(self.orders.payload),
-            queue.w_en.eq(self.orders.valid & (queue.r_rdy | ~pop)),
-            queue.r_en.eq(queue.r_rdy & pop),
+            queue.w_en.eq(self.orders.valid),
+            queue.r_en.eq(start | flush),
         ]
 
         # Template and session: a frozen copy, refreshed only between frames.
@@ -601,12 +599,12 @@ class OrderEncoder(wiring.Component):
         return m
 
     def _latency(self, m, entry, valid):
-        """Latency statistics and histogram over sent orders, a 4-stage pipeline."""
+        """Latency statistics (3 stages) and histogram (6 stages) over sent orders."""
         clear = self.clear_latency
         difference = Signal(64)
         v1, v2, v3 = Signal(), Signal(), Signal()
         # Each stage's value is valid with its flag: `difference` with v1, `latency` with v2,
-        # `relative` with v3, `index` with v4.
+        # `relative` with v3, `scaled` with v4, `index` with v5.
         m.d.sync += [difference.eq(entry.at - entry.arrival), v1.eq(valid)]
         latency = Signal(32)
         m.d.sync += [latency.eq(Mux(difference[32:].any(), 0xFFFFFFFF, difference[:32])),
@@ -614,13 +612,14 @@ class OrderEncoder(wiring.Component):
         bins = self.histogram_bins
         relative = Signal(33)
         m.d.sync += [relative.eq(latency - bins.base), v3.eq(v2)]
-        below = relative[32]
-        scaled = wire(m, relative[:32] >> bins.shift, "latency_scaled")
-        index = Signal(range(HISTOGRAM_BINS + 2))
+        below, scaled = Signal(), Signal(32)
         v4 = Signal()
+        m.d.sync += [below.eq(relative[32]), scaled.eq(relative[:32] >> bins.shift), v4.eq(v3)]
+        index = Signal(range(HISTOGRAM_BINS + 2))
+        v5 = Signal()
         m.d.sync += [index.eq(Mux(below, 0, Mux(scaled >= HISTOGRAM_BINS, HISTOGRAM_BINS + 1,
                                                   scaled[:5] + 1))),
-                     v4.eq(v3)]
+                     v5.eq(v4)]
 
         histogram = [Signal(32, name=f"histogram_{k}") for k in range(HISTOGRAM_BINS + 2)]
         # A struct port, not an array: with an array-shaped output port driven by logic,
@@ -630,7 +629,7 @@ class OrderEncoder(wiring.Component):
         stats_min, stats_max = Signal(32, init=0xFFFFFFFF), Signal(32)
         with m.If(clear):
             m.d.sync += [stats_count.eq(0), stats_sum.eq(0), stats_min.eq(0xFFFFFFFF),
-                         stats_max.eq(0), v2.eq(0), v3.eq(0), v4.eq(0)]
+                         stats_max.eq(0), v2.eq(0), v3.eq(0), v4.eq(0), v5.eq(0)]
             m.d.sync += [counter.eq(0) for counter in histogram]
         with m.Else():
             with m.If(v2):
@@ -641,7 +640,7 @@ class OrderEncoder(wiring.Component):
                 with m.If(latency > stats_max):
                     m.d.sync += stats_max.eq(latency)
             for k, counter in enumerate(histogram):
-                with m.If(v4 & (index == k)):
+                with m.If(v5 & (index == k)):
                     m.d.sync += counter.eq(counter + 1)
         m.d.comb += [self.latency.count.eq(stats_count), self.latency.sum.eq(stats_sum),
                      self.latency.min.eq(stats_min), self.latency.max.eq(stats_max)]
@@ -686,9 +685,10 @@ class AxiStreamOrderEncoder(wiring.Component):
 
 
 class RegisterQueue(wiring.Component):
-    """A first-word-fall-through FIFO in flip-flops (`amaranth.lib.fifo.SyncFIFO`'s ports and
-    timing: an entry written at cycle t is readable at t+1). Small queues only: the read is a
-    multiplexer over the entries."""
+    """A first-word-fall-through FIFO in flip-flops with a bypass: an entry written into an
+    empty queue is readable the same cycle (``r_rdy`` follows ``w_en``), and if it is read then
+    it is never held. ``w_rdy`` is low only while the queue is full. Small queues only: the
+    read is a multiplexer over the entries."""
 
     def __init__(self, width, depth):
         self.width, self.depth = width, depth
@@ -703,17 +703,21 @@ class RegisterQueue(wiring.Component):
         entries = [Signal(self.width, name=f"entry{k}") for k in range(self.depth)]
         write_at = Signal(range(self.depth))
         read_at = Signal(range(self.depth))
-        do_write = self.w_en & self.w_rdy
-        do_read = self.r_en & self.r_rdy
-        # ready flags as registers of the next level (not decoded from `level`)
-        level = self.level + do_write - do_read
         full, empty = Signal(), Signal(init=1)
-        m.d.sync += [self.level.eq(level), full.eq(level == self.depth), empty.eq(level == 0)]
-        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(~empty)]
+        do_write = self.w_en & ~full
+        do_read = self.r_en & self.r_rdy
+        held = Signal(self.width)
         with m.Switch(read_at):
             for k, entry in enumerate(entries):
                 with m.Case(k):
-                    m.d.comb += self.r_data.eq(entry)
+                    m.d.comb += held.eq(entry)
+        m.d.comb += [
+            self.w_rdy.eq(~full),
+            self.r_rdy.eq(~empty | self.w_en),
+            self.r_data.eq(Mux(empty, self.w_data, held)),
+        ]
+        # Every accepted entry is written (the write enables depend on `w_en` only); a bypassed
+        # one is read in the same cycle, so both pointers move and the level stays.
         with m.If(do_write):
             with m.Switch(write_at):
                 for k, entry in enumerate(entries):
@@ -722,6 +726,8 @@ class RegisterQueue(wiring.Component):
             m.d.sync += write_at.eq(Mux(write_at == self.depth - 1, 0, write_at + 1))
         with m.If(do_read):
             m.d.sync += read_at.eq(Mux(read_at == self.depth - 1, 0, read_at + 1))
+        level = self.level + do_write - do_read
+        m.d.sync += [self.level.eq(level), full.eq(level == self.depth), empty.eq(level == 0)]
         return m
 
 
