@@ -23,7 +23,7 @@ from tickwire.hdl.strategy.taker import (
     written_entry,
 )
 
-#: Intents the output queue holds (a power of two, a multiple of 4).
+#: Intents the output queue holds (a power of two, at least 4: one cycle's worth).
 QUEUE_DEPTH = 16
 
 #: One counter per reason; each counts one per occurrence.
@@ -96,8 +96,9 @@ class StrategyEngine(wiring.Component):
     (``intents_lost``) and alarmed (``lost``): never silently. The queue's head, which may be an
     intent offered this very cycle (the queue is bypassed when empty), is valid at ``intents``
     and leaves when ``ready``; so the two legs of a pair leave on consecutive cycles when the
-    consumer is ready. The queue is four interleaved LUT-RAM banks, so that four intents can be
-    taken in one cycle.
+    consumer is ready. The queue is a LUT RAM of one entry per cycle that took anything (the
+    four lanes as they are and the mask of those taken: no data mux on the write path), so
+    that four intents can be taken in one cycle.
 
     Ports
     -----
@@ -119,7 +120,7 @@ class StrategyEngine(wiring.Component):
 
     def __init__(self, parameters=None, *, pairs=64, queue_depth=QUEUE_DEPTH, **overrides):
         self.p = p = (parameters or BookParameters())._replace(**overrides).check()
-        if queue_depth % 4 or queue_depth & (queue_depth - 1):
+        if queue_depth < 4 or queue_depth & (queue_depth - 1):
             raise ValueError("queue_depth must be a power of two and at least 4")
         self.pairs, self.queue_depth = pairs, queue_depth
         self.pair_bits = max(1, (pairs - 1).bit_length())
@@ -164,19 +165,19 @@ class StrategyEngine(wiring.Component):
         ]
 
         # --- the output queue ---------------------------------------------------------------
-        # Four banks; queue position q is bank q % 4, row q // 4. Every decision below starts
-        # from registers through a few LUTs: room as registered flags, each bank's lane from
-        # a case table of the take bits, each bank's row from `wptr` alone.
+        # One entry per cycle that took anything: the four lanes as they are (no data mux on
+        # the write path) and the mask of those taken. The head entry's intents leave in lane
+        # order; `consumed` marks those gone. Room is counted in intents (`level`), and every
+        # entry holds at least one, so `queue_depth` entries suffice.
         depth = self.queue_depth
-        banks = []
         shape = _bank_layout()
-        for j in range(4):
-            mem = Memory(shape=shape, depth=depth // 4, init=[])
-            m.submodules[f"queue{j}"] = mem
-            banks.append((mem.read_port(domain="comb"), mem.write_port()))
+        group = data.StructLayout({"lanes": data.ArrayLayout(shape, 4), "mask": 4})
+        m.submodules.queue = queue = Memory(shape=group, depth=depth, init=[])
+        rd, wr = queue.read_port(domain="comb"), queue.write_port()
         level = Signal(range(depth + 1))
         wptr = Signal(range(depth))
         rptr = Signal(range(depth))
+        consumed = Signal(4)
 
         lanes = [taker.buy, taker.sell, pairs.leg_a, pairs.leg_b]
         # room[k]: the queue has room for k more (registered, from the next level).
@@ -187,56 +188,37 @@ class StrategyEngine(wiring.Component):
                         Mux(take_sell, room[3], room[2]))
         take_pair = wire(m, pairs.leg_a.valid & room_pair, "take_pair")
         takes = [take_buy, take_sell, take_pair, take_pair]
+        mask = wire(m, Cat(*takes), "mask")
         taken = wire(m, take_buy + take_sell + 2 * take_pair, "taken", unsigned(3))
-        lane_values = []
-        for lane in lanes:
-            value = Signal(shape)
-            m.d.comb += [getattr(value, name).eq(getattr(lane.p, name))
+        arriving = Signal(group)
+        for n, lane in enumerate(lanes):
+            m.d.comb += [getattr(arriving.lanes[n], name).eq(getattr(lane.p, name))
                          for name, _ in shape]
-            lane_values.append(value)
-        low = wptr[:2]
-        row = wptr[2:]
-        for j, (_, wr) in enumerate(banks):
-            # Bank j takes the k-th intent taken this cycle, k = (j - low) % 4: which lane is
-            # that, from the three take bits (a small table, then one 4:1 mux of the data).
-            k = wire(m, (j - low)[:2], f"bank{j}_k", unsigned(2))
-            lane_of = Signal(2, name=f"bank{j}_lane")
-            with m.Switch(Cat(k, take_buy, take_sell, take_pair)):
-                for bits in range(32):
-                    kk, tb, ts, tp = bits & 3, (bits >> 2) & 1, (bits >> 3) & 1, bits >> 4
-                    order = [i for i, t in ((0, tb), (1, ts), (2, tp), (3, tp)) if t]
-                    if kk < len(order):
-                        with m.Case(bits):
-                            m.d.comb += [lane_of.eq(order[kk]), wr.en.eq(1)]
-            m.d.comb += wr.addr.eq(Mux(j >= low, row, row + 1))
-            with m.Switch(lane_of):
-                for n in range(4):
-                    with m.Case(n):
-                        m.d.comb += wr.data.eq(lane_values[n])
-        first = Signal(shape)
-        with m.If(take_buy):
-            m.d.comb += first.eq(lane_values[0])
-        with m.Elif(take_sell):
-            m.d.comb += first.eq(lane_values[1])
-        with m.Else():
-            m.d.comb += first.eq(lane_values[2])
+        m.d.comb += [arriving.mask.eq(mask), wr.en.eq(mask != 0), wr.addr.eq(wptr),
+                     wr.data.eq(arriving), rd.addr.eq(rptr)]
 
+        head = Signal(group)
+        m.d.comb += head.eq(Mux(level != 0, rd.data.as_value(), arriving.as_value()))
+        left = wire(m, head.mask & ~consumed, "left")
+        first = Signal(4)
+        for n in reversed(range(4)):
+            with m.If(left[n]):
+                m.d.comb += first.eq(1 << n)
         out = self.intents
-        head = Signal(shape)
-        for j, (rd, _) in enumerate(banks):
-            m.d.comb += rd.addr.eq(rptr[2:])
-            with m.If(rptr[:2] == j):
-                m.d.comb += head.eq(rd.data)
         shown = Signal(shape)
-        m.d.comb += [
-            shown.eq(Mux(level != 0, head.as_value(), first.as_value())),
-            out.valid.eq((level != 0) | (taken != 0)),
-        ]
+        for n in range(4):
+            with m.If(first[n]):
+                m.d.comb += shown.eq(head.lanes[n])
+        m.d.comb += [out.valid.eq(left != 0), out.p.arrival.eq(0)]
         m.d.comb += [getattr(out.p, name).eq(getattr(shown, name)) for name, _ in shape]
-        m.d.comb += out.p.arrival.eq(0)
         pop = wire(m, out.valid & out.ready, "pop")
+        with m.If(pop):
+            with m.If((left & ~first) == 0):
+                m.d.sync += [rptr.eq(rptr + 1), consumed.eq(0)]
+            with m.Else():
+                m.d.sync += consumed.eq(consumed | first)
         following = wire(m, level + taken - pop, "following", unsigned(len(level)))
-        m.d.sync += [level.eq(following), wptr.eq(wptr + taken), rptr.eq(rptr + pop)]
+        m.d.sync += [level.eq(following), wptr.eq(wptr + (mask != 0))]
         m.d.sync += [room[k].eq(following <= depth - k) for k in room]
 
         # --- counters and alarms ------------------------------------------------------------
