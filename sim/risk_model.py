@@ -7,8 +7,8 @@ the order encoder's ``ready``). Output: the orders (with the cycle each is valid
 The checks are the rules as stated (see `RiskGate`), taken one intent after the other: every
 intent sees every order passed before it. What the model knows of the gateware is only the
 timing it promises: an intent valid in cycle c is decided in cycle c + 2 (its order valid in
-c + 3); it sees host table operations written before cycle c (an operation is written 3
-cycles after the queue hands it over, one at a time), BookUpdates valid before cycle c - 3,
+c + 3); it sees host table operations written before cycle c (an operation is written 4
+cycles after it was strobed, one at a time), BookUpdates valid before cycle c - 3,
 order-rate configuration of cycle c - 1, the kill switch, ``armed`` and ``ready`` of cycle
 c + 2.
 """
@@ -172,6 +172,8 @@ class RiskModel:
         self.pending.append(new_pending)
         # The engine's writes and answers.
         if state == "READ":
+            next_engine = ("UPDATE", op, captured)
+        elif state == "UPDATE":
             next_engine = ("WRITE", op, self._engine_compute(op, captured, now))
         elif state == "WRITE":
             self._engine_write(op, captured)

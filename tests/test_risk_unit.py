@@ -141,7 +141,7 @@ def test_a_bookupdate_is_the_reference_four_cycles_later():
     assert reasons(run) == [R.COLLAR] and run.orders[0][0] == late + RISK_LATENCY_CYCLES
 
 
-def test_host_limits_apply_to_intents_four_cycles_after_the_strobe():
+def test_host_limits_apply_to_intents_five_cycles_after_the_strobe():
     s = ready_slot(slot=SLOT)
     s.update(6, 10000, 10100)                    # made with slot 6's collar as it is: 0 bps
     h = s.add(limits=dict(index=6, enabled=1, max_quantity=10, max_notional=10**9,
@@ -149,14 +149,15 @@ def test_host_limits_apply_to_intents_four_cycles_after_the_strobe():
     s.add()
     s.intent(6, BUY, 10100, 1)                   # h + 2: not yet
     s.intent(6, BUY, 10100, 1)                   # h + 3: not yet
-    s.intent(6, BUY, 10100, 1)                   # h + 4: the limits are there
+    s.intent(6, BUY, 10100, 1)                   # h + 4: not yet
+    s.intent(6, BUY, 10100, 1)                   # h + 5: the limits are there
     s.limits(7, collar_bps=50)
     s.update(7, 10000, 10100)                    # scaled with the collar just written
     s.intent(7, BUY, 10100, 1)
     run, _ = run_both(s)
-    assert HOST_OP_CYCLES == 3
-    assert reasons(run) == [R.DISABLED, R.DISABLED]
-    assert run.orders[0][0] - h == 4 + RISK_LATENCY_CYCLES
+    assert HOST_OP_CYCLES == 4
+    assert reasons(run) == [R.DISABLED] * 3
+    assert run.orders[0][0] - h == 5 + RISK_LATENCY_CYCLES
     assert len(run.orders) == 2
 
 
@@ -197,7 +198,7 @@ def test_fills_posted_against_a_burst_of_intents_are_never_lost():
     s.intent(SLOT, BUY, 10100, 60, fill=dict(index=SLOT, side=BUY, filled=50, released=10))
     s.intent(SLOT, BUY, 10100, 60)                          # 180 > room 120: the fill is not
                                                             # there yet (and would not do)
-    s.idle(2)
+    s.idle(3)                                               # the fill is seen 5 cycles on
     # Room is now 100 - (-20 + 50) + 60 = 130 for 120 open: 10 more fit.
     s.intent(SLOT, BUY, 10100, 10, fill=dict(index=SLOT, side=SELL, filled=5, released=0))
     s.idle(8)
@@ -273,10 +274,10 @@ def test_reject_log_overflow_and_host_queue_overflow_are_counted():
     for k in range(P.host_depth + 3):
         s.add(read_request=k % P.symbols)
     s.add(read_request=1, fill=dict(index=1, side=BUY, filled=0, released=0))
-    s.idle(3 * (P.host_depth + 4))
+    s.idle(HOST_OP_CYCLES * (P.host_depth + 4))
     run, _ = run_both(s)
     assert len(run.log) == P.log_depth and run.counters["log_overflow"] == 3
-    # Reads every cycle outrun the engine (one per 3 cycles) and fill its 4-entry queue; the
+    # Reads every cycle outrun the engine (one per 4 cycles) and fill its 4-entry queue; the
     # cycle with two strobes loses one more.
     assert run.counters["host_overflow"] >= 2 and run.alarms["host_overflow"] == 1
     assert len(run.readbacks) == P.host_depth + 3 - (run.counters["host_overflow"] - 1)

@@ -45,7 +45,7 @@ KILL_BOUND_CYCLES = 1
 #: A BookUpdate valid in cycle u is the collar reference of intents valid from cycle u + 4.
 UPDATE_DELAY_CYCLES = 4
 #: Cycles the host engine spends per queued host operation.
-HOST_OP_CYCLES = 3
+HOST_OP_CYCLES = 4
 
 #: The host's view of `RiskGate`'s ports (see `tickwire.hdl.platform.registers`).
 RISK_REGISTERS = (
@@ -198,9 +198,9 @@ class RiskGate(wiring.Component):
 
     Host operations (``limits``, ``fill``, ``set_position``, ``read_request`` strobes) queue
     (``host_depth`` entries) for one engine that reads, updates and writes the host's tables,
-    one operation per 3 cycles (`HOST_OP_CYCLES`); an operation arriving at a full queue (or
+    one operation per 4 cycles (`HOST_OP_CYCLES`); an operation arriving at a full queue (or
     two strobes in one cycle, which the register bank never does) is counted
-    (``host_overflow``) and alarmed. A strobed operation is seen by intents valid from 4
+    (``host_overflow``) and alarmed. A strobed operation is seen by intents valid from 5
     cycles after the strobe when the queue is empty. New limits, including the collar, take
     effect for the slot then; the collar references of a slot whose ``collar_bps`` changed
     are refused (``NO_REFERENCE``) until its next BookUpdate.
@@ -248,7 +248,7 @@ class RiskGate(wiring.Component):
     decision by 2 cycles, the reject log by 1.
 
     Timing of what an intent valid in cycle c sees: host operations written (by the engine)
-    before cycle c, that is strobed by cycle c - 4 with an empty queue; BookUpdates valid by
+    before cycle c, that is strobed by cycle c - 5 with an empty queue; BookUpdates valid by
     cycle c - `UPDATE_DELAY_CYCLES`; order-rate configuration of cycle c - 1; ``armed``,
     ``kill``, the kill switch and ``ready`` of its decision cycle c + 2.
     """
@@ -568,7 +568,8 @@ class RiskGate(wiring.Component):
                      hits["host_overflow"].eq((any_op & ~hq.w_rdy) | Cat(*extra).any())]
 
         op = Signal(op_shape)
-        acct = Signal(_ACCOUNT)
+        raw, acct = Signal(_ACCOUNT), Signal(_ACCOUNT)
+        raw_sent = Signal(_STATE)
         readback = self.readback
         with m.FSM(name="host"):
             with m.State("IDLE"):
@@ -578,9 +579,12 @@ class RiskGate(wiring.Component):
                     m.d.comb += hq.r_en.eq(1)
                     m.d.sync += op.eq(head)
                     m.next = "READ"
-            with m.State("READ"):
-                a = account_rd.data
-                sent = state_host_rd.data
+            with m.State("READ"):           # block RAM out, registered
+                m.d.sync += [raw.eq(account_rd.data), raw_sent.eq(state_host_rd.data)]
+                m.next = "UPDATE"
+            with m.State("UPDATE"):
+                a = raw
+                sent = raw_sent
                 m.d.sync += acct.eq(a)
                 f = op.args.fill
                 with m.Switch(op.kind):
