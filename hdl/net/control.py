@@ -3,6 +3,21 @@
 `ControlResponder` is the board side of `tickwire.host.udp_control` (the wire format and the
 rules), behaving exactly as its executable reference model `tickwire.sim.nic_control.
 ControlEndpoint`, behind the frame-level rules of `tickwire.sim.control_run.ControlFrameModel`.
+
+Wiring, on a board without PCIe (the responder is then the register bank's only master)::
+
+    stand_in = SimpleNamespace(signature=control_signature(24))    # sizes the map
+    width = RegisterMap([..., Block("control", stand_in, CONTROL_REGISTERS)]).address_width
+    control = ControlResponder(width, mac=..., ip=..., port=..., host_ip=..., token=...)
+    register_map = RegisterMap([..., Block("control", control, control.registers)])
+    bank = RegisterBank(register_map, identity)
+    wiring.connect(m, control.bus, bank.bus)
+    connect_bank(m, bank, register_map)
+    wiring.connect(m, mac.rx, feed.rx)                    # every frame to both, one connect
+    wiring.connect(m, mac.rx, control.rx)                 # each (both always ready)
+    wiring.connect(m, orders.tx, arbiter.i0)              # TxArbiter(2): orders first
+    wiring.connect(m, control.tx, arbiter.i1)
+    wiring.connect(m, arbiter.out, mac.tx)
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
