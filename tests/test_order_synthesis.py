@@ -17,7 +17,8 @@ def test_order_encoder_synthesises_and_is_not_optimised_away():
           f"{result.luts} LUT4, {result.ffs} FF, {result.brams} DP16KD")
     assert result.target_mhz == TARGET_CLOCK_MHZ
     assert result.fmax_mhz > 0
-    # symbol table (1024 x 80 bits) and log FIFO (512 x 367 bits) in block RAM
-    assert result.brams >= 2 + 10
+    # symbol table (1024 x 80 bits: 5 blocks of 1024 x 18) and log FIFO (512 x 367 bits:
+    # 11 blocks of 512 x 36) in block RAM; 16 as built today
+    assert result.brams >= 12
     # frame registers, template copy, checksum trees, statistics, counters
     assert result.luts > 2000 and result.ffs > 4000
