@@ -72,8 +72,8 @@ class EncoderRun:
 
 def run_encoder(intents, *, template, symbols, dut=None, sequence=0, user_ref=1,
                 arrivals=None, ready=None, kill=None, hold=None, settle=None, drain=40,
-                bins=(0, 0), updates=(), strobes=None, log_ready=None, max_cycles=20000,
-                 vcd=None):
+                bins=(0, 0), updates=(), strobes=None, log_ready=None, load_template=True,
+                max_cycles=20000, vcd=None):
     """Present `intents` (dicts of OrderIntent fields) at ``orders`` of an `OrderEncoder`.
 
     Intent k is offered from cycle ``arrivals[k]`` (default: as soon as possible) and held
@@ -82,7 +82,8 @@ def run_encoder(intents, *, template, symbols, dut=None, sequence=0, user_ref=1,
     written before cycle 0, then `settle` cycles pass. `updates` are (cycle, template) pairs:
     a new template and session written at that cycle; `strobes` maps a cycle to
     {port: value} set for that cycle only; ``log_ready(cycle)`` drains the log (default
-    always). Cycle numbers are ``now``."""
+    always). With `load_template` false no template is written before cycle 0. Cycle numbers
+    are ``now``."""
     dut = dut or OrderEncoder(slots=max(symbols) + 1 if symbols else 16, log_depth=64)
     arrivals = arrivals or [0] * len(intents)
     ready = ready or (lambda cycle: True)
@@ -95,8 +96,9 @@ def run_encoder(intents, *, template, symbols, dut=None, sequence=0, user_ref=1,
     out = {}
 
     async def testbench(ctx):
-        ctx.set(dut.template.as_value(), template_value(template))
-        ctx.set(dut.session.as_value(), session_value(template))
+        if load_template:
+            ctx.set(dut.template.as_value(), template_value(template))
+            ctx.set(dut.session.as_value(), session_value(template))
         ctx.set(dut.histogram_bins.as_value(), histogram_value(*bins))
         ctx.set(dut.log.ready, 1)
         for slot, symbol in symbols.items():

@@ -164,6 +164,13 @@ def test_a_template_change_takes_effect_between_frames_and_never_inside_one():
     assert gap > 1, "the encoder waits for the new template's checksums"
 
 
+def test_no_frame_leaves_before_the_host_loads_a_template():
+    run = run_encoder([intent(0)], template=Template(), symbols=SYMBOLS, load_template=False,
+                      updates=[(50, Template())])
+    check_against_model(run, [intent(0)], Template())
+    assert run.frames[0].presented > 50
+
+
 def test_loads_set_the_next_sequence_and_user_ref():
     intents = [intent(k) for k in range(3)]
     run = run_encoder(intents, template=Template(), symbols=SYMBOLS, arrivals=[0, 30, 30],

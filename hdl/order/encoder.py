@@ -128,7 +128,8 @@ class HistogramBins(data.Struct):
 class Activity(data.Struct):
     in_frame: 1    # a frame is on tx
     queued: 1      # an order is waiting (in the queue or at ``orders``)
-    settling: 1    # a template, session or load change is being folded into the checksums
+    settling: 1    # a template, session or load change is being folded into the checksums,
+                   # or no template has been loaded since reset (no frame starts meanwhile)
     killed: 1      # ``kill`` is high
     held: 1        # ``hold`` is set
 
@@ -438,8 +439,9 @@ class OrderEncoder(wiring.Component):
         differs = Signal()
         m.d.sync += differs.eq(live != frozen)
         refresh = wire(m, differs & ~in_frame, "refresh")
+        armed = Signal()   # a template has been loaded since reset: never send zero addresses
         with m.If(refresh):
-            m.d.sync += frozen.eq(live)
+            m.d.sync += [frozen.eq(live), armed.eq(1)]
         template = OrderTemplate(frozen[:len(self.template.as_value())])
         session = SessionWindow(frozen[len(self.template.as_value()):])
 
@@ -502,7 +504,7 @@ class OrderEncoder(wiring.Component):
         log_send = Signal()   # the cycle after a first beat was taken: its log entry
         m.d.comb += [
             start.eq(~in_frame & head_valid & ~self.kill & ~self.hold & (settling == 0)
-                     & ~differs),
+                     & ~differs & armed),
             # A started frame's log entry goes first (it waits for its first beat to be
             # taken), so that the log keeps the order in which orders were taken.
             flush.eq(self.kill & head_valid & ~log_send & ~(in_frame & (beat == 0))),
@@ -593,7 +595,7 @@ class OrderEncoder(wiring.Component):
         count(m, self.counters, "tx_stalls", tx.valid & ~tx.ready)
         m.d.comb += [
             self.activity.in_frame.eq(in_frame), self.activity.queued.eq(head_valid),
-            self.activity.settling.eq((settling != 0) | differs),
+            self.activity.settling.eq((settling != 0) | differs | ~armed),
             self.activity.killed.eq(self.kill), self.activity.held.eq(self.hold),
         ]
         return m
