@@ -186,27 +186,34 @@ class ThresholdTaker(wiring.Component):
             last_written = Signal(name=f"{side}_last_written")
             last = Signal(_side_memory(), name=f"{side}_last")
 
-            def allowed(memory, name, price=price):
-                known = memory.epoch == row.epoch
-                later = _at_least(now, memory.deadline)
-                return wire(m, ~known | ((memory.price != price) & later), name)
+            def tests(memory, price=price):
+                """(current, price differs, deadline reached) of a side memory."""
+                return (memory.epoch == row.epoch, memory.price != price,
+                        _at_least(now, memory.deadline))
 
-            from_memory = allowed(rd.data, f"{side}_allowed_memory")
-            from_last = allowed(last, f"{side}_allowed_last")
+            # Against the block RAM: the three tests registered apart, combined in stage 2.
+            mem_tests = [Signal(name=f"{side}_memory_{n}") for n in ("current", "differs",
+                                                                        "later")]
+            m.d.sync += [t.eq(v) for t, v in zip(mem_tests, tests(rd.data), strict=True)]
+            known, differs, later = tests(last)
+            from_last = wire(m, ~known | (differs & later), f"{side}_allowed_last")
             two_ahead = last_written & (last_slot == u1.slot)
             eligible2 = Signal(name=f"{side}_eligible2")
-            allowed2 = Signal(name=f"{side}_allowed2")
+            two_ahead2 = Signal(name=f"{side}_two_ahead2")
+            allowed_last2 = Signal(name=f"{side}_allowed_last2")
             after_ahead2 = Signal(name=f"{side}_after_ahead2")
             entry2 = Signal(_side_memory(), name=f"{side}_entry2")
             m.d.sync += [
                 eligible2.eq(go & exists & wanted),
-                allowed2.eq(Mux(two_ahead, from_last, from_memory)),
+                two_ahead2.eq(two_ahead), allowed_last2.eq(from_last),
                 after_ahead2.eq((price != ahead_price) & small_cooldown2),
                 entry2.epoch.eq(row.epoch), entry2.price.eq(price),
                 entry2.deadline.eq(now + prm.cooldown),
             ]
 
             # --- stage 2: decide (the update one ahead fired this side: `last_written`) ----
+            current, differs2, later2 = mem_tests
+            allowed2 = Mux(two_ahead2, allowed_last2, ~current | (differs2 & later2))
             fire = wire(m, eligible2 & Mux(ahead_same & last_written, after_ahead2, allowed2),
                         f"{side}_fire")
             fired.append(fire)
