@@ -488,16 +488,20 @@ class RiskGate(wiring.Component):
         m.d.sync += storm.eq(rejected & ~fail[RejectReason.NOT_ARMED]
                              & ~fail[RejectReason.KILLED])
         window_left = Signal(32)
+        window_end = Signal(init=1)      # window_left == 0, registered: a new window starts
         window_count = Signal(16)
         config = self.auto_kill
-        in_window = Signal(17)
-        m.d.comb += in_window.eq(Mux(window_left == 0, 0, window_count) + storm)
-        m.d.sync += [window_left.eq(Mux(window_left != 0, window_left - 1,
-                                             Mux(config.window == 0, 0, config.window - 1))),
-                     window_count.eq(Mux(in_window >= config.rejects, config.rejects,
-                                         in_window))]
-        m.d.comb += kill_now.eq(self.kill | ((config.rejects != 0)
-                                            & (in_window >= config.rejects)))
+        next_left = wire(m, Mux(window_left != 0, window_left - 1,
+                                Mux(config.window == 0, 0, config.window - 1)), "next_left")
+        m.d.sync += [window_left.eq(next_left), window_end.eq(next_left == 0)]
+        in_window = wire(m, Mux(window_end, 0, window_count) + storm, "in_window",
+                         unsigned(17))
+        m.d.sync += window_count.eq(Mux(in_window >= config.rejects, config.rejects, in_window))
+        # The kill decision without the adder: compare the count (and the count plus one).
+        reach = wire(m, Mux(window_end, Mux(storm, config.rejects <= 1, 0),
+                            Mux(storm, window_count + 1 >= config.rejects,
+                                window_count >= config.rejects)), "reach")
+        m.d.comb += kill_now.eq(self.kill | ((config.rejects != 0) & reach))
         with m.If(kill_now):
             m.d.sync += killed.eq(1)
             with m.If(~killed):
