@@ -191,10 +191,16 @@ class ThresholdTaker(wiring.Component):
                 return (memory.epoch == row.epoch, memory.price != price,
                         _at_least(now, memory.deadline))
 
-            # Against the block RAM: the three tests registered apart, combined in stage 2.
-            mem_tests = [Signal(name=f"{side}_memory_{n}") for n in ("current", "differs",
-                                                                        "later")]
-            m.d.sync += [t.eq(v) for t, v in zip(mem_tests, tests(rd.data), strict=True)]
+            # Against the block RAM: the tests registered apart (the deadline's as its two
+            # halves' compares), combined in stage 2.
+            half = TIME_BITS // 2
+            deadline = rd.data.deadline
+            raw = (rd.data.epoch == row.epoch, rd.data.price != price,
+                   now[half:] > deadline[half:], now[half:] == deadline[half:],
+                   now[:half] >= deadline[:half])
+            mem_tests = [Signal(name=f"{side}_memory_{n}") for n in (
+                "current", "differs", "high_later", "high_same", "low_later")]
+            m.d.sync += [t.eq(v) for t, v in zip(mem_tests, raw, strict=True)]
             known, differs, later = tests(last)
             from_last = wire(m, ~known | (differs & later), f"{side}_allowed_last")
             two_ahead = last_written & (last_slot == u1.slot)
@@ -212,7 +218,8 @@ class ThresholdTaker(wiring.Component):
             ]
 
             # --- stage 2: decide (the update one ahead fired this side: `last_written`) ----
-            current, differs2, later2 = mem_tests
+            current, differs2, high_later, high_same, low_later = mem_tests
+            later2 = high_later | (high_same & low_later)
             allowed2 = Mux(two_ahead2, allowed_last2, ~current | (differs2 & later2))
             fire = wire(m, eligible2 & Mux(ahead_same & last_written, after_ahead2, allowed2),
                         f"{side}_fire")
