@@ -133,8 +133,10 @@ class OrderBook(wiring.Component):
 
     Timing: no stage holds more than one of: a block-RAM read and a compare, or a shift, or a
     wide compare. The reduced build (see tests/test_book_synthesis.py) routes at
-    77 MHz on the LFE5UM5G-85F (nextpnr-ecp5, seed 1), up from about 46 MHz; the critical
-    path is now A: the forwarded row, a price compare, the saturation check, the entry write.
+    82 MHz on the LFE5UM5G-85F (nextpnr-ecp5, seed 1), up from about 46 MHz; the critical
+    path is now R, a replace's removal in one step (the forwarded row, a price compare, the
+    hidden-zone update). Reaching 156.25 MHz needs R split too (which costs the replace a
+    cycle), and the row register copies that feed A and R placed next to them.
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -224,7 +226,9 @@ class OrderBook(wiring.Component):
         x_ev, x_slot = Signal(queued), Signal(p.slot_bits)
         x_hit, x_hit_way, x_entry = Signal(), Signal(range(p.ways)), Signal(entry_shape)
         x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
-        x_fwd_c, x_fwd_d = Signal(), Signal()       # the row comes from C's or D's register
+        # Where the row comes from (one-hot): C's register, D's, the block RAM (R's register
+        # `row_mid` after R).
+        x_fwd_c, x_fwd_d, x_from_ram = Signal(), Signal(), Signal()
         x_found = Signal()
         new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
         row_mid, vis_r = Signal(row_shape), Signal(side_shape)
@@ -268,8 +272,10 @@ class OrderBook(wiring.Component):
         m.d.sync += [lw_en.eq(wr_en), lw_set.eq(wr_set), lw_way.eq(wr_way), lw_val.eq(wr_val),
                      wr_en.eq(0)]
 
-        def schedule_write(way, set_, value):
-            m.d.sync += [wr_en.eq(1), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value)]
+        def schedule_write(way, set_, value, enable=1):
+            """Write `value` in the next cycle if `enable`: what is written never waits for
+            whether it is (the entry goes into `wr_*` regardless)."""
+            m.d.sync += [wr_en.eq(enable), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value)]
 
         # --- BookUpdates leave through a small FIFO; an event is only taken when its update
         # and those of the (at most two) events ahead of it will have room.
@@ -343,6 +349,8 @@ class OrderBook(wiring.Component):
         free = [wire(m, ~ways[w].valid, f"free{w}") for w in range(p.ways)]
         any_match = wire(m, Cat(*match).any(), "any_match")
         go = wire(m, l_valid & subscribed & l_ev.ref_ok, "go")
+        fwd_c = wire(m, b_valid & (b_slot == sub.slot), "fwd_c")
+        fwd_d = wire(m, c_valid & (c_slot == sub.slot) & ~fwd_c, "fwd_d")
         with m.If(l_valid & ~subscribed):
             m.d.comb += hits["unsubscribed"].eq(1)
         with m.Elif(l_valid & ~l_ev.ref_ok):
@@ -355,8 +363,7 @@ class OrderBook(wiring.Component):
         with m.If(go):
             m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot),
                          x_entry.eq(Mux(any_match, _select(ways, match), 0)),
-                         x_fwd_c.eq(b_valid & (b_slot == sub.slot)),
-                         x_fwd_d.eq(c_valid & (c_slot == sub.slot))]
+                         x_fwd_c.eq(fwd_c), x_fwd_d.eq(fwd_d), x_from_ram.eq(~fwd_c & ~fwd_d)]
             first(match, x_hit_way, x_hit)
             first(free, x_free_way, x_free_ok)
 
@@ -368,16 +375,16 @@ class OrderBook(wiring.Component):
                      | (kind == BookEventKind.CANCEL))
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
-        row_ram = Signal(row_shape)
-        m.d.comb += row_ram.eq(Mux(x_fwd_c, c_row.as_value(), Mux(
-            x_fwd_d, d_row.as_value(), row_rd.data.as_value())))
+        row_src = wire(m, Mux(x_fwd_c, c_row.as_value(), 0) | Mux(x_fwd_d, d_row.as_value(), 0)
+                       | Mux(x_from_ram, row_rd.data.as_value(), 0)
+                       | Mux(x_after_r, row_mid.as_value(), 0), "row_src", row_shape)
         found = wire(m, x_hit & (entry.slot == x_slot), "found")
 
         # R: the original order leaves, in one step; the new reference's set is checked.
-        rm_in = side_of(row_ram, entry.side, "rm_in")
+        rm_in = side_of(row_src, entry.side, "rm_in")
         rm_out, _, _, rm_missing = level_op(m, p, "rm", rm_in, entry.side, entry.price,
                                             Const(0), entry.shares, Const(1), in_r & found)
-        rm_row = with_side(row_ram, entry.side, rm_out, "rm_row")
+        rm_row = with_side(row_src, entry.side, rm_out, "rm_row")
         same_set = set_of(ev.new_ref) == set_of(ev.ref)
         new_tag = tag_of(ev.new_ref)
         freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
@@ -386,7 +393,8 @@ class OrderBook(wiring.Component):
         free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
         with m.If(in_r):
             m.d.sync += [row_mid.eq(rm_row), vis_r.eq(rm_in), x_found.eq(found),
-                         new_dup.eq(Cat(*dup2).any())]
+                         new_dup.eq(Cat(*dup2).any()),
+                         x_fwd_c.eq(0), x_fwd_d.eq(0), x_from_ram.eq(0)]
             first(free2, new_free_way, new_free_ok)
             with m.If(found):
                 gone_entry = Signal(entry_shape)
@@ -397,8 +405,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += hits["locate_mismatch"].eq(1)
 
         # A: the flags of the change (for a replace after R: the new order's add).
-        row_in = wire(m, Mux(x_after_r, row_mid.as_value(), row_ram.as_value()), "row_in",
-                      row_shape)
+        row_in = row_src
         remaining = entry.shares
         over = wire(m, is_reduce & (ev.shares > remaining), "over")
         amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
@@ -414,8 +421,9 @@ class OrderBook(wiring.Component):
                          "op_enable")
         a_in = side_of(row_in, op_side, "a_in")
         flags = level_compare(m, p, "a", a_in, op_side, op_price, adding, op_shares, op_gone,
-                              op_enable)
+                              op_enable, added=ev.shares)
         saturated = flags.saturated
+        fits = ~flags.saturates                      # for an add known to be enabled
         with m.If(in_a):
             m.d.sync += [
                 b_row.eq(row_in), b_side_in.eq(a_in),
@@ -435,24 +443,22 @@ class OrderBook(wiring.Component):
                         hits["table_full"].eq(ev.new_ok & (ev.shares != 0) & ~new_dup
                                               & ~new_free_ok),
                     ]
-                    with m.If(add2_ok & ~saturated):
-                        new = Signal(entry_shape)
-                        m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.new_ref)),
-                                     new.slot.eq(x_slot), new.side.eq(entry.side),
-                                     new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                        schedule_write(new_free_way, set_of(ev.new_ref), new)
+                    new = Signal(entry_shape)
+                    m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.new_ref)),
+                                 new.slot.eq(x_slot), new.side.eq(entry.side),
+                                 new.price.eq(ev.price), new.shares.eq(ev.shares)]
+                    schedule_write(new_free_way, set_of(ev.new_ref), new, add2_ok & fits)
             with m.Elif(is_add):
                 m.d.comb += [
                     hits["bad_shares"].eq(ev.shares == 0),
                     hits["duplicate_ref"].eq((ev.shares != 0) & x_hit),
                     hits["table_full"].eq((ev.shares != 0) & ~x_hit & ~x_free_ok),
                 ]
-                with m.If(add_ok & ~saturated):
-                    new = Signal(entry_shape)
-                    m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.ref)),
-                                 new.slot.eq(x_slot), new.side.eq(ev.side),
-                                 new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                    schedule_write(x_free_way, set_of(ev.ref), new)
+                new = Signal(entry_shape)
+                m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.ref)),
+                             new.slot.eq(x_slot), new.side.eq(ev.side),
+                             new.price.eq(ev.price), new.shares.eq(ev.shares)]
+                schedule_write(x_free_way, set_of(ev.ref), new, add_ok & fits)
             with m.Elif(~x_hit):
                 m.d.comb += hits["unknown_ref"].eq(1)
             with m.Elif(~found):
@@ -503,6 +509,9 @@ class OrderBook(wiring.Component):
                 m.d.comb += [out_q.w_en.eq(1), hits["updates"].eq(1)]
 
         # --- counters and alarms ------------------------------------------------------------
+        hits_q = {name: Signal(name=f"hit_{name}") for name in BOOK_COUNTERS}
+        m.d.sync += [hits_q[name].eq(hits[name]) for name in BOOK_COUNTERS]
+        hits = hits_q                                # counters and alarms lag by a cycle
         for name in BOOK_COUNTERS:
             count(m, self.counters, name, hits[name])
         alarms = self.alarms

@@ -24,17 +24,23 @@ def flags_layout(p):
         "carry": unsigned(L),          # the level's aggregate plus `shares` overflows
         "emptied": unsigned(L),        # the level's order count equals `gone`
         "sum": data.ArrayLayout(unsigned(SHARES_BITS), L),
-        "in_hidden": 1, "saturated": 1,
+        "in_hidden": 1,
+        "saturates": 1,                # an add at `price` would take its level past the limit
+        "saturated": 1,                # ... and the change is such an add
+
     })
 
 
-def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable):
-    """Flags of one change to `side_in` (see `flags_layout`)."""
+def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable, added=None):
+    """Flags of one change to `side_in` (see `flags_layout`). `added`, when given, is what an
+    add adds (equal to `shares` whenever `add` is set): the sums are only used by adds, and
+    a value that does not wait for the add/remove decision shortens the path."""
+    added = shares if added is None else added
     f = Signal(flags_layout(p), name=f"{name}_flags")
     for i in range(p.depth):
         lv = side_in.levels[i]
         used = wire(m, lv.orders != 0, f"{name}_used{i}")
-        summed = wire(m, lv.shares + shares, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
+        summed = wire(m, lv.shares + added, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
         m.d.comb += [
             f.used[i].eq(used),
             f.match[i].eq(used & (lv.price == price)),
@@ -46,7 +52,8 @@ def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable):
     hidden, boundary = side_in.hidden, side_in.boundary
     m.d.comb += [
         f.in_hidden.eq((hidden != 0) & ~Mux(side, price < boundary, price > boundary)),
-        f.saturated.eq(enable & add & (f.match & f.carry).any()),
+        f.saturates.eq((f.match & f.carry).any()),
+        f.saturated.eq(enable & add & f.saturates),
     ]
     return f
 
