@@ -7,8 +7,13 @@ what `ControlEndpoint` (behind `ControlFrameModel`) answers on the same register
 import struct
 
 import pytest
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
 from tickwire.hdl.net.control import CONTROL_COUNTERS, ControlResponder
+from tickwire.hdl.net.mac import mac_tx_signature
+from tickwire.hdl.net.tx_arbiter import TxArbiter
 from tickwire.host.udp_control import (
     HEADER,
     MAGIC,
@@ -249,3 +254,72 @@ def test_struct_reply_header_matches_the_codec():
     assert (magic, version, count, request_id, token) == (MAGIC, VERSION, 1,
                                                            0x0102030405060708, bytes(16))
     assert struct.calcsize(">HBBQ16s") == 28
+
+
+class _OrderSource(wiring.Component):
+    """Stands in for the order encoder: `frames` frames of `beats` beats (bytes 0xA5, then
+    its number and beat index), one every `every` cycles, each frame's beats consecutive."""
+
+    tx: Out(mac_tx_signature())
+
+    def __init__(self, beats=6, every=23, frames=40):
+        self.beats, self.every, self.frames = beats, every, frames
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        timer, beat, frame = Signal(range(self.every)), Signal(8), Signal(16)
+        m.d.sync += timer.eq(Mux(timer == self.every - 1, 0, timer + 1))
+        with m.If((timer == 0) & (frame < self.frames)):
+            m.d.sync += self.tx.valid.eq(1)
+        m.d.comb += [self.tx.p.data.eq(Cat(Const(0xA5, 8), frame, beat)),
+                     self.tx.p.keep.eq(0xFF), self.tx.p.first.eq(beat == 0),
+                     self.tx.p.last.eq(beat == self.beats - 1)]
+        with m.If(self.tx.valid & self.tx.ready):
+            m.d.sync += beat.eq(Mux(self.tx.p.last, 0, beat + 1))
+            with m.If(self.tx.p.last):
+                m.d.sync += [self.tx.valid.eq(0), frame.eq(frame + 1)]
+        return m
+
+
+class _ResponderBehindArbiter(wiring.Component):
+    def __init__(self):
+        self.control = responder()
+        self.orders = _OrderSource()
+        super().__init__({name: member for name, member in
+                          self.control.signature.members.items()})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.control = control = self.control
+        m.submodules.orders = orders = self.orders
+        m.submodules.arbiter = arbiter = TxArbiter(2)
+        wiring.connect(m, orders.tx, arbiter.i0)
+        wiring.connect(m, control.tx, arbiter.i1)
+        wiring.connect(m, arbiter.out, wiring.flipped(self.tx))
+        wiring.connect(m, wiring.flipped(self.rx), control.rx)
+        wiring.connect(m, control.bus, wiring.flipped(self.bus))
+        for name in ("board_mac", "board_ip", "control_port", "host_ip", "token"):
+            m.d.comb += getattr(control, name).eq(getattr(self, name))
+        m.d.comb += self.counters.eq(control.counters)
+        return m
+
+
+def test_replies_share_the_mac_with_order_frames_through_the_arbiter():
+    frames = [Frame(request(1 + i, [Operation(WRITE, i, i), Operation(READ, i)] * (1 + 9 * i)),
+                    idle_after=400 if i % 2 else 0)          # pairs back to back
+              for i in range(4)]
+    frames[-1] = frames[-1]._replace(idle_after=600)
+    expected, bus, counters = model_replies(frames, BOARD, WORDS, ADDRESS_WIDTH)
+    run = run_control(_ResponderBehindArbiter(), frames, WORDS, ready=0.7, seed=3)
+    orders = [f for f in run.replies if f[0] == 0xA5]
+    replies = [f for f in run.replies if f[0] != 0xA5]
+    assert len(orders) == 40
+    for k, f in enumerate(orders):      # every order frame whole and in order
+        assert f == b"".join(bytes([0xA5]) + k.to_bytes(2, "little") + bytes([b]) + bytes(4)
+                             for b in range(6))
+    assert len(replies) == len(expected) == 4
+    for frame, reply in zip(replies, expected, strict=True):
+        check_reply(frame, reply, BOARD)
+    assert run.writes == bus.writes
+    assert run.counters == counters | {"busy": 0}
