@@ -156,12 +156,29 @@ def _nonnegative_sum(m, name, early, late, width):
         pool = compress(*pool[:3]) + pool[3:]
     for term in vectors[len(early):]:
         pool = compress(*pool, term)
-    x, y = pool
+    return _nonnegative(m, name, *pool, width)
+
+
+def _nonnegative(m, name, x, y, width):
+    """``x + y >= 0`` (`width`-bit two's complement), for the next cycle: the addition split
+    in halves (carry select), the low half's carry and both high-half signs registered."""
     h = width // 2
     carry = _late(m, f"{name}_carry", (x[:h] + y[:h])[h])
     sign0 = _late(m, f"{name}_sign0", (x[h:] + y[h:])[width - h - 1])
     sign1 = _late(m, f"{name}_sign1", (Cat(1, x[h:]) + Cat(1, y[h:]))[width - h])
     return ~Mux(carry, sign1, sign0)
+
+
+def _room_left(m, name, room, sent, less, width):
+    """``room - sent + less >= 0`` for the next cycle, with `room` and `sent` straight from
+    block RAM (or a register) and `less` (minus the quantity) from a register: one level of
+    carry-save adders, then `_nonnegative`."""
+    a, b, c = (Signal(signed(width), name=f"{name}_{n}") for n in ("room", "sent", "less"))
+    m.d.comb += [a.eq(room), b.eq(sent), c.eq(less)]
+    b = ~b                                # -sent = ~sent + 1: the 1 is the carry vector's bit 0
+    x = wire(m, a ^ b ^ c, f"{name}_x")
+    y = wire(m, Cat(1, ((a & b) | (a & c) | (b & c))[:width - 1]).as_signed(), f"{name}_y")
+    return _nonnegative(m, name, x, y, width)
 
 
 class RiskGate(wiring.Component):
@@ -367,11 +384,11 @@ class RiskGate(wiring.Component):
         # The intent ahead (in P1 now, deciding while this one is in P1) on the same slot; the
         # quantity the two would hold open together on this one's side.
         same_ahead = Signal()
-        pair = Signal(33)
+        less, less_pair = Signal(signed(34)), Signal(signed(34))   # -quantity, -both
         ahead_adds = s1_valid & (s1.slot[:p.slot_bits] == slot_in)
-        m.d.sync += [same_ahead.eq(ahead_adds),
-                     pair.eq(qty_in + Mux(ahead_adds & (s1.side == i.payload.side),
-                                          s1.quantity, 0))]
+        m.d.sync += [same_ahead.eq(ahead_adds), less.eq(-qty_in),
+                     less_pair.eq(-(qty_in + Mux(ahead_adds & (s1.side == i.payload.side),
+                                                 s1.quantity, 0)))]
         # The state written by the intent deciding now (two ahead), for this one's P1.
         passed = Signal()
         last_state = Signal(_STATE)
@@ -386,8 +403,6 @@ class RiskGate(wiring.Component):
         m.d.comb += base.eq(Mux(forward, last_state.as_value(), state_rd.data.as_value()))
         buy1 = wire(m, s1.side == Side.BUY, "buy1")
         qty1 = s1.quantity
-        room = wire(m, Mux(buy1, rooms.buy, rooms.sell), "room")
-        sent = wire(m, Mux(buy1, base.sent_buy, base.sent_sell), "sent")
         buy2 = wire(m, s2.side == Side.BUY, "buy2")
         early = {
             RejectReason.BAD_SLOT: _late(m, "bad_slot", s1_bad_slot),
@@ -405,10 +420,20 @@ class RiskGate(wiring.Component):
         checked = {r: wire(m, v, f"fail_{r.name.lower()}") for r, v in early.items()}
         # Checks on state the intent ahead may change: both outcomes, chosen in P2.
         spec = {}
+        position = {}           # (side, forwarded, outcome) -> the check for the next cycle
+        for side, (rooms_side, sent_side) in enumerate((("buy", "sent_buy"),
+                                                        ("sell", "sent_sell"))):
+            for forwarded, source in enumerate((state_rd.data, last_state)):
+                for outcome in (0, 1):
+                    position[side, forwarded, outcome] = _room_left(
+                        m, f"position{side}{forwarded}{outcome}",
+                        getattr(rooms, rooms_side), getattr(source, sent_side),
+                        less_pair if outcome else less, ROOM_BITS + 2)
+        forward2 = _late(m, "forward2", forward)
         for outcome in (0, 1):
-            q = pair if outcome else qty1
-            spec[RejectReason.POSITION, outcome] = ~_nonnegative_sum(
-                m, f"position{outcome}", [(-1, q)], [(1, room), (-1, sent)], ROOM_BITS + 2)
+            ok = {side: Mux(forward2, position[side, 1, outcome], position[side, 0, outcome])
+                  for side in (0, 1)}
+            spec[RejectReason.POSITION, outcome] = ~Mux(buy2, ok[0], ok[1])
             spec[RejectReason.SLOT_THROTTLE, outcome] = ~conforms(
                 f"slot_tat{outcome}", base.tat, slot_bucket, outcome)
             spec[RejectReason.GLOBAL_THROTTLE, outcome] = ~conforms(
