@@ -114,16 +114,12 @@ def _late(m, name, value):
 
 
 def _at_most(m, name, a, b):
-    """``a <= b`` (unsigned), for the next cycle: each half compared in this one (two short
-    carry chains instead of one long one after block RAM), combined in the next."""
-    width = max(len(a), len(b))
-    a = Cat(a, Const(0, width - len(a)))
-    b = Cat(b, Const(0, width - len(b)))
-    h = width // 2
-    low = _late(m, f"{name}_low", a[:h] <= b[:h])
-    less = _late(m, f"{name}_less", a[h:] < b[h:])
-    same = _late(m, f"{name}_same", a[h:] == b[h:])
-    return less | (same & low)
+    """``a <= b`` (unsigned), for the next cycle: ``a + ~b = a - b - 1`` is negative, through
+    `_nonnegative` (two short carry chains, no equality trees, after block RAM)."""
+    width = max(len(a), len(b)) + 2
+    x, y = Signal(signed(width), name=f"{name}_a"), Signal(signed(width), name=f"{name}_b")
+    m.d.comb += [x.eq(a), y.eq(b)]
+    return ~_nonnegative(m, name, x, ~y, width)
 
 
 def _nonnegative_sum(m, name, early, late, width):
