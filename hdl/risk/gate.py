@@ -306,7 +306,7 @@ class RiskGate(wiring.Component):
         m = Module()
         hits = {name: Signal(name=f"hit_{name}") for name in RISK_COUNTERS}
 
-        now = Signal(TIME_BITS)
+        now = Signal(TIME_BITS, reset_less=True)   # bucket times in block RAM outlive a reset
         m.d.sync += now.eq(now + 1)
 
         # --- tables -------------------------------------------------------------------------
