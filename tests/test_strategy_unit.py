@@ -363,3 +363,16 @@ def test_the_runner_drives_any_strategy_with_the_signature():
     assert [(c, i["price"], i["sequence"], i["strategy"]) for c, i in run.intents] == [
         (6, 99, 1, 7), (8 + 1, 50, 3, 7), (13, 42, 9, 7)]
     assert run.counters is None and run.alarms is None
+
+
+def test_a_rewrite_between_back_to_back_updates_resets_the_memory():
+    writes = [select(0, 1, TAKER), taker(1, 1, buy=1000, cooldown=5),
+              taker(20, 1, buy=1000, cooldown=5),
+              taker(31, 1, buy=1000, cooldown=5)]
+    updates = [(20, upd(1, 0, 999, 1)),       # fires; the rewrite at 20 comes after it
+               (21, upd(1, 0, 999, 2)),       # next cycle, same price: fires (memory reset)
+               (30, upd(1, 0, 998, 3)),       # fires
+               (31, upd(1, 0, 997, 4)),       # within cooldown: refused
+               (32, upd(1, 0, 997, 5))]       # the rewrite at 31 reset it: fires
+    out, _ = run_both(updates, writes)
+    assert [i["sequence"] for _, i in out] == [1, 2, 3, 5]

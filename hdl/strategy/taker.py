@@ -166,15 +166,21 @@ class ThresholdTaker(wiring.Component):
         prm = row.params
         u2 = Signal(update_layout(p))
         v2 = Signal()
-        epoch2 = Signal(EPOCH_BITS)
         small_cooldown2 = Signal()      # cooldown <= 1: the next cycle may fire again
         go = wire(m, v1 & self.active & prm.enable, "go")
         one_sided2 = Signal()
-        m.d.sync += [u2.eq(u1), v2.eq(v1), epoch2.eq(row.epoch),
+        m.d.sync += [u2.eq(u1), v2.eq(v1),
                      small_cooldown2.eq(prm.cooldown <= 1),
                      one_sided2.eq(go & ((u1.bid_shares == 0) | (u1.ask_shares == 0)))]
-        ahead_same = Signal()           # the update one ahead: same slot, same entry
-        m.d.sync += ahead_same.eq(v2 & (u2.slot == u1.slot) & (epoch2 == row.epoch))
+        # The update one ahead: same slot, and no write of the slot in the cycle it arrived
+        # (the writes of the last two cycles kept by index: no epoch compare on this path).
+        writes = [(Signal(name=f"write{n}_valid"), Signal(p.slot_bits, name=f"write{n}_index"))
+                  for n in (1, 2)]
+        m.d.sync += [writes[0][0].eq(w.write), writes[0][1].eq(w.index),
+                     writes[1][0].eq(writes[0][0]), writes[1][1].eq(writes[0][1])]
+        rewritten = writes[1][0] & (writes[1][1] == u1.slot)
+        ahead_same = Signal()
+        m.d.sync += ahead_same.eq(v2 & (u2.slot == u1.slot) & ~rewritten)
         last_slot = Signal(p.slot_bits)
         fired = []
         for bit, side, exists, price, ahead_price, wanted in (
@@ -201,17 +207,17 @@ class ThresholdTaker(wiring.Component):
             mem_tests = [Signal(name=f"{side}_memory_{n}") for n in (
                 "current", "differs", "high_later", "high_same", "low_later")]
             m.d.sync += [t.eq(v) for t, v in zip(mem_tests, raw, strict=True)]
-            known, differs, later = tests(last)
-            from_last = wire(m, ~known | (differs & later), f"{side}_allowed_last")
+            last_tests = [Signal(name=f"{side}_last_{n}") for n in ("current", "differs",
+                                                                     "later")]
+            m.d.sync += [t.eq(v) for t, v in zip(last_tests, tests(last), strict=True)]
             two_ahead = last_written & (last_slot == u1.slot)
             eligible2 = Signal(name=f"{side}_eligible2")
             two_ahead2 = Signal(name=f"{side}_two_ahead2")
-            allowed_last2 = Signal(name=f"{side}_allowed_last2")
             after_ahead2 = Signal(name=f"{side}_after_ahead2")
             entry2 = Signal(_side_memory(), name=f"{side}_entry2")
             m.d.sync += [
                 eligible2.eq(go & exists & wanted),
-                two_ahead2.eq(two_ahead), allowed_last2.eq(from_last),
+                two_ahead2.eq(two_ahead),
                 after_ahead2.eq((price != ahead_price) & small_cooldown2),
                 entry2.epoch.eq(row.epoch), entry2.price.eq(price),
                 entry2.deadline.eq(now + prm.cooldown),
@@ -220,6 +226,8 @@ class ThresholdTaker(wiring.Component):
             # --- stage 2: decide (the update one ahead fired this side: `last_written`) ----
             current, differs2, high_later, high_same, low_later = mem_tests
             later2 = high_later | (high_same & low_later)
+            known_l, differs_l, later_l = last_tests
+            allowed_last2 = ~known_l | (differs_l & later_l)
             allowed2 = Mux(two_ahead2, allowed_last2, ~current | (differs2 & later2))
             fire = wire(m, eligible2 & Mux(ahead_same & last_written, after_ahead2, allowed2),
                         f"{side}_fire")
