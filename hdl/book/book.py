@@ -129,14 +129,22 @@ class OrderBook(wiring.Component):
     Latency: 5 cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid
     (6 for a replace), one more than the single-step APPLY had: the price of three short
     stages instead of one long one (the FIFO is bypassed when empty, which pays back one of
-    the two cycles the split added). Throughput: one event every 2 cycles (a replace 3).
+    the two cycles the split added). Throughput: one event every 2 cycles (a replace 3):
+    0.485 events per cycle on the benchmark's realistic mix, 0.333 on chained replaces
+    (sim/book_bench.py's rate measurement, Verilator); latency there min 5, median 5, p99 6,
+    max 6. An event is issued while the one ahead of it is in A; issuing one every cycle needs
+    A's flags corrected for the change still in B on the same slot and side (the flag masks
+    shifted by B's insertion or removal position), not done yet.
 
-    Timing: no stage holds more than one of: a block-RAM read and a compare, or a shift, or a
-    wide compare. The reduced build (see tests/test_book_synthesis.py) routes at
-    82 MHz on the LFE5UM5G-85F (nextpnr-ecp5, seed 1), up from about 46 MHz; the critical
-    path is now R, a replace's removal in one step (the forwarded row, a price compare, the
-    hidden-zone update). Reaching 156.25 MHz needs R split too (which costs the replace a
-    cycle), and the row register copies that feed A and R placed next to them.
+    Timing: A holds the row read (or forwarded) and the compares; B the shift; C the wide
+    compare of the visible levels; only R (replaces) holds a compare and a shift, as the
+    single APPLY did, but for a removal only and without a side select. The reduced build
+    (tests/test_book_synthesis.py's parameters) routes at 86.6 MHz on the LFE5UM5G-85F
+    (nextpnr-ecp5, seed 1), up from about 46 MHz. Its critical path is now A: the one-hot
+    row-source select (high fan-out), the side select, a level's price compare and sum (carry
+    chains), the saturation flag. Reaching 156.25 MHz needs A split again (price compares in
+    one cycle, sums and saturation in the next, with the entry write moved after them and
+    forwarded one cycle further) and R split (which costs a replace a cycle).
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -375,16 +383,24 @@ class OrderBook(wiring.Component):
                      | (kind == BookEventKind.CANCEL))
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
-        row_src = wire(m, Mux(x_fwd_c, c_row.as_value(), 0) | Mux(x_fwd_d, d_row.as_value(), 0)
-                       | Mux(x_from_ram, row_rd.data.as_value(), 0)
-                       | Mux(x_after_r, row_mid.as_value(), 0), "row_src", row_shape)
+        row_ram = wire(m, Mux(x_fwd_c, c_row.as_value(), 0) | Mux(x_fwd_d, d_row.as_value(), 0)
+                       | Mux(x_from_ram, row_rd.data.as_value(), 0), "row_ram", row_shape)
+        row_src = wire(m, row_ram.as_value() | Mux(x_after_r, row_mid.as_value(), 0),
+                       "row_src", row_shape)
         found = wire(m, x_hit & (entry.slot == x_slot), "found")
 
-        # R: the original order leaves, in one step; the new reference's set is checked.
-        rm_in = side_of(row_src, entry.side, "rm_in")
-        rm_out, _, _, rm_missing = level_op(m, p, "rm", rm_in, entry.side, entry.price,
-                                            Const(0), entry.shares, Const(1), in_r & found)
-        rm_row = with_side(row_src, entry.side, rm_out, "rm_row")
+        # R: the original order leaves, in one step (both sides are given the circuit, so that
+        # no side select stands before or after it); the new reference's set is checked.
+        rm_row = Signal(row_shape)
+        rm_missing = []
+        for side, name in ((0, "bid"), (1, "ask")):
+            out, _, _, missing = level_op(
+                m, p, f"rm_{name}", getattr(row_ram, name), Const(side), entry.price, Const(0),
+                entry.shares, Const(1), in_r & found & (entry.side == side))
+            m.d.comb += getattr(rm_row, name).eq(out)
+            rm_missing.append(missing)
+        rm_missing = Cat(*rm_missing).any()
+        rm_in = side_of(row_ram, entry.side, "rm_in")
         same_set = set_of(ev.new_ref) == set_of(ev.ref)
         new_tag = tag_of(ev.new_ref)
         freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
