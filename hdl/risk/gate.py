@@ -261,11 +261,13 @@ class RiskGate(wiring.Component):
     of the 6.4 ns, a 50-bit comparison and the decision's fan-out the rest. Counters lag the
     decision by 2 cycles, the reject log by 1.
 
-    Timing: a 64-slot build places and routes at 134 MHz on the LFE5UM5G-85F (nextpnr seed 1,
-    `tests/test_risk_synthesis.py`), below the 156.25 MHz target. P1 (block RAM out, one
-    carry-save level, a half-width carry chain) is about 6.5 ns; the worst path is now P2's
-    decision (twelve fail terms chosen and ANDed, then fanned out to the state write, the
-    global bucket, the counters and the kill logic), mostly routing.
+    Timing: below the 156.25 MHz target on the LFE5UM5G-85F (nextpnr seed 1): a 64-slot build
+    (`tests/test_risk_synthesis.py`) routes at 144 MHz, the 1024-slot default at 127 MHz (54
+    DP16KD, 14 MULT18X18D, 9.6k LUT4). The worst paths are P1's position check (block RAM
+    clock-to-out and routing, 3-4 ns of the 6.4, then a carry-save level and a 28-bit carry
+    chain) and P2's decision (twelve fail terms chosen and ANDed, fanned out), mostly routing.
+    Next steps: the block RAMs' output registers with the checks moved a stage later (a fourth
+    cycle), or narrower position arithmetic.
 
     Timing of what an intent valid in cycle c sees: host operations written (by the engine)
     before cycle c, that is strobed by cycle c - 5 with an empty queue; BookUpdates valid by
