@@ -111,8 +111,9 @@ class OrderBook(wiring.Component):
       addresses the subscription map and its order set (all ways).
     - L (lookup): the subscription gives the slot, which addresses the level row; the ways
       are compared with the reference (hit, free way), the entry is registered.
-    - R (a replace whose original is found only): the original order leaves its level in one
-      step (compare, shift up); the new reference's set, read in L, is checked.
+    - R (a replace whose original reference is in the table): the original order leaves its
+      level in one step (compare, shift up; nothing if it belongs to another symbol); the new
+      reference's set, read in L, is checked.
     - A (compare): the row's side against the event: which level holds the price, which are
       better, each level's sum, the hidden zone, saturation. The order-table write is decided
       here and made in the next cycle.
