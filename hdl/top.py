@@ -28,9 +28,15 @@ from tickwire.hdl.platform.registers import (
     bus_signature,
     connect_bank,
 )
-from tickwire.hdl.risk.gate import RiskGate
+from tickwire.hdl.risk.gate import UPDATE_DELAY_CYCLES, RiskGate
 from tickwire.hdl.risk.records import RiskParameters
 from tickwire.hdl.strategy.engine import StrategyEngine
+from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
+
+#: Cycles the intent path waits between the strategies and the risk gate, so that the gate's
+#: collar reference already includes the BookUpdate an intent was decided on (the fastest
+#: strategy, the taker, decides in `TAKER_LATENCY_CYCLES`).
+ALIGNMENT_CYCLES = max(0, UPDATE_DELAY_CYCLES - TAKER_LATENCY_CYCLES)
 
 #: Arrival stamps are kept for this many recent events, indexed by the low bits of their
 #: MoldUDP64 sequence number: more than the book's input FIFO and pipeline can hold in flight.
@@ -80,7 +86,7 @@ class TickToTrade(wiring.Component):
         self.feed = FeedHandler(**self.feed_parameters)
         self.book = BookControl(p)
         self.strategy = StrategyEngine(p)
-        self.risk = RiskGate(RiskParameters(symbols=p.symbols))
+        self.risk = RiskGate(RiskParameters(symbols=p.symbols), book=p)
         self.order = OrderEncoder(slots=p.symbols)
         self.clock = CycleCounter()
         self.register_map = RegisterMap([
@@ -112,6 +118,9 @@ class TickToTrade(wiring.Component):
         for source, sinks in ((feed.events, (book.events, strategy.events)),
                               (book.updates, (strategy.updates, risk.updates))):
             for sink in sinks:
+                if sink.payload.shape() != source.payload.shape():   # a silent re-slice
+                    raise TypeError(f"{sink} takes {sink.payload.shape()}, not "
+                                    f"{source.payload.shape()}")
                 m.d.comb += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
 
         # Arrival stamps: the cycle an event's last byte was at rx, by sequence number, put
@@ -124,10 +133,18 @@ class TickToTrade(wiring.Component):
                      stamp_write.addr.eq(feed.events.payload.sequence[:ARRIVAL_BITS]),
                      stamp_write.data.eq(now - FEED_LATENCY_CYCLES),
                      stamp_read.addr.eq(strategy.intents.payload.sequence[:ARRIVAL_BITS])]
-        stamped = Signal.like(strategy.intents.payload)
-        m.d.comb += [stamped.eq(strategy.intents.payload), stamped.arrival.eq(stamp_read.data),
-                     risk.intents.valid.eq(strategy.intents.valid),
-                     risk.intents.payload.eq(stamped), strategy.intents.ready.eq(1)]
+        # The risk gate's collar reference for a BookUpdate is ready UPDATE_DELAY_CYCLES after
+        # it; intents that a strategy decides sooner are held until then (`ALIGNMENT_CYCLES`),
+        # so that every intent is checked against the BBO it was decided on.
+        m.d.comb += strategy.intents.ready.eq(1)
+        valid, payload = strategy.intents.valid, Signal.like(strategy.intents.payload)
+        m.d.comb += [payload.eq(strategy.intents.payload), payload.arrival.eq(stamp_read.data)]
+        for stage in range(ALIGNMENT_CYCLES):
+            held_valid = Signal(name=f"intent_valid_{stage}")
+            held = Signal.like(payload, name=f"intent_{stage}")
+            m.d.sync += [held_valid.eq(valid), held.eq(payload)]
+            valid, payload = held_valid, held
+        m.d.comb += [risk.intents.valid.eq(valid), risk.intents.payload.eq(payload)]
 
         wiring.connect(m, risk.orders, order.orders)
         m.d.comb += [order.kill.eq(risk.killed), order.now.eq(now)]

@@ -5,7 +5,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from tickwire.hdl.book.records import update_layout
+from tickwire.hdl.book.records import BookParameters, update_layout
 from tickwire.hdl.counters import count, counter_layout
 from tickwire.hdl.feed.events import Side
 from tickwire.hdl.platform.registers import Config, Counters, Fifo, Status, Strobe
@@ -226,6 +226,9 @@ class RiskGate(wiring.Component):
     strobe, and `KILL_BOUND_CYCLES`: ``orders.valid`` is low from the cycle after the strobe
     on. A rate kill rejects intents from 2 cycles after the reject that reached the count.
 
+    ``book``: the `BookParameters` of the book whose BookUpdates the gate reads (their layout
+    depends on them); by default the default book with ``parameters.symbols`` slots.
+
     Ports
     -----
     intents : In(OrderIntent stream, always ready)
@@ -275,11 +278,13 @@ class RiskGate(wiring.Component):
     ``kill``, the kill switch and ``ready`` of its decision cycle c + 2.
     """
 
-    def __init__(self, parameters=None, **overrides):
+    def __init__(self, parameters=None, *, book=None, **overrides):
         self.p = p = (parameters or RiskParameters())._replace(**overrides).check()
         self.registers = RISK_REGISTERS
-        from tickwire.hdl.book.records import BookParameters
-        book = BookParameters(symbols=p.symbols)
+        # The BookUpdate layout depends on the book's parameters (visible levels, counts).
+        book = book or BookParameters(symbols=p.symbols)
+        if book.symbols != p.symbols:
+            raise ValueError(f"the book has {book.symbols} slots, the gate {p.symbols}")
         super().__init__({
             "intents": In(stream.Signature(OrderIntent, always_ready=True)),
             "updates": In(stream.Signature(update_layout(book), always_ready=True)),
