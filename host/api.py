@@ -42,8 +42,9 @@ async def connect(device="sim", *, identity=None, check_identity=True, register_
         raise
 
 
-def register_map():
-    return device_register_map()
+def register_map(**parameters):
+    """The register map of this host's gateware (with `TickToTrade` build `parameters`)."""
+    return device_register_map(**parameters)
 
 
 def register_documents():
@@ -193,6 +194,11 @@ async def kill(device):
     await device.write("risk.armed", 0)
 
 
-async def clear_kill(device):
-    """Clear the kill switch (the device stays disarmed until `arm`)."""
+async def clear_kill(device, attempts=8):
+    """Clear the kill switch (the device stays disarmed until `arm`); returns once the gate
+    reports it clear (a few cycles after the strobe)."""
     await device.write("risk.clear_kill", 1)
+    for _ in range(attempts):
+        if not await device.read("risk.killed"):
+            return
+    raise RuntimeError("the kill switch did not clear")

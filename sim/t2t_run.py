@@ -14,12 +14,19 @@ at rx).
 
 from typing import NamedTuple
 
+from tickwire.hdl.book.records import BookParameters
 from tickwire.hdl.net.mac import MacBeat
 from tickwire.hdl.platform.device import DEVICE_NAME, device_verilog
 
 from .feed_run import message_ends, schedule
 from .records import unpack
 from .verilated import StreamHarness
+
+#: The reduced build the test suite simulates (quick to Verilate; the same circuit): 16 book
+#: slots, 2,048 orders, 4 stored levels.
+TEST_BOOK = BookParameters(symbols=16, locates=1024, depth=4, visible=2, orders=2048, ways=4,
+                           ref_bits=36, fifo_depth=64)
+TEST_PARAMETERS = {"book": TEST_BOOK}
 
 
 class SentFrame(NamedTuple):
