@@ -76,6 +76,14 @@ def counter_metric(register_name):
     return _metric(parts), {}
 
 
+def status_metric(register_name, counter_names=()):
+    """The gauge name of a status register: ``_state`` is appended when a counter of the
+    same block has its name (``risk.killed``, the kill switch, beside the counter of intents
+    rejected because of it, ``risk.counters.killed``)."""
+    name = _metric(register_name.split("."))
+    return f"{name}_state" if name in counter_names else name
+
+
 class Exporter:
     """A `prometheus_client` collector of a `tickwire.host.device.Device`.
 
@@ -94,11 +102,12 @@ class Exporter:
         """[(metric name, kind, help, [registers])] of the map; refuses two registers that
         would export one name (but for the members of a labelled counter family)."""
         families = {}
+        counters = {counter_metric(r.name)[0] for r in self.map if r.kind == "counter"}
         for r in self.map:
             if r.kind == "counter":
                 (name, labels), kind = counter_metric(r.name), "counter"
             elif r.kind == "status":
-                (name, labels), kind = (_metric(r.name.split(".")), {}), "gauge"
+                (name, labels), kind = (status_metric(r.name, counters), {}), "gauge"
             else:
                 continue
             if name in families:

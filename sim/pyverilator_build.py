@@ -13,9 +13,11 @@ Builds live in ``build/pyverilator/<hash>``, the hash covering the Verilog, the 
 pyverilator versions and the flags.
 """
 
+import gc
 import os
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 from importlib.metadata import version
 
@@ -70,10 +72,14 @@ def load(verilog, name):
         if not library.exists():
             source = work / f"{name}.v"
             source.write_text(verilog)
-            with _stdout_to_stderr():   # pyverilator lets Verilator print to stdout
+            with _stdout_to_stderr(), warnings.catch_warnings():
+                # pyverilator lets Verilator print to stdout, and leaves its pipes to the
+                # garbage collector: collect them here rather than in a later test.
+                warnings.simplefilter("ignore", ResourceWarning)
                 pyverilator.PyVerilator.build(
                     str(source), build_dir=str(work / "obj"), gen_only=True, quiet=True,
                     args=["--top-module", name, *ARGS], cargs=CARGS, dump_en=False)
+                gc.collect()
             result = subprocess.run(
                 ["make", "-j", "2", "-C", str(work / "obj"), "-f", f"V{name}.mk",
                  "LDFLAGS=-fPIC -shared", *VERILATOR_MAKE_VARIABLES],

@@ -50,6 +50,14 @@ class VerilatedTop:
     def cycle(self):
         return self.harness.cycle
 
+    def power_on(self):
+        """A new model instance: registers reset and memories back at their initial contents."""
+        h = self.harness
+        h.lib.tw_destroy(h.model)
+        h.model = h.lib.tw_create()
+        h.lib.tw_reset(h.model)
+        self.sent, self._partial = [], None
+
     def _collect(self, outputs):
         (tx,) = outputs
         for value, cycle in tx:

@@ -28,7 +28,7 @@ def test_status_of_the_simulated_nic_after_a_replay_matches_the_feed_handler():
     counters = {f"feed.counters.{group}.{name}": value for group in ("udp", "mold", "itch")
                 for name, value in reference.counters[group].items()}
     counters["feed.counters.notice_overflow"] = reference.counters["notice_overflow"]
-    assert report["counters"] == counters
+    assert {k: v for k, v in report["counters"].items() if k.startswith("feed.")} == counters
     assert sorted(map(json.dumps, report["notices"])) == sorted(map(json.dumps,
                                                                     reference.notices))
     assert report["status"]["feed.next_sequence"][0] == len(flow) + 1

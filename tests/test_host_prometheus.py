@@ -242,6 +242,11 @@ def test_two_registers_exporting_one_name_are_refused():
     from tickwire.hdl.platform.registers import Register
 
     clash = [Register("feed.counters.udp.frames", "counter", "ro", 0, 32),
-             Register("feed.udp.frames", "status", "ro", 1, 32)]
-    with pytest.raises(ValueError, match="feed.udp.frames and feed.counters.udp.frames"):
+             Register("feed.udp.counters.frames", "counter", "ro", 1, 32)]
+    with pytest.raises(ValueError, match="feed.udp.counters.frames and feed.counters.udp.frames"):
         Exporter(SimpleNamespace(map=clash))
+    # A status register named like a counter of its block is exported with a suffix.
+    beside = [Register("risk.counters.killed", "counter", "ro", 0, 32),
+              Register("risk.killed", "status", "ro", 1, 1)]
+    names = [family[0] for family in Exporter(SimpleNamespace(map=beside))._families]
+    assert names == ["tickwire_risk_killed", "tickwire_risk_killed_state"]
