@@ -52,6 +52,8 @@ MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 OUCH_CODES = {"display": "YNA", "capacity": "APRO", "intermarket_sweep": "YN",
               "cross_type": "NOCHSRE"}   # OUCH 5.0 Enter Order, section 2.1
 SPREAD_FRACTION = 1 << 16            # the pairs strategy's spread: doubled Price(4), 16.16
+OUCH_MAX_QUANTITY = 999_999          # OUCH 5.0 Enter Order: quantity below 1,000,000
+OUCH_MAX_PRICE = 1_999_999_900       # OUCH 5.0: $199,999.99 is the highest limit price
 
 
 class ConfigError(ValueError):
@@ -149,8 +151,9 @@ class _Checker:
         return number
 
     def price(self, source, where, value):
+        """A limit price: ITCH Price(4), at most OUCH 5.0's $199,999.99."""
         number = self.decimal(source, where, value, low=Decimal("0.0001"),
-                              high=Decimal(PRICE_MAX) / PRICE_SCALE, places=4)
+                              high=Decimal(OUCH_MAX_PRICE) / PRICE_SCALE, places=4)
         return None if number is None else int(number * PRICE_SCALE)
 
     def width(self, register, field):
@@ -277,7 +280,7 @@ def _strategy(c, source, section, plan):
             c.problem(source, where, "buy_at_or_below must be below sell_at_or_above (the "
                                      "taker would buy and sell at the same prices)")
         quantity = c.integer(source, f"{where}.quantity", item.get("quantity"), 1,
-                             (1 << 32) - 1) if "quantity" in item else None
+                             OUCH_MAX_QUANTITY) if "quantity" in item else None
         cooldown = c.integer(source, f"{where}.cooldown_cycles",
                              item.get("cooldown_cycles", 0), 0, (1 << 32) - 1)
         enabled = c.boolean(source, f"{where}.enabled", item.get("enabled", True))
@@ -315,8 +318,8 @@ def _strategy(c, source, section, plan):
         if entry is not None and exit_ is not None and exit_ >= entry:
             c.problem(source, where, "exit must be below entry (the band it leaves to enter "
                                      "must be wider than the one it comes back into)")
-        quantity = (c.integer(source, f"{where}.quantity", item["quantity"], 1, (1 << 32) - 1)
-                    if "quantity" in item else None)
+        quantity = (c.integer(source, f"{where}.quantity", item["quantity"], 1,
+                              OUCH_MAX_QUANTITY) if "quantity" in item else None)
         limit = (1 << c.width("strategy.pair_params", "max_position")) - 1
         position = (c.integer(source, f"{where}.max_position", item["max_position"], 1, limit)
                     if "max_position" in item else None)
@@ -382,7 +385,7 @@ def _risk(c, source, section, plan):
         if any(k not in values for k in LIMIT_KEYS - {"enabled"}):
             continue
         quantity = c.integer(source, f"{where}.max_quantity", values["max_quantity"], 1,
-                             (1 << 32) - 1)
+                             OUCH_MAX_QUANTITY)
         notional = c.decimal(source, f"{where}.max_notional", values["max_notional"],
                              low=Decimal("0.0001"), high=Decimal((1 << 64) - 1) / PRICE_SCALE,
                              places=4)

@@ -126,3 +126,40 @@ def test_cli_load_writes_the_table_or_nothing(tmp_path):
     result = subprocess.run(TICKWIRE + ["load", "--check", str(EXAMPLE)], capture_output=True,
                             text=True)
     assert result.returncode == 0 and "valid (2 feed filters)" in result.stdout
+
+
+SYMBOL = '[[symbol]]\nname = "AAPL"\nlocate = 1\n'
+
+
+@pytest.mark.parametrize("text, says", [
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 10\nquantity = 1000000\n',
+     "strategy.taker[0].quantity: 1000000 is not an integer in 1..999999"),
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 200000\nquantity = 1\n',
+     "strategy.taker[0].buy_at_or_below: 200000 is outside"),
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "MSFT"\nbuy_at_or_below = 1\nquantity = 1\n',
+     "strategy.taker[0].symbol: 'MSFT' is not a declared [[symbol]]"),
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 1.00001\nquantity = 1\n',
+     "has more than 4 decimals"),
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 5\n'
+     'sell_at_or_above = 4\nquantity = 1\n', "buy_at_or_below must be below sell_at_or_above"),
+    (SYMBOL + '[risk.default]\nmax_quantity = 10\nmax_notional = 1\ncollar_bps = 5\n'
+     'position_limit = 5\n', "max_quantity 10 exceeds position_limit 5"),
+    (SYMBOL + '[risk.symbol.MSFT]\nmax_quantity = 1\n', "risk.symbol.MSFT: 'MSFT' is not a"),
+    (SYMBOL + '[[strategy.pair]]\nleg_a = "AAPL"\nleg_b = "AAPL"\nbeta = 1\nentry = 1\n'
+     'exit = 2\nquantity = 1\nmax_position = 1\n', "leg_a and leg_b are the same symbol"),
+    (SYMBOL + SYMBOL.replace("locate = 1", "locate = 2"), "symbol[1].name: AAPL is already"),
+    ('[[symbol]]\nname = "aapl"\nlocate = 99999\n', "is not a symbol"),
+    ('[order]\nsrc_mac = "x"\n', "order.src_mac: 'x' is not a MAC address"),
+])
+def test_bad_trading_files_are_refused_naming_file_field_and_rule(text, says):
+    with pytest.raises(ConfigError) as refused:
+        parse(text, REGS, "desk.toml")
+    assert any(p.startswith("desk.toml: ") and says in p for p in refused.value.problems), \
+        refused.value.problems
+
+
+def test_a_section_given_in_two_files_is_refused():
+    from tickwire.host.config import parse_documents
+
+    with pytest.raises(ConfigError, match="b.toml: symbol: already given in a.toml"):
+        parse_documents([("a.toml", SYMBOL), ("b.toml", SYMBOL)], REGS)
