@@ -76,8 +76,15 @@ class TickToTrade(wiring.Component):
     tx : Out(MacBeat stream), the MAC client transmit port: order frames
     bus : In(register bus), see `tickwire.hdl.platform.registers`
 
-    Latency: see the README's tick-to-trade table (``make bench``, ``t2t.*``): the feed
-    handler's 3 cycles, the book's 4, the strategy's, the risk gate's and the encoder's.
+    Latency, last byte of the triggering message at ``rx`` to the first byte of its order at
+    ``tx``, with nothing queued: 15 cycles = feed handler 3 + book 5 + taker 3 + alignment
+    `ALIGNMENT_CYCLES` 1 + risk gate 3 + order encoder 0 (pairs: 6 more). Measured by
+    ``make bench`` (``t2t.*``) and by the encoder's own statistics.
+
+    Arrival stamps are kept by the low `ARRIVAL_BITS` bits of the MoldUDP64 sequence number;
+    with several feeds running at once, two feeds' messages with the same low bits within
+    that window share a slot, and an order's logged arrival (used only for the latency
+    statistics) may be the other message's.
     """
 
     def __init__(self, *, identity=0, book=None, feed=None):
