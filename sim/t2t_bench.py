@@ -12,13 +12,11 @@ reported beside them as a cross-check.
 import asyncio
 
 from tickwire.hdl.book.records import BookParameters
-from tickwire.host import api
-from tickwire.host.config import parse_documents
 from tickwire.host.device import Device
 
 from . import itch
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
-from .t2t_run import VerilatedTop, message_arrivals
+from .t2t_run import VerilatedTop, configure_and_arm, message_arrivals
 
 #: The bench's build: the default book (16,384 orders, 10 stored levels, 8 visible) with 16
 #: slots, which the scenario's 8 symbols need; the default's 1024 slots only lengthen the
@@ -69,16 +67,6 @@ def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margi
     return "\n".join(lines) + "\n"
 
 
-async def configure(device, flow):
-    plan = parse_documents([("bench.toml", bench_configuration(first_prices(flow)))],
-                           device.map)
-    await api.load_filters(device, default_filters())
-    for write in plan.writes:
-        await device.write(write.register, write.value, index=write.index)
-    await api.start_session(device, **SESSION)
-    await api.arm(device)
-
-
 CHUNK_FRAMES = 100
 
 
@@ -86,7 +74,8 @@ async def _run(top, frames, flow):
     """Frames go in back to back in chunks of `CHUNK_FRAMES`; between chunks the host drains
     the order log and the reject log (as it does continuously on a board)."""
     device = await Device.open(top, top.register_map, identity=top.identity)
-    await configure(device, flow)
+    await configure_and_arm(device, bench_configuration(first_prices(flow)), SESSION,
+                            "bench.toml")
     starts, log = [], []
     for first in range(0, len(frames), CHUNK_FRAMES):
         starts += top.replay(frames[first:first + CHUNK_FRAMES], drain_cycles=32)

@@ -104,6 +104,22 @@ class VerilatedTop:
         return [base + s for s in starts]
 
 
+async def configure_and_arm(device, text, session, source="config.toml"):
+    """What a desk does before trading, through the host's own code: the default feed
+    filters, the configuration `text` (TOML) validated and written, the order session handed
+    over (`session`: `tickwire.host.api.start_session`'s arguments), armed."""
+    from tickwire.host import api
+    from tickwire.host.config import parse
+
+    from .scenario import default_filters
+
+    await api.load_filters(device, default_filters())
+    for write in parse(text, device.map, source).writes:
+        await device.write(write.register, write.value, index=write.index)
+    await api.start_session(device, **session)
+    await api.arm(device)
+
+
 def message_arrivals(frames, starts, filters):
     """{(feed, sequence): (cycle its last byte was first at rx, first cycle of that frame)}:
     the earliest copy of each message (lines A and B carry the same messages)."""

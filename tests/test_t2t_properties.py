@@ -12,12 +12,10 @@ from hypothesis import strategies as st
 from scapy.layers.inet import TCP
 from scapy.layers.l2 import Ether
 
-from tickwire.host import api
-from tickwire.host.config import parse
 from tickwire.host.device import Device
-from tickwire.sim.scenario import ab_frames, default_filters, order_flow
+from tickwire.sim.scenario import ab_frames, order_flow
 from tickwire.sim.t2t_bench import bench_configuration, first_prices
-from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
+from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop, configure_and_arm
 
 ENTER_ORDER = struct.Struct(">cIcI8sqccccc14sH")     # OUCH 5.0 section 2.1, after "U"
 REASONS = ("not_armed", "killed", "bad_slot", "disabled", "quantity", "notional",
@@ -61,11 +59,8 @@ def test_no_order_on_the_wire_breaks_a_limit(seed, quantity, max_quantity, limit
     async def work():
         device = await Device.open(device_top, device_top.register_map,
                                    identity=device_top.identity)
-        await api.load_filters(device, default_filters())
-        for write in parse(text, device.map, "property.toml").writes:
-            await device.write(write.register, write.value, index=write.index)
-        await api.start_session(device, sequence=1, ack=1, window=1000)
-        await api.arm(device)
+        await configure_and_arm(device, text, {"sequence": 1, "ack": 1, "window": 1000},
+                                "property.toml")
         killed_at, chunk = None, max(1, len(frames) // 8)
         for k, first in enumerate(range(0, len(frames), chunk)):
             if k == kill_chunk:

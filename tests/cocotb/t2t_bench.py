@@ -20,13 +20,12 @@ from scapy.packet import Raw
 
 from tickwire.hdl.net.mac import MacBeat
 from tickwire.host import api
-from tickwire.host.config import parse_documents
 from tickwire.host.device import Device
 from tickwire.sim import itch
 from tickwire.sim import moldudp64 as mold
 from tickwire.sim.records import pack, unpack
-from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT, default_filters
-from tickwire.sim.t2t_run import TEST_PARAMETERS
+from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT
+from tickwire.sim.t2t_run import TEST_PARAMETERS, configure_and_arm
 
 IDENTITY = int(os.environ["TICKWIRE_IDENTITY"], 16)   # the identity the device was built with
 SESSION = {"sequence": 0xFFFF_FF00, "ack": 4242, "window": 32768}   # wraps within the test
@@ -172,14 +171,8 @@ def decode_order(frame):
 async def orders_from_scapy_feed_frames_are_valid_ouch_over_tcp(dut):
     tb = TB(dut)
     await tb.reset()
-    device = await Device.open(tb, api.register_map(**TEST_PARAMETERS),
-                               identity=IDENTITY)
-    plan = parse_documents([("cocotb.toml", CONFIG)], device.map)
-    await api.load_filters(device, default_filters())
-    for write in plan.writes:
-        await device.write(write.register, write.value, index=write.index)
-    await api.start_session(device, **SESSION)
-    await api.arm(device)
+    device = await Device.open(tb, api.register_map(**TEST_PARAMETERS), identity=IDENTITY)
+    await configure_and_arm(device, CONFIG, SESSION, "cocotb.toml")
 
     messages = [
         add(1, 1, b"B", 500, 99_0000),       # AAPL bid 99.00: no trigger
@@ -223,14 +216,8 @@ async def orders_from_scapy_feed_frames_are_valid_ouch_over_tcp(dut):
 async def after_a_kill_no_frame_starts(dut):
     tb = TB(dut)
     await tb.reset()
-    device = await Device.open(tb, api.register_map(**TEST_PARAMETERS),
-                               identity=IDENTITY)
-    plan = parse_documents([("cocotb.toml", CONFIG)], device.map)
-    await api.load_filters(device, default_filters())
-    for write in plan.writes:
-        await device.write(write.register, write.value, index=write.index)
-    await api.start_session(device, **SESSION)
-    await api.arm(device)
+    device = await Device.open(tb, api.register_map(**TEST_PARAMETERS), identity=IDENTITY)
+    await configure_and_arm(device, CONFIG, SESSION, "cocotb.toml")
     await api.kill(device)
     # Fresh order references: a reset does not clear the book's tables (block RAM).
     for sequence, message in enumerate([add(101, 1, b"S", 100, 99_0000),
