@@ -486,11 +486,19 @@ def load(configs, device, identity, check):
 
 
 def _trading_command(name, action, done, *options):
-    def command(device, identity, **values):
+    def command(device, identity, manifest, **values):
         from tickwire.host import api
 
+        if manifest and identity:
+            raise click.BadParameter("give --identity or --manifest, not both",
+                                     param_hint="--manifest")
+
         async def work():
-            dev = await api.connect(device, identity=_identity(identity))
+            if manifest:
+                from tickwire.bitstreams.manifest import connect_with_manifest
+                dev = await connect_with_manifest(device, manifest)
+            else:
+                dev = await api.connect(device, identity=_identity(identity))
             await action(api, dev, **values)
             return await dev.read("risk.killed"), await dev.read("risk.armed")
 
@@ -502,6 +510,9 @@ def _trading_command(name, action, done, *options):
         click.echo(f"{device}: {done} (armed {armed}, killed {killed})")
 
     for option in (*options, click.option("--identity", help=IDENTITY_HELP),
+                   click.option("--manifest", type=click.Path(), default=None,
+                                help="A board build's manifest.json (or its folder): refuse a "
+                                "board whose design identity is not the manifest's."),
                    click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)):
         command = option(command)
     return main.command(name=name, help=action.__doc__)(command)
@@ -528,3 +539,87 @@ _trading_command("arm", _arm, "armed")
 _trading_command("disarm", _disarm, "disarmed")
 _trading_command("kill", _kill, "kill switch written", click.option(
     "--clear", is_flag=True, help="Clear the kill switch instead of setting it."))
+
+
+# Boards: bitstreams (tickwire.bitstreams) -------------------------------------------------------
+
+@main.command()
+@click.option("--board", type=click.Choice(["ecpix5", "arty"]), required=True,
+              help="ecpix5: the bitstream, built with the YoWASP tools; arty: the Vivado build "
+              "tree (not run).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a board build parameter (repeatable); see tickwire.bitstreams.plan.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the build (default: build/boards/<board>/<identity>).")
+@click.option("--timeout", type=click.IntRange(min=60), default=4 * 3600, show_default=True,
+              help="Stop the tools after this many seconds.")
+def build(board, params, out, timeout):
+    """Build a board's bitstream (cached by the digest of its build plan) and print its timing
+    report; the manifest beside it is what `arm --manifest` checks the board against."""
+    import time
+
+    from tickwire.bitstreams import plan
+
+    try:
+        overrides = plan.parse_overrides(params)
+    except plan.ParameterError as error:
+        raise click.BadParameter(str(error), param_hint="--param") from None
+    console = Console()
+    if board == "arty":
+        from tickwire.bitstreams import arty
+        try:
+            folder = arty.write_tree(overrides, root=out)
+        except plan.ParameterError as error:
+            raise click.BadParameter(str(error), param_hint="--param") from None
+        click.echo(f"Vivado build tree (not run) in {folder}")
+        return
+
+    from tickwire.bitstreams import ecpix5
+    from tickwire.bitstreams.manifest import read_manifest
+
+    start = time.monotonic()
+    with console.status("building") as status:
+        def progress(stage):
+            status.update(f"[bold]{stage}[/bold]  {time.monotonic() - start:,.0f} s")
+        try:
+            folder = ecpix5.build(overrides, root=out, timeout=timeout, progress=progress)
+        except plan.ParameterError as error:
+            raise click.BadParameter(str(error), param_hint="--param") from None
+        except ecpix5.BuildError as error:
+            Console(stderr=True).print(f"[red]build failed:[/red] {error}", highlight=False)
+            sys.exit(1)
+    manifest = read_manifest(folder)
+    table = Table(title=f"{board} · identity {manifest['identity']} · core "
+                        f"{manifest['core_clock_mhz']:g} MHz · built in "
+                        f"{manifest['build_seconds']:,.0f} s")
+    for column in ("clock", "Fmax (MHz)", "constraint (MHz)"):
+        table.add_column(column, justify="right" if column != "clock" else "left")
+    for clock, v in manifest["fmax"].items():
+        table.add_row(clock, f"{v['achieved_mhz']:.2f}", f"{v['constraint_mhz']:.2f}")
+    console.print(table)
+    console.print("utilisation: " + ", ".join(
+        f"{bel} {v['used']}/{v['available']}" for bel, v in manifest["utilisation"].items()))
+    click.echo(f"bitstream {folder / manifest['bitstream']['file']}")
+    click.echo(f"manifest  {folder / 'manifest.json'}")
+
+
+@main.command()
+@click.argument("bitstream", type=click.Path(dir_okay=False))
+@click.option("--board", type=click.Choice(["ecpix5", "arty"]), required=True)
+@click.option("--write-flash", is_flag=True, help="Write the configuration flash (kept at power "
+              "off) instead of loading the FPGA's SRAM.")
+@click.option("--dry-run", is_flag=True, help="Print the openFPGALoader command only.")
+def flash(bitstream, board, write_flash, dry_run):
+    """Load a bitstream onto a board with openFPGALoader."""
+    from tickwire.bitstreams import flash as loader
+
+    try:
+        command = loader.flash_command(board, bitstream, to_flash=write_flash)
+        if dry_run:
+            click.echo(" ".join(command))
+            return
+        loader.flash(board, bitstream, to_flash=write_flash)
+    except loader.FlashError as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False)
+        sys.exit(1)
+    click.echo(f"{bitstream} loaded onto the {board}")
