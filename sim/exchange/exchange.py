@@ -117,11 +117,12 @@ class Exchange:
     def apply_market(self, message):
         """Apply one ITCH 5.0 message of the published flow to the books."""
         with self._lock:
+            if len(message) >= 11:
+                self.time_ns = max(self.time_ns, int.from_bytes(message[5:11], "big"))
             kind = bytes(message[0:1])
             if len(kind) != 1 or kind not in b"RHAFECXDU":
                 return
             fields = itch.decode(message)
-            self.time_ns = max(self.time_ns, fields["timestamp"])
             if kind == b"R":
                 self._directory(fields)
             elif kind == b"H":
