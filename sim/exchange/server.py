@@ -60,12 +60,12 @@ class OrderEntryServer:
             writer.close()
         await self._server.wait_closed()
 
-    async def end_session(self):
+    def end_session(self):
         """End of session: the logged-in client gets the rest of the stream and ``Z``, then
-        the connection closes; later logins are refused with ``S``."""
+        the connection closes; later logins are refused with ``S``. Callable from any
+        thread."""
         self._ended = True
-        if self._active is not None:
-            self._active.set()
+        self._stream_grew(self.session)
 
     def _stream_grew(self, session):
         wake = self._active
@@ -79,9 +79,9 @@ class OrderEntryServer:
         self._writers.add(writer)
         packets, sender = PacketReader(), None
         try:
-            wake, first = await self._login(reader, writer, packets)
+            wake, first, pending = await self._login(reader, writer, packets)
             sender = asyncio.create_task(self._send_loop(writer, wake, first))
-            await self._receive_loop(reader, writer, packets, sender)
+            await self._receive_loop(reader, packets, sender, pending)
         except SoupBinError as error:
             self.counters["malformed"] += 1
             log.warning("%s: %s; disconnecting", self.session, error)
@@ -97,6 +97,7 @@ class OrderEntryServer:
                     await sender
                 self._active = None
             self._writers.discard(writer)
+            self.counters["closed"] += 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -108,6 +109,9 @@ class OrderEntryServer:
             self.counters["timeouts"] += 1
             raise _Closed from None
         if not data:
+            if packets.pending:
+                self.counters["truncated"] += 1
+                log.warning("%s: connection closed inside a packet", self.session)
             raise _Closed
         return packets.feed(data)
 
@@ -118,8 +122,6 @@ class OrderEntryServer:
         kind, payload = pending.pop(0)
         if kind != b"L":
             raise SoupBinError(f"expected a login request, got packet type {kind!r}")
-        if pending:
-            raise SoupBinError("packets sent before the login was accepted")
         login = decode_login(payload)
         if (login.username, login.password) != (self.username, self.password):
             reason = b"A"
@@ -143,7 +145,7 @@ class OrderEntryServer:
         except ConnectionError:
             self._active = None
             raise
-        return wake, first
+        return wake, first, pending
 
     async def _send_loop(self, writer, wake, position):
         loop = asyncio.get_running_loop()
@@ -170,9 +172,10 @@ class OrderEntryServer:
                 await asyncio.wait_for(wake.wait(),
                                        max(0.0, last + self.heartbeat_interval - loop.time()))
 
-    async def _receive_loop(self, reader, writer, packets, sender):
+    async def _receive_loop(self, reader, packets, sender, pending):
+        """`pending`: packets that came with the login request."""
         while not sender.done():
-            for kind, payload in await self._read(reader, packets):
+            for kind, payload in pending:
                 if kind == b"U":
                     self._order_message(payload)
                 elif kind == b"R":
@@ -184,6 +187,7 @@ class OrderEntryServer:
                     log.info("%s: debug from client: %r", self.session, payload)
                 else:
                     raise SoupBinError(f"unexpected packet type {kind!r} in a session")
+            pending = await self._read(reader, packets)
 
     def _order_message(self, payload):
         self.counters["ouch_messages"] += 1
