@@ -1,15 +1,22 @@
 """`TickToTrade`: the whole data path behind one register bank, MAC rx in, MAC tx out.
 
-    rx ─► FeedHandler ─► BookControl (OrderBook) ─► StrategyEngine ─► RiskGate ─► OrderEncoder ─► tx
-                   └──── raw events ───────────────────►┘     ▲
-                                     BookUpdates ─────────────┘ (BBO for the price collar)
+  rx ┬► FeedHandler ─► BookControl ─► StrategyEngine ─► RiskGate ─► OrderEncoder ┬► TxArbiter ─► tx
+     │         └── raw events ─────────►┘        ▲                               │ orders first
+     │                    BookUpdates ───────────┘ (BBO for the price collar)    │
+     └► ControlResponder (the UDP control channel) ─── replies ─────────────────┘
+           └─ bus ─► BusArbiter ◄─ bus (the host port: PCIe BAR, simulator)
+                         └─► RegisterBank
 
 Every block declares its host registers beside its ports (its ``registers`` attribute); the
 `RegisterMap` of all blocks gives the `RegisterBank` on the bus, the host driver's names and
-the committed register map documents. A free-running cycle counter (`CycleCounter`) times
+the committed register map documents. The bank has two masters: the host port ``bus`` and
+the UDP control channel (`tickwire.hdl.net.control`), which locks the bus for each request's
+operations (``bus_busy``). A free-running cycle counter (`CycleCounter`) times
 everything: the order encoder logs, per order, the cycle the triggering message's last byte
 was at rx and the cycle its frame started at tx.
 """
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import memory, wiring
@@ -18,8 +25,16 @@ from amaranth.lib.wiring import In, Out
 from tickwire.hdl.book.control import BookControl
 from tickwire.hdl.book.records import BookParameters
 from tickwire.hdl.feed.handler import FEED_LATENCY_CYCLES, FeedHandler
+from tickwire.hdl.net.control import (
+    CONTROL_REGISTERS,
+    ControlDefaults,
+    ControlResponder,
+    control_signature,
+)
 from tickwire.hdl.net.mac import mac_rx_signature, mac_tx_signature
+from tickwire.hdl.net.tx_arbiter import TxArbiter
 from tickwire.hdl.order.encoder import OrderEncoder
+from tickwire.hdl.platform.bus_arbiter import BUS_REGISTERS, BusArbiter, bus_arbiter_signature
 from tickwire.hdl.platform.registers import (
     Block,
     RegisterBank,
@@ -69,12 +84,19 @@ class TickToTrade(wiring.Component):
     book : `BookParameters` of the order book; per-symbol tables downstream have one entry per
         book slot (``book.symbols``)
     feed : keyword arguments of `FeedHandler`
+    control : `ControlDefaults` of the UDP control channel (its reset values)
 
     Ports
     -----
     rx : In(MacBeat stream, always ready), the MAC client receive port
-    tx : Out(MacBeat stream), the MAC client transmit port: order frames
-    bus : In(register bus), see `tickwire.hdl.platform.registers`
+    tx : Out(MacBeat stream), the MAC client transmit port: order frames, and control replies
+        between them (orders first, whole frames: a reply never delays an order by more than
+        the rest of a reply frame already started)
+    bus : In(register bus), see `tickwire.hdl.platform.registers`: the host port (PCIe BAR,
+        the simulator); tie its strobes to 0 on a board with no such port
+    bus_busy : Out(1), high while a control request holds the bus: a host-port master waits
+        for it to be low before each access (an access made anyway is dropped and counted in
+        ``bus.counters.refused``)
 
     Latency, last byte of the triggering message at ``rx`` to the first byte of its order at
     ``tx``, with nothing queued: 15 cycles = feed handler 3 + book 5 + taker 3 + alignment
@@ -87,36 +109,61 @@ class TickToTrade(wiring.Component):
     statistics) may be the other message's.
     """
 
-    def __init__(self, *, identity=0, book=None, feed=None):
+    def __init__(self, *, identity=0, book=None, feed=None, control=None):
         self.book_parameters = p = book or BookParameters()
         self.feed_parameters = dict(feed or {})
+        self.control_defaults = c = ControlDefaults(*(control or ControlDefaults()))
         self.feed = FeedHandler(**self.feed_parameters)
         self.book = BookControl(p)
         self.strategy = StrategyEngine(p)
         self.risk = RiskGate(RiskParameters(symbols=p.symbols), book=p)
         self.order = OrderEncoder(slots=p.symbols)
         self.clock = CycleCounter()
-        self.register_map = RegisterMap([
-            Block(name, component, component.registers) for name, component in (
-                ("feed", self.feed), ("book", self.book), ("strategy", self.strategy),
-                ("risk", self.risk), ("order", self.order), ("clock", self.clock))])
+        blocks = [("feed", self.feed), ("book", self.book), ("strategy", self.strategy),
+                  ("risk", self.risk), ("order", self.order), ("clock", self.clock)]
+
+        def register_map(control, bus):
+            return RegisterMap([Block(name, component, component.registers)
+                                for name, component in (*blocks, ("control", control),
+                                                        ("bus", bus))])
+        # The responder and the arbiter are sized by the map they are part of: size it with
+        # stand-ins first (only their signatures matter, and only their bus ports depend on
+        # the width).
+        width = register_map(
+            SimpleNamespace(signature=control_signature(24), registers=CONTROL_REGISTERS),
+            SimpleNamespace(signature=bus_arbiter_signature(24), registers=BUS_REGISTERS),
+        ).address_width
+        self.control = ControlResponder(width, mac=c.mac, ip=c.ip, port=c.port,
+                                        host_ip=c.host_ip, token=c.token)
+        self.bus_arbiter = BusArbiter(width)
+        self.register_map = register_map(self.control, self.bus_arbiter)
         self.bank = RegisterBank(self.register_map, identity)
+        self.tx_arbiter = TxArbiter(2)
         super().__init__({
             "rx": In(mac_rx_signature()),
             "tx": Out(mac_tx_signature()),
-            "bus": In(bus_signature(self.register_map.address_width)),
+            "bus": In(bus_signature(width)),
+            "bus_busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         feed, book, strategy, risk, order = (self.feed, self.book, self.strategy, self.risk,
                                              self.order)
-        for name in ("feed", "book", "strategy", "risk", "order", "clock", "bank"):
+        for name in ("feed", "book", "strategy", "risk", "order", "clock", "control",
+                     "bus_arbiter", "bank", "tx_arbiter"):
             m.submodules[name] = getattr(self, name)
         now = self.clock.now
 
-        wiring.connect(m, wiring.flipped(self.rx), feed.rx)
-        wiring.connect(m, wiring.flipped(self.bus), self.bank.bus)
+        # Every received frame to the feed handler and to the control responder (both
+        # always ready); the responder masters the bank beside the host port.
+        for sink in (feed.rx, self.control.rx):
+            m.d.comb += [sink.valid.eq(self.rx.valid), sink.payload.eq(self.rx.payload)]
+        arbiter = self.bus_arbiter
+        wiring.connect(m, wiring.flipped(self.bus), arbiter.host)
+        wiring.connect(m, self.control.bus, arbiter.control)
+        m.d.comb += [arbiter.lock.eq(self.control.bus_lock), self.bus_busy.eq(arbiter.busy)]
+        wiring.connect(m, arbiter.out, self.bank.bus)
         connect_bank(m, self.bank, self.register_map)
 
         # Raw events to the book and to the strategies, BookUpdates to the strategies and the
@@ -155,5 +202,7 @@ class TickToTrade(wiring.Component):
 
         wiring.connect(m, risk.orders, order.orders)
         m.d.comb += [order.kill.eq(risk.killed), order.now.eq(now)]
-        wiring.connect(m, order.tx, wiring.flipped(self.tx))
+        wiring.connect(m, order.tx, self.tx_arbiter.i0)
+        wiring.connect(m, self.control.tx, self.tx_arbiter.i1)
+        wiring.connect(m, self.tx_arbiter.out, wiring.flipped(self.tx))
         return m

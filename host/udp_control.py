@@ -1,9 +1,10 @@
 """The UDP control channel: register reads and writes in UDP datagrams, for boards without PCIe.
 
 This module is the wire format (one table, below), the host transport `UdpControl`, and the
-rules a board applies; `tickwire.sim.nic_control` is the executable reference model of the
-board side. The gateware side (a responder on the MAC rx/tx path) is a later increment: today
-the channel runs end to end against that model serving a simulated NIC.
+rules a board applies. The board side is gateware, `tickwire.hdl.net.control.ControlResponder`
+inside the device's top level, on the MAC rx/tx path beside the feed and the orders;
+`tickwire.sim.nic_control` has its executable reference model and serves the simulated NIC's
+gateware on a real UDP socket.
 
 Wire format (UDP payload, big-endian), version 1
 ------------------------------------------------

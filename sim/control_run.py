@@ -15,6 +15,7 @@ from typing import NamedTuple
 from amaranth.sim import Simulator
 
 from tickwire.hdl.net import headers as h
+from tickwire.hdl.net.control import ControlDefaults
 from tickwire.hdl.net.mac import MacBeat
 from tickwire.sim.frames import beats, ones_complement_sum
 from tickwire.sim.nic_control import ControlEndpoint
@@ -214,12 +215,7 @@ def run_control(dut, frames, words=None, *, ready=1.0, seed=0, settle=100, timeo
 
 # Frames and replies through scapy (an independent view of the wire), for tests and benches.
 
-class Board(NamedTuple):
-    mac: int
-    ip: int
-    port: int
-    host_ip: int
-    token: bytes
+Board = ControlDefaults
 
 
 def _mac_text(value):

@@ -6,7 +6,8 @@
 access takes two cycles (strobe, answer), and frames queued at MAC rx with `send` go in one
 beat per cycle while the host works, as they would on a board. `run` clocks until the rx queue
 is empty. Frames the device sends at MAC tx (always ready) are collected in `sent` as
-``(frame bytes, cycle of the first beat)``.
+``(frame bytes, cycle of the first beat)``: order frames and the UDP control channel's
+replies. A register access waits while a control request holds the bus (``bus_busy``).
 """
 
 from collections import deque
@@ -46,6 +47,7 @@ class SimulatedNic:
             verilog = to_verilog(device, self.NAME)
         self.register_map = device.register_map
         self.identity = device.bank.identity
+        self.control_defaults = device.control_defaults
         ports = component_ports(device)
         self.widths = {name: len(value) for name, (value, _) in ports.items()}
         self.model = load(verilog, self.NAME)
@@ -116,7 +118,14 @@ class SimulatedNic:
         """Clock until every queued beat has been presented, then `drain_cycles` more."""
         self.tick(len(self.rx) + drain_cycles)
 
+    def _wait_for_bus(self):
+        """Clock while the UDP control channel holds the bus (a request's operations run with
+        no other access in between)."""
+        while self._get("bus_busy"):
+            self.tick()
+
     def read_word(self, address):
+        self._wait_for_bus()
         self._set("bus__addr", address)
         self._set("bus__r_stb", 1)
         self.tick()
@@ -124,6 +133,7 @@ class SimulatedNic:
         return self._get("bus__r_data")
 
     def write_word(self, address, value):
+        self._wait_for_bus()
         self._set("bus__addr", address)
         self._set("bus__w_data", value)
         self._set("bus__w_stb", 1)

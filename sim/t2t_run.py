@@ -72,9 +72,15 @@ class VerilatedTop:
     def idle(self, cycles=1):
         self._collect(self.harness.run([None] * cycles))
 
-    # The register bus, for `tickwire.host.device.Device` (the transport interface).
+    # The register bus, for `tickwire.host.device.Device` (the transport interface); an access
+    # waits while a UDP control request holds the bus.
+    def _wait_for_bus(self):
+        while self.harness.get("bus_busy"):
+            self.idle()
+
     async def read_word(self, address):
         h = self.harness
+        self._wait_for_bus()
         h.set("bus__addr", address)
         h.set("bus__r_stb", 1)
         self.idle()
@@ -83,6 +89,7 @@ class VerilatedTop:
 
     async def write_word(self, address, value):
         h = self.harness
+        self._wait_for_bus()
         h.set("bus__addr", address)
         h.set("bus__w_data", value)
         h.set("bus__w_stb", 1)

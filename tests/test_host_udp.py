@@ -1,5 +1,7 @@
-"""The UDP control channel: its wire format, the host transport, and the board's rules in the
-reference model (`tickwire.sim.nic_control`), end to end over a socket to a simulated NIC."""
+"""The UDP control channel: its wire format, the host transport, the board's rules in the
+reference model (`tickwire.sim.nic_control.ControlEndpoint`), and the gateware end to end: the
+host transport, driver and CLI over a real UDP socket to the simulated NIC, whose MAC rx takes
+each datagram as a frame and whose `ControlResponder` answers at MAC tx (`GatewareEndpoint`)."""
 
 import asyncio
 import json
@@ -28,7 +30,7 @@ from tickwire.host.udp_control import (
     encode,
 )
 from tickwire.sim.nic import shared_nic
-from tickwire.sim.nic_control import ControlEndpoint, ControlServer
+from tickwire.sim.nic_control import ControlEndpoint, ControlServer, GatewareEndpoint
 from tickwire.sim.scenario import ab_frames, default_filters, order_flow
 
 TICKWIRE = [str(Path(sys.executable).parent / "tickwire")]
@@ -96,10 +98,23 @@ def nic():
     return shared_nic()
 
 
-def test_driver_over_udp_to_a_simulated_nic(nic):
+def board_with_token(nic):
+    """Reset the NIC and load the test token through the host port (the build's is zeros)."""
     nic.reset()
+    device = Device(SimTransport(nic), nic.register_map)
+    asyncio.run(device.write("control.token", int.from_bytes(TOKEN, "big")))
+    return GatewareEndpoint(nic)
+
+
+def control_counters(nic):
+    device = Device(SimTransport(nic), nic.register_map)
+    counters = asyncio.run(device.counters("control"))
+    return {name.removeprefix("control.counters."): value for name, value in counters.items()}
+
+
+def test_driver_over_udp_to_a_simulated_nic(nic):
+    endpoint = board_with_token(nic)
     frames = ab_frames(b"20261122A1", order_flow(200, seed=9), seed=9, loss=(0.05, 0.05))
-    endpoint = ControlEndpoint(nic, TOKEN, HOST)
 
     async def work():
         direct = await Device.open(SimTransport(nic))
@@ -120,15 +135,27 @@ def test_driver_over_udp_to_a_simulated_nic(nic):
     expected, got, notices, entry = asyncio.run(work())
     for sample in (expected, got):     # the free-running cycle counter moves between reads
         assert sample["status"].pop("clock.now") > 0
-    assert got == expected and expected["counters"]["feed.counters.udp.accepted"] > 0
+    # The control requests are frames at rx too: the feed handler counts them as UDP frames
+    # matching no feed filter, the responder as accepted or retransmitted; nothing else moves.
+    counters_before_udp = expected["counters"]
+    moved = {name for name, value in got["counters"].items()
+             if expected["counters"][name] != value}
+    assert moved == {"feed.counters.udp.frames", "feed.counters.udp.unmatched",
+                     "control.counters.accepted", "control.counters.retransmitted"}, moved
+    got.pop("counters"), expected.pop("counters")
+    assert got == expected
+    assert counters_before_udp["feed.counters.udp.accepted"] > 0
     assert len(notices) > 0 and entry["enable"] == 0
-    # At least the 3 lost replies were retransmitted (a slow machine may time out more often).
-    assert endpoint.counters["retransmitted"] >= 3 and endpoint.counters["replayed"] == 0
+    # At least the 3 lost replies were retransmitted from the saved reply (a slow machine may
+    # time out more often), and no FIFO pop ran twice: the notices drained are all distinct.
+    counters = control_counters(nic)
+    assert counters["retransmitted"] >= 3 and counters["replayed"] == 0
+    assert counters["accepted"] > 0 and counters["bad_token"] == counters["malformed"] == 0
+    assert len({tuple(sorted(n.items())) for n in notices}) == len(notices)
 
 
 def test_a_wrong_token_gets_no_answer_and_writes_nothing(nic):
-    nic.reset()
-    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+    endpoint = board_with_token(nic)
 
     async def work():
         with ControlServer(endpoint) as server:
@@ -141,14 +168,14 @@ def test_a_wrong_token_gets_no_answer_and_writes_nothing(nic):
 
     with pytest.raises(TimeoutError, match="wrong token"):
         asyncio.run(work())
-    assert endpoint.counters["bad_token"] >= 1 and endpoint.counters["accepted"] == 0
+    counters = control_counters(nic)
+    assert counters["bad_token"] >= 1 and counters["accepted"] == 0
     assert asyncio.run(Device(SimTransport(nic), nic.register_map).read("feed.filters", 0)) == \
         dict.fromkeys(("group", "port", "feed", "line", "enable"), 0)
 
 
 def test_a_captured_request_replayed_by_an_attacker_is_dropped(nic):
-    nic.reset()
-    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+    endpoint = board_with_token(nic)
     address = nic.register_map["feed.resync"].address
     with ControlServer(endpoint) as server:
         attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -167,12 +194,12 @@ def test_a_captured_request_replayed_by_an_attacker_is_dropped(nic):
         attacker.sendto(encode(1002, [Operation(READ, 0)], TOKEN), (HOST, server.port))
         assert decode(attacker.recvfrom(2048)[0])[0] == 1002      # served after the replay
         attacker.close()
-    assert endpoint.counters["accepted"] == 3 and endpoint.counters["replayed"] == 1
+    counters = control_counters(nic)
+    assert counters["accepted"] == 3 and counters["replayed"] == 1
 
 
 def test_cli_status_over_udp(nic):
-    nic.reset()
-    endpoint = ControlEndpoint(nic, TOKEN, HOST)
+    endpoint = board_with_token(nic)
     with ControlServer(endpoint) as server:
         device = f"udp://{HOST}:{server.port}"
         env = dict(os.environ, TICKWIRE_CONTROL_TOKEN=TOKEN.hex())
@@ -185,3 +212,78 @@ def test_cli_status_over_udp(nic):
         result = subprocess.run(TICKWIRE + ["status", "--device", device], capture_output=True,
                                 text=True, env=env, timeout=120)
         assert result.returncode == 1 and "no reply" in result.stderr
+
+
+def test_strangers_and_malformed_requests_are_dropped_counted_and_write_nothing(nic):
+    endpoint = board_with_token(nic)
+    address = nic.register_map["feed.filters"].entry_address(0) + 1
+    write = [Operation(WRITE, address, 1 << 20)]
+    with ControlServer(endpoint) as server:
+        target = (HOST, server.port)
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.2", 0))               # right token, wrong source address
+        stranger.settimeout(0.5)
+        stranger.sendto(encode(5000, write, TOKEN), target)
+        with pytest.raises(TimeoutError):
+            stranger.recvfrom(2048)
+        stranger.close()
+        host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        host.settimeout(0.5)
+        count_beyond_payload = bytearray(encode(5001, write, TOKEN))
+        count_beyond_payload[3] = 2
+        for garbage in (b"TW\x01", bytes(count_beyond_payload)):
+            host.sendto(garbage, target)
+            with pytest.raises(TimeoutError):
+                host.recvfrom(2048)
+        host.settimeout(10)
+        host.sendto(encode(5002, [Operation(READ, address)], TOKEN), target)
+        _, _, records = decode(host.recvfrom(2048)[0])
+        host.close()
+    assert records == [Operation(READ | REPLY, address, 0)]      # nothing was written
+    counters = control_counters(nic)
+    assert (counters["wrong_source"], counters["malformed"], counters["accepted"]) == (1, 2, 1)
+
+
+def test_the_host_port_waits_while_a_control_request_holds_the_bus(nic):
+    from tickwire.sim.frames import udp_frame
+    from tickwire.sim.nic_control import control_reply_payload
+
+    board_with_token(nic)
+    board = nic.control_defaults
+    bins = nic.register_map["order.histogram_bins"].address       # 36 bits: two words,
+    operations = []                                                # committed by the second
+    for k in range(12):
+        operations += [Operation(WRITE, bins, 0x1000 + k), Operation(WRITE, bins + 1, k & 15),
+                       Operation(READ, bins), Operation(READ, bins + 1)]
+    frame = udp_frame(encode(7, operations, TOKEN), dst_ip=board.ip, dst_port=board.port,
+                      src_ip=board.host_ip, dst_mac=board.mac.to_bytes(6, "big"))
+    direct = Device(SimTransport(nic), nic.register_map)
+    now = nic.register_map["clock.now"].address
+    seen = len(nic.sent)
+    nic.send(frame)
+    # Host-port reads of the 64-bit cycle counter (two words, latched by the first) while the
+    # request arrives and runs: each access waits for the bus to be free, so neither side's
+    # wide values tear.
+    busy_seen, stamps = 0, []
+    while not any(control_reply_payload(f, board) for f, _ in nic.sent[seen:]):
+        busy_seen += nic._get("bus_busy")
+        stamps.append(asyncio.run(direct.read("clock.now")))
+    assert busy_seen > 0 and stamps == sorted(stamps)
+    (reply,) = [p for f, _ in nic.sent[seen:] if (p := control_reply_payload(f, board))]
+    _, _, records = decode(reply)
+    assert [r.data for r in records] == [v for k in range(12)
+                                         for v in (0x1000 + k, k & 15, 0x1000 + k, k & 15)]
+    # An access made while the bus is held anyway is dropped and counted, never mixed in.
+    nic.send(udp_frame(encode(8, [Operation(READ, now)] * 64, TOKEN), dst_ip=board.ip,
+                       dst_port=board.port, src_ip=board.host_ip,
+                       dst_mac=board.mac.to_bytes(6, "big")))
+    while not nic._get("bus_busy"):
+        nic.tick()
+    nic._set("bus__addr", bins + 1)
+    nic._set("bus__w_data", 0xBAD)
+    nic._set("bus__w_stb", 1)
+    nic.tick()
+    nic._set("bus__w_stb", 0)
+    nic.run(drain_cycles=200)
+    assert asyncio.run(direct.read("bus.counters.refused")) == 1
+    assert asyncio.run(direct.read("order.histogram_bins")) == {"base": 0x1000 + 11, "shift": 11}

@@ -20,6 +20,8 @@ Wiring, on a board without PCIe (the responder is then the register bank's only 
     wiring.connect(m, arbiter.out, mac.tx)
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -38,6 +40,18 @@ from tickwire.host.udp_control import (
     VERSION,
     WRITE,
 )
+
+
+class ControlDefaults(NamedTuple):
+    """A build's control channel: the board's MAC, IPv4 address and UDP port, the one host
+    address requests are accepted from, and the 16-byte token. The host may change each at run
+    time through the ``control.*`` registers; these are the values after reset."""
+    mac: int = 0x02_74_77_00_00_01          # locally administered
+    ip: int = 0x0A_00_00_02                  # 10.0.0.2
+    port: int = 7000
+    host_ip: int = 0x0A_00_00_01             # 10.0.0.1
+    token: bytes = bytes(TOKEN_BYTES)        # a board build must carry its own secret
+
 
 #: The model's counters (`ControlEndpoint.counters`), then ``busy``: a request that passed
 #: every check that does not depend on the last accepted id, lost because both request buffers
@@ -82,6 +96,7 @@ def control_signature(address_width):
         "rx": In(mac_rx_signature()),
         "tx": Out(mac_tx_signature()),
         "bus": Out(bus_signature(address_width)),
+        "bus_lock": Out(1),
         "board_mac": In(48),
         "board_ip": In(32),
         "control_port": In(16),
@@ -137,6 +152,9 @@ class ControlResponder(wiring.Component):
     rx : In(MacBeat stream, always ready): every received frame
     tx : Out(MacBeat stream): replies; beats of a frame are consecutive once it has started
     bus : Out(bus_signature(address_width)): the register bus, as its master
+    bus_lock : Out(1): high from two cycles before a request's first bus access until its
+        last one is answered, so that a second master sharing the bus (`BusArbiter`) keeps
+        off it; low while nothing is executing
     board_mac, board_ip, control_port, host_ip : In: configuration (0 = the build's value)
     token : In(128): a nonzero value loads the token (a `Strobe`: write-only)
     counters : Out(one 32-bit counter per name in CONTROL_COUNTERS)
@@ -528,6 +546,7 @@ class ControlResponder(wiring.Component):
         with m.If(consume):
             m.d.sync += [previous_record.eq(record), next_record.eq(next_record + 1)]
 
+        m.d.comb += self.bus_lock.eq((step == _Step.DECIDE) | (step == _Step.EXECUTE))
         with m.Switch(step):
             with m.Case(_Step.IDLE):
                 with m.If(pending):
