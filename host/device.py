@@ -18,6 +18,13 @@ from tickwire.hdl.platform.registers import MAGIC, WORD_BITS
 WORD_MASK = (1 << WORD_BITS) - 1
 
 
+#: A latency histogram is a counter group ``<block>.histogram`` (``below``, ``bin0``..,
+#: ``above``) with its bin edges in the config register ``<block>.histogram_bins`` (``base``,
+#: ``shift``: bin k counts ``base + k << shift <= latency < base + (k + 1) << shift``) and its
+#: statistics in the status register ``<block>.latency`` (``count``, ``sum``, ...).
+HISTOGRAM_BINS_SUFFIX = ".histogram_bins"
+
+
 class RegisterError(ValueError):
     """A request refused before anything reached the device."""
 
@@ -212,9 +219,11 @@ class Device:
     async def status(self):
         """Everything a monitor shows: identity, alarms and other status, counters."""
         out = {"identity": f"{await self.read('id.identity'):016x}", "status": {},
-               "counters": await self.counters()}
+               "counters": await self.counters(), "histogram_bins": {}}
         for r in self.map:
             if r.kind == "status":
                 out["status"][r.name] = (await self.read_table(r.name) if r.depth > 1
                                          else await self.read(r.name))
+            elif r.kind == "config" and r.name.endswith(HISTOGRAM_BINS_SUFFIX):
+                out["histogram_bins"][r.name] = await self.read(r.name)
         return out

@@ -36,7 +36,13 @@ Names are derived from the register map, never listed by hand:
 - other status registers -> gauges (a table entry labelled by its index, by ``feed`` for the
   per-feed ``feed.next_sequence``: ``tickwire_feed_next_sequence{feed="0"}``; a field of a
   multi-bit structured register -> ``tickwire_<register>_<field>``);
-- the design identity -> info ``tickwire_design_info{identity="<16 hex digits>"}``.
+- the design identity -> info ``tickwire_design_info{identity="<16 hex digits>"}``;
+- a latency histogram (`tickwire.host.device.HISTOGRAM_BINS_SUFFIX`: ``order.histogram.*``
+  counters with their edges in ``order.histogram_bins``) -> histogram
+  ``tickwire_order_latency_cycles`` with a bucket ``le`` per bin edge (latencies are whole
+  cycles: ``le`` is the bin's last value), ``+Inf``, and ``_sum`` from ``order.latency.sum``.
+  The gateware's histogram and statistics are cleared together (``order.clear_latency``); a
+  bin counter wraps at 2**32 like the other counters.
 
 Help texts are the register map's descriptions. FIFOs are not exported (reading pops them);
 their losses are counters (``tickwire_feed_notice_overflow_total``).
@@ -50,7 +56,14 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+
+from .device import HISTOGRAM_BINS_SUFFIX
 
 NAMESPACE = "tickwire"
 
@@ -97,6 +110,12 @@ class Exporter:
         self._sample = None          # (number, unix time, status): replaced, never mutated
         self._collected = 0          # the number of the latest sample a scrape has collected
         self._families = self._plan()
+        # {block: its bin counters in map order: below, bin0, ..., above}
+        self._histograms = {
+            block: [c.name for c in self.map
+                    if c.kind == "counter" and c.name.startswith(f"{block}.histogram.")]
+            for block in (r.name.removesuffix(HISTOGRAM_BINS_SUFFIX) for r in self.map
+                          if r.kind == "config" and r.name.endswith(HISTOGRAM_BINS_SUFFIX))}
 
     def _plan(self):
         """[(metric name, kind, help, [registers])] of the map; refuses two registers that
@@ -148,7 +167,14 @@ class Exporter:
         for name, kind, help_text, _ in self._families:
             yield (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
                 name, help_text)
+        for block in self._histograms:
+            yield HistogramMetricFamily(*self._histogram_name(block))
         yield from self._own_families(None)
+
+    @staticmethod
+    def _histogram_name(block):
+        return (_metric([*block.split("."), "latency", "cycles"]),
+                f"latency in cycles, trigger at rx to order at tx ({block}.histogram)")
 
     def _own_families(self, sample):
         samples = CounterMetricFamily(f"{NAMESPACE}_samples",
@@ -178,7 +204,22 @@ class Exporter:
             else:
                 r = registers[0]
                 yield from self._status(name, help_text, r, status["status"].get(r.name))
+        for block in self._histograms:
+            bins = status.get("histogram_bins", {}).get(block + HISTOGRAM_BINS_SUFFIX)
+            if bins is not None:
+                yield self._histogram(block, bins, status)
         self._collected = max(self._collected, sample[0])
+
+    def _histogram(self, block, bins, status):
+        counts = [status["counters"].get(n, 0) for n in self._histograms[block]]
+        edges = [bins["base"] + (k << bins["shift"]) - 1 for k in range(len(counts) - 1)]
+        buckets, total = [], 0
+        for edge, value in zip([*edges, "+Inf"], counts, strict=True):
+            total += value
+            buckets.append((edge if edge == "+Inf" else str(float(edge)), total))
+        latency = status["status"].get(f"{block}.latency") or {}
+        return HistogramMetricFamily(*self._histogram_name(block), buckets=buckets,
+                                     sum_value=latency.get("sum", 0))
 
     def _counters(self, name, help_text, registers, counters):
         labels = list(counter_metric(registers[0].name)[1])

@@ -250,3 +250,38 @@ def test_two_registers_exporting_one_name_are_refused():
               Register("risk.killed", "status", "ro", 1, 1)]
     names = [family[0] for family in Exporter(SimpleNamespace(map=beside))._families]
     assert names == ["tickwire_risk_killed", "tickwire_risk_killed_state"]
+
+
+def test_the_order_latency_histogram_is_a_prometheus_histogram(tmp_path):
+    path = tmp_path / "resource0"
+    bar_image(path)
+    data = path.read_bytes()
+    words = [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+    put(words, "order.histogram_bins", 12 | 2 << 32)                  # base 12, bins of 4
+    put(words, "order.latency", 9 | 4321 << 96)                       # count 9, sum 4321
+    path.write_bytes(b"".join(w.to_bytes(4, "little") for w in words))
+    bins = [r.name for r in REGS if r.name.startswith("order.histogram.") and r.kind == "counter"]
+
+    async def work():
+        bar = PcieBar(path)
+        try:
+            device = await Device.open(bar)
+            with serve(device, 0) as server:
+                await server.exporter.refresh()
+                return await asyncio.to_thread(scrape, server.url), await device.counters()
+        finally:
+            bar.close()
+
+    text, counters = asyncio.run(work())
+    values, families = samples(text)
+    assert families["tickwire_order_latency_cycles"][0] == "histogram"
+    # Bin k of the gateware counts 12 + 4k <= latency < 12 + 4(k + 1): whole cycles, so the
+    # bucket "le" is the bin's last value; "below" is le 11, "above" only in +Inf.
+    counts = [counters[name] for name in bins]
+    assert len(counts) == 18
+    edges = [str(float(11 + 4 * k)) for k in range(17)] + ["+Inf"]
+    for k, edge in enumerate(edges):
+        key = ("tickwire_order_latency_cycles_bucket", (("le", edge),))
+        assert values[key] == sum(counts[:k + 1]), edge
+    assert values["tickwire_order_latency_cycles_count", ()] == sum(counts)
+    assert values["tickwire_order_latency_cycles_sum", ()] == 4321
