@@ -116,14 +116,23 @@ async def replay_default_scenario(device, messages, seed=2026, loss=(0.02, 0.02)
     return len(frames)
 
 
+#: Risk-gate reject reasons that are limit breaches (the others are states: not armed,
+#: killed, a symbol disabled or not yet priced); each is a counter ``risk.counters.<reason>``.
+RISK_BREACHES = ("quantity", "notional", "collar", "position", "slot_throttle",
+                 "global_throttle")
+
+
 async def samples(device, *, interval=1.0, count=None, between=None):
     """Poll a device: yield ``(status, raised)`` every `interval` seconds, where `raised` lists
-    the alarms that went from clear to set since the previous sample (the first sample reports
-    every alarm set). `between`, an async callable, runs before each poll after the first (the
-    `watch` command uses it to keep the simulated NIC's feed running)."""
+    what went wrong since the previous sample (the first sample reports everything already
+    wrong): each bit of an ``*.alarms`` register that went from clear to set (the feed's gap
+    and integrity alarms, the risk gate's kill, ...: ``feed.alarms.gap``), and each limit the
+    risk gate refused an intent for (`RISK_BREACHES`: ``risk.breach.position``). `between`, an
+    async callable, runs before each poll after the first (the `watch` command uses it to keep
+    the simulated NIC's feed running)."""
     import asyncio
 
-    previous, taken = {}, 0
+    previous, rejects, taken = {}, {}, 0
     while count is None or taken < count:
         if taken:
             if between is not None:
@@ -131,9 +140,14 @@ async def samples(device, *, interval=1.0, count=None, between=None):
             await asyncio.sleep(interval)
         status = await device.status()
         alarms = {f"{name}.{bit}": value for name, bits in status["status"].items()
-                  if isinstance(bits, dict) for bit, value in bits.items()}
+                  if name.endswith(".alarms") for bit, value in bits.items()}
         raised = [name for name, value in alarms.items() if value and not previous.get(name)]
         previous = alarms
+        counts = {reason: status["counters"].get(f"risk.counters.{reason}", 0)
+                  for reason in RISK_BREACHES}
+        raised += [f"risk.breach.{reason}" for reason, value in counts.items()
+                   if value != rejects.get(reason, 0)]
+        rejects = counts
         taken += 1
         yield status, raised
 

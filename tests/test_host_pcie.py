@@ -147,7 +147,8 @@ def test_unknown_names_are_refused_on_read(tmp_path):
 
 
 def test_watch_logs_raised_alarms_with_timestamps(tmp_path):
-    path = image(tmp_path, feed__alarms=0b101, feed__counters__udp__frames=3)
+    path = image(tmp_path, feed__alarms=0b101, feed__counters__udp__frames=3,
+                 risk__counters__position=2, risk__counters__not_armed=9)
     log = tmp_path / "alarms.jsonl"
     result = run("watch", "--device", str(path), "--count", "2", "--interval", "0", "--json",
                  "--log", str(log))
@@ -155,9 +156,18 @@ def test_watch_logs_raised_alarms_with_timestamps(tmp_path):
     samples = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(samples) == 2 and samples[0]["counters"]["feed.counters.udp.frames"] == 3
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    # Raised once (in the first sample), not again while they stay set.
-    assert [e["alarm"] for e in entries] == ["feed.alarms.integrity", "feed.alarms.overflow"]
+    # Raised once (in the first sample), not again while they stay set; a limit breach once
+    # per sample in which its reject counter moved (a reject for being unarmed is no breach).
+    assert [e["alarm"] for e in entries] == ["feed.alarms.integrity", "feed.alarms.overflow",
+                                             "risk.breach.position"]
     assert all(e["device"] == str(path) and "T" in e["time"] for e in entries)
+
+
+def test_the_breaches_watched_are_risk_reject_reasons():
+    from tickwire.hdl.risk.records import RISK_COUNTERS
+    from tickwire.host.api import RISK_BREACHES
+
+    assert set(RISK_BREACHES) < set(RISK_COUNTERS)
 
 
 def test_identity_command_compares_host_and_device(tmp_path):
