@@ -9,6 +9,7 @@ oracle says it must publish.
 
 import itertools
 
+import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,10 +41,12 @@ def market(kind, **fields):
     return itch.encode(kind, stock_locate=1, timestamp=fields.pop("timestamp", 1), **fields)
 
 
-def published(exchange):
+def published(exchange_or_messages):
     """What the exchange published, as itchfeed reads it: (type, ref, shares, match/price)."""
-    out = []
-    for message in exchange.published():
+    out, messages = [], exchange_or_messages
+    if isinstance(messages, Exchange):
+        messages = messages.published()
+    for message in messages:
         parsed = itchfeed[message[0:1]](message)
         ref = parsed.order_reference_number
         if message[0:1] == b"E":
@@ -94,6 +97,9 @@ class Oracle:
             self.resting.append(dict(ref=ref, side=side, price=price, shares=left,
                                      arrival=next(self.arrival), ours=False))
 
+    def market_remove(self, ref):
+        self.resting = [o for o in self.resting if o["ref"] != ref]
+
     def market_reduce(self, ref, shares=None):
         for order in self.resting:
             if order["ref"] == ref:
@@ -134,33 +140,77 @@ class Oracle:
 prices = st.integers(0, 8).map(lambda k: 1_000_000 + 100 * k)
 operation = st.one_of(
     st.tuples(st.just("add"), st.sampled_from("BS"), prices, st.integers(1, 9).map(100 .__mul__)),
-    st.tuples(st.just("reduce"), st.integers(0, 50), st.one_of(st.none(), st.integers(1, 500))),
+    st.tuples(st.just("reduce"), st.integers(0, 50), st.one_of(st.none(), st.integers(1, 500)),
+              st.booleans()),
+    st.tuples(st.just("replace"), st.integers(0, 50), prices, st.integers(1, 900)),
     st.tuples(st.just("order"), st.sampled_from("BSTE"), prices, st.integers(1, 1500),
               st.sampled_from("03")),
     st.tuples(st.just("cancel"), st.integers(0, 50), st.integers(0, 400)),
 )
 
 
+def replay(feed):
+    """A strict book from the feed alone (itchfeed decodes it): every reference must be known
+    and no order may lose more shares than it has."""
+    live = {}
+    for message in feed:
+        kind, parsed = message[0:1], itchfeed[message[0:1]](message)
+        if kind == b"A":
+            assert parsed.order_reference_number not in live
+            live[parsed.order_reference_number] = [parsed.buy_sell_indicator.decode(),
+                                                   parsed.price, parsed.shares]
+        elif kind == b"U":
+            side = live.pop(parsed.order_reference_number)[0]
+            live[parsed.new_order_reference_number] = [side, parsed.price, parsed.shares]
+        else:
+            order = live[parsed.order_reference_number]
+            order[2] -= (order[2] if kind == b"D" else parsed.executed_shares if kind == b"E"
+                         else parsed.cancelled_shares)
+            assert order[2] >= 0
+            if order[2] == 0:
+                del live[parsed.order_reference_number]
+    return {ref: tuple(v) for ref, v in live.items()}
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(operation, max_size=60))
 def test_matching_against_brute_force(operations):
+    """The scenario side never names a share twice in its own view (as `order_flow` does not);
+    the exchange must keep the published feed consistent when our trades took shares first."""
     exchange, oracle = Exchange(["AAPL"]), Oracle()
     exchange.open_session(SESSION)
-    market_refs, our_refs, next_market, number = [], [], 1, 0
+    scenario, our_refs, next_market, number = {}, [], 1, 0     # scenario: its view of shares
+    feed, ours, taken = [], [], set()
     for op in operations:
+        message = None
         if op[0] == "add":
             _, side, price, shares = op
-            exchange.apply_market(market(b"A", order_ref=next_market, side=side.encode(),
-                                         shares=shares, stock=b"AAPL", price=price))
+            message = market(b"A", order_ref=next_market, side=side.encode(), shares=shares,
+                             stock=b"AAPL", price=price)
             oracle.market_add(next_market, side, price, shares)
-            market_refs.append(next_market)
+            scenario[next_market] = [side, shares]
             next_market += 1
-        elif op[0] == "reduce" and market_refs:
-            ref = market_refs[op[1] % len(market_refs)]
+        elif op[0] == "reduce" and scenario:
+            # Half the time, one our trades touched: the case the feed must be kept right in.
+            touched = [ref for ref in sorted(scenario) if ref in taken] if op[3] else []
+            refs = touched or sorted(scenario)
+            ref = refs[op[1] % len(refs)]
+            shares = scenario[ref][1] if op[2] is None else min(op[2], scenario[ref][1])
             message = (market(b"D", order_ref=ref) if op[2] is None
-                       else market(b"E", order_ref=ref, executed_shares=op[2], match_number=1))
-            exchange.apply_market(message)
-            oracle.market_reduce(ref, op[2])
+                       else market(b"E", order_ref=ref, executed_shares=shares, match_number=1))
+            oracle.market_reduce(ref, shares)
+            scenario[ref][1] -= shares
+            if not scenario[ref][1]:
+                del scenario[ref]
+        elif op[0] == "replace" and scenario:
+            ref = sorted(scenario)[op[1] % len(scenario)]
+            message = market(b"U", original_ref=ref, new_ref=next_market, price=op[2],
+                             shares=op[3])
+            side = scenario.pop(ref)[0]
+            oracle.market_remove(ref)
+            oracle.market_add(next_market, side, op[2], op[3])
+            scenario[next_market] = [side, op[3]]
+            next_market += 1
         elif op[0] == "order":
             _, side, price, quantity, tif = op
             number += 1
@@ -171,9 +221,23 @@ def test_matching_against_brute_force(operations):
             user_ref_num, ref = our_refs[op[1] % len(our_refs)]
             exchange.submit(SESSION, cancel(user_ref_num, op[2]))
             oracle.cancel(ref, op[2])
-    assert published(exchange) == oracle.expected
+        if message is not None:
+            feed += exchange.apply_market(message)
+        out = exchange.published()
+        feed += out
+        ours += out
+        taken.update(e[1] for e in published(out) if e[0] == "E")
+    for name in ("market_cut", "market_dropped", "market_replace_to_add"):
+        if exchange.counters[name]:
+            hypothesis.event(name)
+    hypothesis.target(float(sum(exchange.counters[name] for name in ("market_cut", "market_dropped",
+                                                          "market_replace_to_add"))))
+    assert published(ours) == oracle.expected
     resting = {o.ref: o.shares for o in exchange.resting("AAPL")}
     assert resting == {o["ref"]: o["shares"] for o in oracle.resting}
+    # The feed alone rebuilds the exchange's book: no share named twice, none missing.
+    assert replay(feed) == {o.ref: (o.side, o.price, o.shares)
+                            for o in exchange.resting("AAPL")}
     # No share lost or made: executed + cancelled + resting == ordered, for each order of ours.
     executed, cancelled = {}, {}
     for event in exchange.events:
@@ -320,3 +384,26 @@ def test_scenario_flow_builds_the_book_the_feed_shows():
     assert ours == expected and len(ours) > 100
     assert exchange.counters["market_unknown_ref"] == 0
     assert exchange.time_ns == itchfeed[flow[-1][0:1]](flow[-1]).timestamp
+
+
+def test_feed_never_names_a_share_twice():
+    """Our IOC took 300 of market order 1 (500) and all of order 2: the scenario's later
+    execution of 400 on order 1 is cut to 200, its delete of order 2 dropped, and its replace
+    of order 2 turned into an Add Order."""
+    exchange = Exchange(["AAPL"])
+    exchange.open_session(SESSION)
+    for ref, price, shares in ((2, 999_900, 100), (1, 1_000_000, 500), (3, 1_000_000, 100)):
+        exchange.apply_market(market(b"A", order_ref=ref, side=b"S", shares=shares,
+                                     stock=b"AAPL", price=price))
+    exchange.submit(SESSION, enter(1, "B", 400, price=1_000_000))
+    assert published(exchange) == [("E", 2, 100, BASE), ("E", 1, 300, BASE + 1)]
+    cut = exchange.apply_market(market(b"E", order_ref=1, executed_shares=400, match_number=7))
+    assert published(cut) == [("E", 1, 200, 7)]
+    assert exchange.apply_market(market(b"X", order_ref=1, cancelled_shares=100)) == []
+    replaced = exchange.apply_market(market(b"U", timestamp=5, original_ref=2, new_ref=4,
+                                            shares=600, price=1_000_100))
+    assert published(replaced) == [("A", 4, "S", 600, 1_000_100)]
+    untouched = market(b"X", order_ref=3, cancelled_shares=50)
+    assert exchange.apply_market(untouched) == [untouched]
+    assert exchange.counters["market_cut"] == 1 and exchange.counters["market_dropped"] == 1
+    assert {o.ref: o.shares for o in exchange.resting("AAPL")} == {3: 50, 4: 600}

@@ -70,6 +70,8 @@ class Exchange:
         self._symbol_of_locate = {i: s for s, i in self._locates.items()}
         self._trading = dict.fromkeys(self.symbols, True)
         self._market = {}                    # market order ref -> symbol
+        self._taken = {}                     # market ref our trades reduced -> (symbol, side)
+        self._gone = {}                      # such a ref our trades emptied -> (symbol, side)
         self._ours = {}                      # (session, user_ref_num) -> _Order
         self._last_user_ref_num = {}
         self._streams = {}                   # session -> OUCH outbound messages
@@ -115,13 +117,18 @@ class Exchange:
     # The market ----------------------------------------------------------------------------
 
     def apply_market(self, message):
-        """Apply one ITCH 5.0 message of the published flow to the books."""
+        """Apply one ITCH 5.0 message of the scenario's flow to the books; returns the
+        messages the feed must carry in its place, ``[message]`` unless our trades already
+        took shares it refers to: an execution or cancel of more shares than remain is cut
+        to what remains, one for an order our trades emptied is dropped, and a replace of
+        such an order becomes an Add Order of the new reference. So the feed (these, then
+        `published()`) never names a share twice."""
         with self._lock:
             if len(message) >= 11:
                 self.time_ns = max(self.time_ns, int.from_bytes(message[5:11], "big"))
             kind = bytes(message[0:1])
             if len(kind) != 1 or kind not in b"RHAFECXDU":
-                return
+                return [message]
             fields = itch.decode(message)
             if kind == b"R":
                 self._directory(fields)
@@ -134,19 +141,11 @@ class Exchange:
                 if symbol in self._books:
                     self._market_add(symbol, fields["order_ref"], chr(fields["side"][0]),
                                      fields["price"], fields["shares"])
-            elif kind in (b"E", b"C"):
-                self._market_reduce(fields["order_ref"], fields["executed_shares"])
-            elif kind == b"X":
-                self._market_reduce(fields["order_ref"], fields["cancelled_shares"])
-            elif kind == b"D":
-                self._market_reduce(fields["order_ref"], None)
+            elif kind in (b"E", b"C", b"X", b"D"):
+                return self._market_reduce(kind, fields, message)
             elif kind == b"U":
-                old = self._market_order(fields["original_ref"])
-                if old is not None:
-                    symbol = self._market.pop(old.ref)
-                    self._books[symbol].remove(old.ref)
-                    self._market_add(symbol, fields["new_ref"], old.side, fields["price"],
-                                     fields["shares"])
+                return self._market_replace(fields, message)
+            return [message]
 
     def _directory(self, fields):
         symbol = _text(fields["stock"])
@@ -157,21 +156,60 @@ class Exchange:
 
     def _market_order(self, ref):
         symbol = self._market.get(ref)
-        order = None if symbol is None else self._books[symbol].orders.get(ref)
-        if order is None:
-            # Ours took it before the flow did, or it belongs to a symbol we do not trade.
-            self.counters["market_unknown_ref"] += 1
-        return order
+        if symbol is None:
+            self.counters["market_unknown_ref"] += 1    # e.g. a symbol we do not trade
+            return None
+        return self._books[symbol].orders[ref]
 
-    def _market_reduce(self, ref, shares):
+    _REDUCED_BY = {b"E": "executed_shares", b"C": "executed_shares", b"X": "cancelled_shares"}
+
+    def _market_reduce(self, kind, fields, message):
+        ref = fields["order_ref"]
+        if ref in self._gone:
+            self.counters["market_dropped"] += 1
+            return []
         order = self._market_order(ref)
         if order is None:
-            return
-        if shares is not None and shares > order.shares:
-            self.counters["market_overrun"] += 1     # our trades already took those shares
-        self._books[self._market[ref]].reduce(ref, order.shares if shares is None else shares)
-        if ref not in self._books[self._market[ref]].orders:
+            return [message]
+        shares = order.shares if kind == b"D" else fields[self._REDUCED_BY[kind]]
+        if shares > order.shares:
+            self.counters["market_cut"] += 1
+            shares = order.shares
+            values = {k: v for k, v in fields.items() if k != "message_type"}
+            message = itch.encode(kind, **values | {self._REDUCED_BY[kind]: shares})
+        self._books[self._market[ref]].reduce(ref, shares)
+        self._market_left(ref)
+        return [message]
+
+    def _market_replace(self, fields, message):
+        ref = fields["original_ref"]
+        if ref in self._gone:
+            symbol, side = self._gone.pop(ref)
+            self.counters["market_replace_to_add"] += 1
+            message = itch.encode(b"A", stock_locate=fields["stock_locate"],
+                                  tracking_number=fields["tracking_number"],
+                                  timestamp=fields["timestamp"], order_ref=fields["new_ref"],
+                                  side=side, shares=fields["shares"], stock=symbol,
+                                  price=fields["price"])
+        else:
+            old = self._market_order(ref)
+            if old is None:
+                return [message]
+            symbol, side = self._market[ref], old.side
+            self._books[symbol].remove(ref)
+            self._market_left(ref)
+        self._market_add(symbol, fields["new_ref"], side, fields["price"], fields["shares"])
+        return [message]
+
+    def _market_left(self, ref):
+        """Forget market order `ref` if it left its book; remember it if our trades took some
+        of it, since the scenario's flow may still name it."""
+        symbol = self._market[ref]
+        order = self._books[symbol].orders.get(ref)
+        if order is None:
             del self._market[ref]
+            if ref in self._taken:
+                self._gone[ref] = self._taken.pop(ref)
 
     def _market_add(self, symbol, ref, side, price, shares):
         """A market order arrives: it trades with any of ours it crosses, then rests."""
@@ -184,6 +222,8 @@ class Exchange:
         if order.shares:
             book.add(order)
             self._market[ref] = symbol
+        elif fills:
+            self._gone[ref] = self._taken.pop(ref)
 
     # Our orders ----------------------------------------------------------------------------
 
@@ -326,8 +366,11 @@ class Exchange:
         for order in shown + ([incoming] if incoming.owner is None else []):
             self._publish(b"E", symbol, order_ref=order.ref, executed_shares=shares,
                           match_number=match)
-        if resting.owner is None and resting.ref not in self._books[symbol].orders:
-            del self._market[resting.ref]
+        for order in (incoming, resting):
+            if order.owner is None:
+                self._taken[order.ref] = (symbol, order.side)
+        if resting.owner is None:
+            self._market_left(resting.ref)
 
     def _cancelled(self, order, shares, reason):
         order.leaves -= shares
