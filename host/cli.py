@@ -190,8 +190,10 @@ def regs(as_json, write_dir, check):
               "bank and replay N messages of it at MAC rx first.")
 @click.option("--seed", default=2026, show_default=True, help="Scenario seed for --replay.")
 def status(device, identity, as_json, show_all, notices, replay, seed):
-    """Counters, alarms and status registers of a device, read through its register bank."""
+    """Counters, alarms, status registers and latency statistics of a device, read through
+    its register bank."""
     from tickwire.host import api
+    from tickwire.host.device import HISTOGRAM_BINS_SUFFIX
 
     async def work():
         dev = await api.connect(device, identity=_identity(identity))
@@ -215,13 +217,18 @@ def status(device, identity, as_json, show_all, notices, replay, seed):
     table.add_column("register")
     table.add_column("value", justify="right")
     for name, value in report["status"].items():
-        if isinstance(value, dict):
+        if name.endswith(".alarms"):
             raised = [k for k, v in value.items() if v]
             value = "[red]" + ", ".join(raised) + "[/red]" if raised else "none"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
         table.add_row(name, str(value))
     console.print(table)
+    for bins_name, bins in report["histogram_bins"].items():
+        console.print(*_latency_tables(bins_name.removesuffix(HISTOGRAM_BINS_SUFFIX), bins,
+                                       report))
     counters = Table(title="counters" + ("" if show_all else " (non-zero)"))
     counters.add_column("counter")
     counters.add_column("value", justify="right")
@@ -236,6 +243,35 @@ def status(device, identity, as_json, show_all, notices, replay, seed):
         for notice in report["notices"]:
             table.add_row(*_notice_cells(notice))
         console.print(table)
+
+
+def _latency_tables(block, bins, report):
+    """A block's latency statistics and its histogram's non-empty bins (see
+    `tickwire.host.device.HISTOGRAM_BINS_SUFFIX`), in cycles."""
+    stats = report["status"].get(f"{block}.latency", {})
+    count = stats.get("count", 0)
+    summary = Table(title=f"{block} latency, trigger at rx to order at tx (cycles)")
+    for column in ("orders", "min", "mean", "max"):
+        summary.add_column(column, justify="right")
+    summary.add_row(f"{count:,}", *(["-"] * 3 if not count else
+                                    [str(stats["min"]), f"{stats['sum'] / count:.1f}",
+                                     str(stats["max"])]))
+    prefix = f"{block}.histogram."
+    counts = [v for n, v in report["counters"].items() if n.startswith(prefix)]
+    base, width = bins["base"], 1 << bins["shift"]
+    histogram = Table(title=f"{block} latency histogram (non-empty bins)")
+    histogram.add_column("cycles", justify="right")
+    histogram.add_column("orders", justify="right")
+    for k, value in enumerate(counts):
+        if k == 0:
+            span = f"< {base}"
+        elif k == len(counts) - 1:
+            span = f">= {base + (k - 1) * width}"
+        else:
+            span = f"{base + (k - 1) * width}..{base + k * width - 1}"
+        if value:
+            histogram.add_row(span, f"{value:,}")
+    return summary, histogram
 
 
 def _notice_cells(notice):

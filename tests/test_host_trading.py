@@ -32,6 +32,31 @@ def checked(frame):
     return packet[TCP].seq, len(packet[TCP].payload)
 
 
+def check_latency_report(status, latencies):
+    """`tickwire status`'s latency tables show the statistics and histogram of `latencies`
+    (computed by the test from the order log's own cycle stamps)."""
+    from rich.console import Console
+
+    from tickwire.host.cli import _latency_tables
+
+    bins = status["histogram_bins"]["order.histogram_bins"]
+    assert bins == {"base": 14, "shift": 1}
+    console = Console(record=True, width=200)
+    console.print(*_latency_tables("order", bins, status))
+    text = console.export_text()
+    mean = sum(latencies) / len(latencies)
+    assert f"│ {len(latencies):>6,} │ {min(latencies):>3} │ {mean:>4.1f} │ {max(latencies):>3} │" \
+        in text, text
+    expected = {}
+    for latency in latencies:
+        k = min(max(0, (latency - 14) // 2 + 1), 17)
+        span = ("< 14" if k == 0 else ">= 46" if k == 17 else
+                f"{14 + 2 * (k - 1)}..{14 + 2 * k - 1}")
+        expected[span] = expected.get(span, 0) + 1
+    for span, count in expected.items():
+        assert f"{span} │ {count:>6,}" in text or f"{span} │ {count:,}" in text, (span, text)
+
+
 def test_load_arm_replay_then_kill_and_orders_stop():
     nic = shared_nic()
     nic.reset()
@@ -45,15 +70,18 @@ def test_load_arm_replay_then_kill_and_orders_stop():
         await config.load(device, EXAMPLES / "feed.toml")
         for write in plan.writes:
             await device.write(write.register, write.value, index=write.index)
+        await device.write("order.histogram_bins", {"base": 14, "shift": 1})
         await api.start_session(device, **SESSION)
         await api.arm(device)
         await api.replay(device, frames[:half])
         before_kill = len(nic.sent)
         await api.kill(device)
         await api.replay(device, frames[half:])
-        return before_kill, await device.counters(), await device.drain("order.log")
+        return (before_kill, await device.counters(), await device.drain("order.log"),
+                await device.status())
 
-    before_kill, counters, log = asyncio.run(work())
+    before_kill, counters, log, status = asyncio.run(work())
+    check_latency_report(status, [e["at"] - e["arrival"] for e in log if e["sent"]])
     assert before_kill > 0 and len(nic.sent) == before_kill, "orders stop after the kill"
     assert counters["order.counters.frames"] == before_kill == len(log)
     # Intents after the kill were refused (api.kill also disarms: armed is checked first).
