@@ -155,7 +155,9 @@ def replay(feed):
     live = {}
     for message in feed:
         kind, parsed = message[0:1], itchfeed[message[0:1]](message)
-        if kind == b"A":
+        if kind not in b"AFECXDU":
+            continue
+        if kind in b"AF":
             assert parsed.order_reference_number not in live
             live[parsed.order_reference_number] = [parsed.buy_sell_indicator.decode(),
                                                    parsed.price, parsed.shares]
@@ -164,8 +166,8 @@ def replay(feed):
             live[parsed.new_order_reference_number] = [side, parsed.price, parsed.shares]
         else:
             order = live[parsed.order_reference_number]
-            order[2] -= (order[2] if kind == b"D" else parsed.executed_shares if kind == b"E"
-                         else parsed.cancelled_shares)
+            order[2] -= (order[2] if kind == b"D" else parsed.cancelled_shares if kind == b"X"
+                         else parsed.executed_shares)
             assert order[2] >= 0
             if order[2] == 0:
                 del live[parsed.order_reference_number]
