@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 _SIDES = {"B": "B", "S": "S", "T": "S", "E": "S"}     # OUCH side -> the book side it rests on
 _SUPPORTED_TIF = {"0", "3"}                            # day, IOC
-_SPEC_TIF = {"0", "3", "5", "6", "E"}
 _DISPLAY = {"Y", "N", "A"}
 _CAPACITY = {"A", "P", "R", "O"}
 
@@ -66,8 +65,7 @@ class Exchange:
     def __init__(self, symbols, *, order_ref_base=2**35, match_number_base=2**35):
         self.symbols = tuple(symbols)
         self._books = {s: Book() for s in self.symbols}
-        self._locates = {s: i for i, s in enumerate(self.symbols, start=1)}
-        self._symbol_of_locate = {i: s for s, i in self._locates.items()}
+        self._locates = {s: i for i, s in enumerate(self.symbols, start=1)}   # until an R
         self._trading = dict.fromkeys(self.symbols, True)
         self._market = {}                    # market order ref -> symbol
         self._taken = {}                     # market ref our trades reduced -> (symbol, side)
@@ -101,6 +99,7 @@ class Exchange:
             return self._streams[session][first - 1:]
 
     def stream_length(self, session):
+        """The sequence number of the session's latest message."""
         with self._lock:
             return len(self._streams[session])
 
@@ -150,9 +149,7 @@ class Exchange:
     def _directory(self, fields):
         symbol = _text(fields["stock"])
         if symbol in self._locates:
-            self._symbol_of_locate.pop(self._locates[symbol], None)
             self._locates[symbol] = fields["stock_locate"]
-            self._symbol_of_locate[fields["stock_locate"]] = symbol
 
     def _market_order(self, ref):
         symbol = self._market.get(ref)
