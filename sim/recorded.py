@@ -1,0 +1,726 @@
+"""Recorded market data through the gateware: readers for pcap, Nasdaq ITCH 5.0 daily files and
+LOBSTER, and the replay that drives the Verilated `TickToTrade` with them.
+
+Every reader returns a `Recording`: the ITCH 5.0 messages to replay as one block of
+(2-byte length, message) blocks (the daily file's own layout, which is also MoldUDP64's), the
+symbol directory, and, for LOBSTER, the file's own top of book after each of its messages.
+
+`replay` packs the messages into MoldUDP64 packets (sequence number = message index + 1) on
+the default feed's line A, configures the device through the host's own code (feed filters,
+``[[symbol]]`` subscriptions, parsed and validated by `tickwire.host.config`) and clocks the
+Verilated top level over the frames in batches. The top of book it reports is read from the
+gateware's BookUpdate stream (the book's output inside `TickToTrade`), tapped by `BboProbe`.
+"""
+
+import asyncio
+import csv
+import functools
+import gzip
+import inspect
+import re
+import struct
+from array import array
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import Out
+
+from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.net.mac import MacBeat
+
+from . import itch
+from . import moldudp64 as mold
+from .scenario import FEED_GROUP_A, FEED_PORT, default_filters
+from .toolchain import cache_dir, digest, locked
+
+#: The replay build: the default book (16,384 orders, 10 stored levels, 8 visible) with 16
+#: symbol slots and every locate a Nasdaq file can name.
+REPLAY_BOOK = BookParameters(symbols=16, locates=16384)
+SESSION = b"REPLAY0001"
+MAX_PAYLOAD = 1400
+IDLE_AFTER_FRAME = 4
+
+
+class ReplayError(ValueError):
+    """A recorded file that cannot be replayed, with the reason."""
+
+
+# The gateware ---------------------------------------------------------------------------------
+
+#: What the probe brings out of each BookUpdate, every field on 32-bit words so that the batch
+#: output can be read column by column.
+BBO_LAYOUT = data.StructLayout({"sequence": unsigned(64), "locate": unsigned(32),
+                                "bid_price": unsigned(32), "bid_shares": unsigned(32),
+                                "ask_price": unsigned(32), "ask_shares": unsigned(32)})
+BBO_WORDS = BBO_LAYOUT.size // 32
+
+
+class BboProbe(wiring.Component):
+    """The device (`TickToTrade` with its register bank) with its book's BookUpdate stream
+    brought out: every port of the device passes through, and ``bbo`` carries, per BookUpdate,
+    its sequence number, locate and both sides' best price and size (always ready)."""
+
+    def __init__(self, top):
+        self.top = top
+        super().__init__({**top.signature.members,
+                          "bbo": Out(stream.Signature(BBO_LAYOUT, always_ready=True))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.device = top = self.top
+        for name, member in top.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(top, name)
+            if member.is_signature:
+                wiring.connect(m, wiring.flipped(ours), theirs)
+            elif member.flow == Out:
+                m.d.comb += ours.eq(theirs)
+            else:
+                m.d.comb += theirs.eq(ours)
+        update = top.book.updates
+        m.d.comb += self.bbo.valid.eq(update.valid & update.ready)
+        for name in ("sequence", "locate", "bid_price", "bid_shares", "ask_price",
+                     "ask_shares"):
+            m.d.comb += getattr(self.bbo.payload, name).eq(getattr(update.payload, name))
+        return m
+
+
+def _probe_verilog(book):
+    """(the probe, its Verilog), converted once per device identity and probe source."""
+    from tickwire.hdl.platform.device import build_device, describe_only
+    from tickwire.hdl.platform.export import to_verilog
+
+    probe = BboProbe(build_device(book=book))
+    key = digest(probe.top.bank.identity, inspect.getsource(BboProbe))
+    folder = cache_dir("verilog", f"replay-{key}")
+    source = folder / "tickwire_replay.v"
+    with locked(folder):
+        if not source.exists():
+            source.write_text(to_verilog(probe, "tickwire_replay"))
+        else:
+            describe_only(probe)
+    return probe, source.read_text()
+
+
+class ReplayTop:
+    """The `BboProbe` Verilated with the batch harness; a transport for
+    `tickwire.host.device.Device` (register bus), and a batch runner for frames."""
+
+    def __init__(self, book=REPLAY_BOOK):
+        from .verilated import StreamHarness
+
+        self.probe, verilog = _probe_verilog(book)
+        self.register_map = self.probe.top.register_map
+        self.identity = self.probe.top.bank.identity
+        self.harness = StreamHarness(self.probe, "tickwire_replay", "rx", ["tx", "bbo"],
+                                     verilog=verilog)
+        self.bbo = array("I")
+        self.cycles = 0
+
+    def power_on(self):
+        """A new model instance: registers reset, memories at their initial contents."""
+        h = self.harness
+        h.lib.tw_destroy(h.model)
+        h.model = h.lib.tw_create()
+        h.lib.tw_reset(h.model)
+        self.bbo, self.cycles = array("I"), 0
+
+    def _collect_idle(self, outputs):
+        tx, bbo = outputs
+        if tx:
+            raise ReplayError("the device sent order frames during a replay (it must be "
+                              "disarmed)")
+        for value, _ in bbo:
+            self.bbo.extend((value >> (32 * i)) & 0xFFFFFFFF for i in range(BBO_WORDS))
+
+    def idle(self, cycles=1):
+        self._collect_idle(self.harness.run([None] * cycles))
+
+    # The register bus, for `tickwire.host.device.Device` (the transport interface).
+    async def read_word(self, address):
+        h = self.harness
+        h.set("bus__addr", address)
+        h.set("bus__r_stb", 1)
+        self.idle()
+        h.set("bus__r_stb", 0)
+        return h.get("bus__r_data")
+
+    async def write_word(self, address, value):
+        h = self.harness
+        h.set("bus__addr", address)
+        h.set("bus__w_data", value)
+        h.set("bus__w_stb", 1)
+        self.idle()
+        h.set("bus__w_stb", 0)
+
+    def close(self):
+        pass
+
+    def __str__(self):
+        return "verilated TickToTrade (replay probe)"
+
+    def run_frames(self, frames, idle_after=IDLE_AFTER_FRAME, drain=64):
+        """Clock `frames` (bytes, no FCS) in back to back with `idle_after` idle cycles after
+        each, then `drain` idle cycles; BookUpdates are appended to `bbo` (BBO_WORDS words
+        each). The beats are built with strided copies, not a loop per cycle."""
+        starts, total = [], 0
+        for frame in frames:
+            starts.append(total)
+            total += -(-len(frame) // 8) + idle_after
+        total += drain
+        raw = bytearray(8 * total)
+        valid = bytearray(total)
+        control = array("I", [0]) * total
+        at = {name: MacBeat.as_shape()[name].offset - 64 for name in ("keep", "first", "last")}
+        for frame, start in zip(frames, starts, strict=True):
+            beats = -(-len(frame) // 8)
+            raw[8 * start:8 * start + len(frame)] = frame
+            valid[start:start + beats] = b"\1" * beats
+            control[start:start + beats] = array("I", [0xFF << at["keep"]]) * beats
+            tail = len(frame) - 8 * (beats - 1)
+            control[start] |= 1 << at["first"]
+            control[start + beats - 1] = ((1 << tail) - 1) << at["keep"] | 1 << at["last"] \
+                | (1 << at["first"] if beats == 1 else 0)
+        halves = array("I")
+        halves.frombytes(bytes(raw))
+        words = array("I", [0]) * (3 * total)
+        words[0::3], words[1::3], words[2::3] = halves[0::2], halves[1::2], control
+        outputs = self._clock(valid, words)
+        self.cycles += total
+        return outputs
+
+    def _clock(self, valid, words):
+        import ctypes
+
+        h, n = self.harness, len(valid)
+        sizes = [3, BBO_WORDS]
+        outs = [(ctypes.c_uint32 * (n * s))() for s in sizes]
+        stamps = [(ctypes.c_uint64 * n)() for _ in sizes]
+        out_ptrs = (ctypes.POINTER(ctypes.c_uint32) * 2)(
+            *[ctypes.cast(o, ctypes.POINTER(ctypes.c_uint32)) for o in outs])
+        stamp_ptrs = (ctypes.POINTER(ctypes.c_uint64) * 2)(
+            *[ctypes.cast(s, ctypes.POINTER(ctypes.c_uint64)) for s in stamps])
+        counts = (ctypes.c_uint64 * 2)()
+        caps = (ctypes.c_uint64 * 2)(n, n)
+        h.lib.tw_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64,
+                                 ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(ctypes.c_uint32),
+                                 type(out_ptrs), type(stamp_ptrs), type(counts), type(caps)]
+        done = h.lib.tw_run(h.model, n, (ctypes.c_uint8 * n).from_buffer(valid),
+                            (ctypes.c_uint32 * len(words)).from_buffer(words),
+                            out_ptrs, stamp_ptrs, counts, caps)
+        if done != n:
+            raise RuntimeError("output capacity exceeded")
+        if counts[0]:
+            raise ReplayError("the device sent order frames during a replay (it must be "
+                              "disarmed)")
+        self.bbo.frombytes(ctypes.string_at(outs[1], 4 * BBO_WORDS * counts[1]))
+
+
+# Readers --------------------------------------------------------------------------------------
+
+class Recording(NamedTuple):
+    kind: str           # "itch", "pcap" or "lobster"
+    blocks: bytes       # the messages to replay, as (2-byte length, message) blocks
+    offsets: array      # where each message's block starts in `blocks`
+    directory: dict     # symbol -> stock locate, from the Stock Directory messages
+    marks: list | None  # LOBSTER: per file message, the index of the last message it became
+    book: list | None   # LOBSTER: per file message, (ask price, ask size, bid price, bid size)
+    counts: dict        # what the reader saw and left out (pcap: frames, not_moldudp64, ...)
+
+    @property
+    def messages(self):
+        """Messages of the file (what ``--bbo`` indexes)."""
+        return len(self.marks) if self.marks is not None else len(self.offsets)
+
+    def message(self, index):
+        start = self.offsets[index]
+        return self.blocks[start + 2:start + 2 + int.from_bytes(self.blocks[start:start + 2])]
+
+
+def _scan_blocks(data, where):
+    """(offsets, directory) of a run of (2-byte length, message) blocks; refuses a cut one."""
+    offsets, directory, position, end = array("Q"), {}, 0, len(data)
+    while position < end:
+        if position + 2 > end:
+            raise ReplayError(f"{where}: length prefix cut off at byte {position} "
+                              f"(message {len(offsets)}): the file is truncated")
+        length = data[position] << 8 | data[position + 1]
+        if length == 0 or position + 2 + length > end:
+            raise ReplayError(f"{where}: message {len(offsets)} at byte {position} declares "
+                              f"{length} bytes, {end - position - 2} remain: the file is "
+                              "truncated or not length-prefixed ITCH")
+        if data[position + 2] == 0x52 and length == 39:           # R: Stock Directory
+            name = bytes(data[position + 13:position + 21]).decode("ascii", "replace").rstrip()
+            directory.setdefault(name, data[position + 3] << 8 | data[position + 4])
+        offsets.append(position)
+        position += 2 + length
+    return offsets, directory
+
+
+def _blocks(messages):
+    return b"".join(len(m).to_bytes(2, "big") + m for m in messages)
+
+
+def read_itch(data, where="ITCH file"):
+    """A Nasdaq ITCH 5.0 daily file's contents (already decompressed)."""
+    offsets, directory = _scan_blocks(data, where)
+    return Recording("itch", bytes(data), offsets, directory, None, None, {})
+
+
+PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
+              b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}
+LINKTYPE_ETHERNET = 1
+
+
+def _udp_payload(frame):
+    """The UDP payload of an Ethernet II (optionally 802.1Q) / IPv4 / UDP frame, or None."""
+    ethertype, ip = int.from_bytes(frame[12:14]), 14
+    if ethertype == 0x8100:
+        ethertype, ip = int.from_bytes(frame[16:18]), 18
+    if ethertype != 0x0800 or len(frame) < ip + 20 or frame[ip] >> 4 != 4:
+        return None
+    header = 4 * (frame[ip] & 0xF)
+    fragment = int.from_bytes(frame[ip + 6:ip + 8]) & 0x3FFF
+    if frame[ip + 9] != 17 or fragment or len(frame) < ip + header + 8:
+        return None
+    udp = ip + header
+    length = int.from_bytes(frame[udp + 4:udp + 6])
+    if length < 8 or udp + length > len(frame):
+        return None
+    return frame[udp + 8:udp + length]
+
+
+def read_pcap(data, where="pcap"):
+    """A classic pcap of Ethernet frames carrying MoldUDP64: the first copy of every message
+    (lines A and B, retransmissions), in sequence order per session (sessions in order of first
+    appearance). Frames that are not IPv4/UDP/MoldUDP64 are skipped and counted."""
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        raise ReplayError(f"{where}: pcapng is not supported; convert it to pcap "
+                          "(editcap -F pcap IN OUT)")
+    order = PCAP_MAGIC.get(bytes(data[:4]))
+    if order is None or len(data) < 24:
+        raise ReplayError(f"{where}: not a pcap file")
+    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+    if linktype != LINKTYPE_ETHERNET:
+        raise ReplayError(f"{where}: link type {linktype}, only Ethernet (1) is supported")
+    sessions, position = {}, 24
+    counts = {"frames": 0, "not_moldudp64": 0, "duplicates": 0}
+    while position < len(data):
+        if position + 16 > len(data):
+            raise ReplayError(f"{where}: record header cut off at byte {position}: the file "
+                              "is truncated")
+        length = struct.unpack_from(order + "I", data, position + 8)[0]
+        frame = data[position + 16:position + 16 + length]
+        if len(frame) < length:
+            raise ReplayError(f"{where}: frame at byte {position} cut off: the file is "
+                              "truncated")
+        position += 16 + length
+        counts["frames"] += 1
+        payload = _udp_payload(frame)
+        try:
+            packet = mold.decode_packet(payload) if payload is not None else None
+        except ValueError:
+            packet = None
+        if packet is None:
+            counts["not_moldudp64"] += 1
+            continue
+        stream_ = sessions.setdefault(packet.session, {})
+        for k, message in enumerate(packet.messages):
+            if packet.sequence + k in stream_:
+                counts["duplicates"] += 1
+            else:
+                stream_[packet.sequence + k] = message
+    messages = [stream_[s] for stream_ in sessions.values() for s in sorted(stream_)]
+    counts["missing"] = sum(max(s) - min(s) + 1 - len(s) for s in sessions.values() if s)
+    recording = read_itch(_blocks(messages), where)
+    return recording._replace(kind="pcap", counts=counts)
+
+
+LOBSTER_NAME = re.compile(r"^(?P<ticker>[^_]+)_.*_message_(?P<levels>\d+)\.csv$")
+LOBSTER_EMPTY = 9_999_999_999        # the orderbook file's price of an empty level
+BID, ASK = 0, 1
+LOBSTER_LOCATE = 1
+
+
+def _lobster_rows(path, columns):
+    rows = []
+    with open(path, newline="") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            if len(row) < columns:
+                raise ReplayError(f"{path}:{number}: {len(row)} columns, LOBSTER has {columns}")
+            rows.append(row)
+    return rows
+
+
+def _lobster_book(row, levels):
+    """{(side, price): size} of one orderbook row (ask price, ask size, bid price, bid size, per
+    level), dummy levels left out."""
+    out = {}
+    for level in range(levels):
+        for side, column in ((ASK, 4 * level), (BID, 4 * level + 2)):
+            price, size = int(row[column]), int(row[column + 1])
+            if size > 0 and abs(price) < LOBSTER_EMPTY:
+                out[(side, price)] = size
+    return out
+
+
+def _top(book):
+    asks = [p for s, p in book if s == ASK]
+    bids = [p for s, p in book if s == BID]
+    ask, bid = min(asks, default=None), max(bids, default=None)
+    return (ask or 0, book.get((ASK, ask), 0), bid or 0, book.get((BID, bid), 0))
+
+
+class _LobsterTranslator:
+    """LOBSTER events as ITCH 5.0 messages on one locate. Orders that existed before the file
+    (the book it starts with, and levels that a deletion deeper in the book reveals) become
+    synthetic Add Orders; events on such unknown orders consume those synthetic orders."""
+
+    def __init__(self, stock):
+        self.stock = stock
+        self.out = []
+        self.orders = {}      # LOBSTER order id -> [ITCH reference, side, price, shares]
+        self.synthetic = {}   # (side, price) -> [[ITCH reference, shares], ...]
+        self.level = {}       # (side, price) -> shares on the book we sent
+        self.next_ref = self.match = 1
+
+    def emit(self, kind, **fields):
+        self.out.append(itch.encode(kind, stock_locate=LOBSTER_LOCATE, timestamp=self.ns,
+                                    **fields))
+
+    def add(self, side, price, shares):
+        ref, self.next_ref = self.next_ref, self.next_ref + 1
+        self.emit(b"A", order_ref=ref, side=b"BS"[side:side + 1], shares=shares,
+                  stock=self.stock, price=price)
+        self.level[(side, price)] = self.level.get((side, price), 0) + shares
+        return ref
+
+    def reduce(self, ref, side, price, left, shares, execute):
+        """Take `shares` of the `left` an order has: E (execution), X, or D when none stay."""
+        if execute:
+            self.emit(b"E", order_ref=ref, executed_shares=shares, match_number=self.match)
+            self.match += 1
+        elif shares < left:
+            self.emit(b"X", order_ref=ref, cancelled_shares=shares)
+        else:
+            self.emit(b"D", order_ref=ref)
+        self.level[(side, price)] -= shares
+
+    def event(self, kind, order, size, price, side):
+        if kind == 1:
+            self.orders[order] = [self.add(side, price, size), side, price, size]
+        elif kind in (2, 3, 4) and order in self.orders:
+            ref, side, price, left = self.orders[order]
+            shares = left if kind == 3 else min(size, left)
+            self.reduce(ref, side, price, left, shares, kind == 4)
+            self.orders[order][3] -= shares
+            if self.orders[order][3] == 0:
+                del self.orders[order]
+        elif kind in (2, 3, 4):      # an order from before the file: its level's synthetic one
+            queue = self.synthetic.get((side, price), [])
+            while size and queue:
+                take = min(size, queue[0][1])
+                self.reduce(queue[0][0], side, price, queue[0][1], take, kind == 4)
+                queue[0][1] -= take
+                size -= take
+                if queue[0][1] == 0:
+                    queue.pop(0)
+        elif kind == 5:
+            self.emit(b"P", side=b"BS"[side:side + 1], shares=size, stock=self.stock,
+                      price=price, match_number=self.match)
+            self.match += 1
+        elif kind == 6:
+            self.emit(b"Q", shares=size, stock=self.stock, cross_price=max(price, 0),
+                      match_number=self.match, cross_type=b"O")
+            self.match += 1
+        elif kind == 7:
+            self.emit(b"H", stock=self.stock, trading_state={-1: b"H", 0: b"Q"}.get(price, b"T"))
+
+    def materialise(self, book, shown=()):
+        """Synthetic orders for what `book` shows beyond what the messages sent so far built,
+        at the levels it reveals (those not `shown` before it): a level already shown that
+        grows with no message to explain it is the file's inconsistency, not hidden depth."""
+        for (side, price), size in book.items():
+            if (side, price) in shown:
+                continue
+            missing = size - self.level.get((side, price), 0)
+            if missing > 0:
+                ref = self.add(side, price, missing)
+                self.synthetic.setdefault((side, price), []).append([ref, missing])
+
+
+def _before_first(book, kind, size, price, side, levels):
+    """The book before the first message: the first orderbook row with that message undone."""
+    book = dict(book)
+    key = (side, price)
+    if kind == 1 and key in book:
+        book[key] -= size
+        if book[key] <= 0:
+            del book[key]
+    elif kind in (2, 3, 4):
+        shown = sorted((p for s, p in book if s == side), reverse=side == BID)
+        inside = len(shown) < levels or (price <= shown[-1] if side == ASK else
+                                          price >= shown[-1])
+        if key in book or inside:
+            book[key] = book.get(key, 0) + size
+    return book
+
+
+def read_lobster(message_path, orderbook_path=None, symbol=None):
+    """A LOBSTER message file and its orderbook file (by default the file of the same name
+    with ``orderbook`` for ``message``) as ITCH 5.0: a Stock Directory message, the book the
+    file starts with as synthetic orders, then each event. `book` holds the orderbook file's
+    top of book after each message; `marks` the last ITCH message of each."""
+    message_path = Path(message_path)
+    name = LOBSTER_NAME.match(message_path.name)
+    if name is None:
+        raise ReplayError(f"{message_path}: not a LOBSTER message file name "
+                          "(TICKER_date_start_end_message_N.csv)")
+    levels = int(name["levels"])
+    orderbook_path = Path(orderbook_path or message_path.with_name(
+        message_path.name.replace("_message_", "_orderbook_")))
+    if not orderbook_path.exists():
+        raise ReplayError(f"{message_path}: its orderbook file {orderbook_path} is missing")
+    stock = (symbol or name["ticker"]).upper()
+    events = _lobster_rows(message_path, 6)
+    books = _lobster_rows(orderbook_path, 4 * levels)
+    if len(events) != len(books):
+        raise ReplayError(f"{message_path}: {len(events)} messages but {orderbook_path} has "
+                          f"{len(books)} rows")
+    if not events:
+        raise ReplayError(f"{message_path}: no messages")
+    t = _LobsterTranslator(stock)
+    t.ns = 0
+    t.emit(b"R", stock=stock, market_category=b"Q", financial_status=b"N", round_lot_size=100,
+           round_lots_only=b"N", issue_classification=b"C", issue_subtype=b"Z",
+           authenticity=b"P", short_sale_threshold=b"N", ipo_flag=b"N", luld_tier=b"1",
+           etp_flag=b"N", inverse=b"N")
+    marks, tops, shown = [], [], {}
+    for number, (event, row) in enumerate(zip(events, books, strict=True), start=1):
+        try:
+            seconds, kind, order, size, price, direction = event[:6]
+            kind, order, size, price = int(kind), int(order), int(size), int(price)
+            side = {"1": BID, "-1": ASK}[direction.strip()]
+            t.ns = int(Decimal(seconds) * 10**9)
+            book = _lobster_book(row, levels)
+        except (ValueError, KeyError, ArithmeticError) as error:
+            raise ReplayError(f"{message_path}:{number}: not a LOBSTER event ({error})") \
+                from None
+        if not 1 <= kind <= 7:
+            raise ReplayError(f"{message_path}:{number}: event type {kind} (LOBSTER has 1-7)")
+        if number == 1:
+            shown = _before_first(book, kind, size, price, side, levels)
+            t.materialise(shown)
+        t.event(kind, order, size, price, side)
+        t.materialise(book, shown)
+        shown = book
+        marks.append(len(t.out) - 1)
+        tops.append(_top(book))
+    recording = read_itch(_blocks(t.out), str(message_path))
+    return recording._replace(kind="lobster", marks=marks, book=tops)
+
+
+def read_recording(path, symbol=None):
+    """Any supported file, by its contents (gzip, pcap, ITCH) or its LOBSTER name."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReplayError(f"{path}: no such file")
+    if LOBSTER_NAME.match(path.name):
+        return read_lobster(path, symbol=symbol)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise ReplayError(f"{path}: bad gzip data ({error})") from None
+    if data[:4] in PCAP_MAGIC or data[:4] == b"\x0a\x0d\x0d\x0a":
+        return read_pcap(data, str(path))
+    if len(data) >= 3:
+        spec = itch.MESSAGES.get(data[2:3])
+        if spec is not None and int.from_bytes(data[:2]) == spec.length:
+            return read_itch(data, str(path))
+    raise ReplayError(f"{path}: unknown file type: expected a pcap of MoldUDP64 frames, a Nasdaq "
+                      "ITCH 5.0 file (2-byte length + message, optionally gzip) or a LOBSTER "
+                      "message file named TICKER_date_start_end_message_N.csv")
+
+
+# Replay ---------------------------------------------------------------------------------------
+
+def _frames(recording, first, last):
+    """Frames of line A carrying messages first..last-1, MoldUDP64 sequence = index + 1."""
+    from .frames import udp_frame
+
+    blocks, offsets = recording.blocks, recording.offsets
+
+    def bound(k):     # where message k starts: the end of message k - 1
+        return offsets[k] if k < len(offsets) else len(blocks)
+
+    frames, start, budget = [], first, MAX_PAYLOAD - mold.HEADER_LENGTH
+    while start < last:
+        end = start + 1
+        while end < last and bound(end + 1) - offsets[start] <= budget:
+            end += 1
+        payload = (SESSION + (start + 1).to_bytes(8, "big") + (end - start).to_bytes(2, "big")
+                   + blocks[offsets[start]:bound(end)])
+        frames.append(udp_frame(payload, dst_ip=FEED_GROUP_A, dst_port=FEED_PORT,
+                                udp_checksum=False))
+        start = end
+    return frames
+
+
+def symbol_configuration(symbols):
+    """TOML for the host's parser: one ``[[symbol]]`` per (name, locate)."""
+    return "".join(f'[[symbol]]\nname = "{name}"\nlocate = {locate}\n\n'
+                   for name, locate in symbols.items())
+
+
+async def _configure(device, symbols):
+    from tickwire.host import api
+    from tickwire.host.config import ConfigError, parse
+
+    await api.load_filters(device, default_filters())
+    try:
+        plan = parse(symbol_configuration(symbols), device.map, "replay symbols")
+    except ConfigError as error:
+        raise ReplayError(str(error)) from None
+    for write in plan.writes:
+        await device.write(write.register, write.value, index=write.index)
+
+
+class Replayed(NamedTuple):
+    recording: Recording
+    symbols: dict         # name -> locate
+    updates: dict         # locate -> ([MoldUDP64 sequence], [(ask price, ask size, bid ...)])
+    counters: dict        # the device's counters after the replay, by register name
+    frames: int
+    cycles: int
+    seconds: float        # wall time of framing and clocking the model
+
+    def tops(self, name):
+        """The gateware's top of book of `name` after each message of the file."""
+        sequences, values = self.updates.get(self.symbols[name], ([], []))
+        marks = self.recording.marks
+        current, j = (0, 0, 0, 0), 0
+        for index in range(self.recording.messages):
+            sequence = (marks[index] if marks is not None else index) + 1
+            while j < len(sequences) and sequences[j] <= sequence:
+                current, j = values[j], j + 1
+            yield current
+
+
+def resolve(recording, names):
+    """{name: locate} of the requested symbols, from the recording's Stock Directory."""
+    out = {}
+    for name in names:
+        key = name.upper()
+        if key not in recording.directory:
+            known = ", ".join(sorted(recording.directory)[:10]) or "none"
+            raise ReplayError(f"symbol {name!r}: no Stock Directory message names it "
+                              f"(first known: {known})")
+        out[key] = recording.directory[key]
+    return out
+
+
+def replay(recording, symbols, top=None, chunk_messages=50_000):
+    """Drive the Verilated device with `recording`, the `symbols` ({name: locate}) subscribed
+    first through the host's configuration code."""
+    import time
+
+    from tickwire.host.device import Device
+
+    if len(symbols) > REPLAY_BOOK.symbols:
+        raise ReplayError(f"{len(symbols)} symbols, the replay build holds "
+                          f"{REPLAY_BOOK.symbols}")
+    top = top or ReplayTop()
+    top.power_on()
+
+    async def run():
+        device = await Device.open(top, top.register_map, identity=top.identity)
+        await _configure(device, symbols)
+        started, frames = time.perf_counter(), 0
+        count = len(recording.offsets)
+        for first in range(0, count, chunk_messages):
+            batch = _frames(recording, first, min(count, first + chunk_messages))
+            top.run_frames(batch)
+            frames += len(batch)
+        seconds = time.perf_counter() - started
+        return await device.counters(), frames, seconds
+
+    counters, frames, seconds = asyncio.run(run())
+    updates = {}
+    words = top.bbo
+    if any(words[1::BBO_WORDS]):
+        raise ReplayError("sequence numbers past 2**32: split the file")
+    wanted = set(symbols.values())
+    for sequence, locate, bid_price, bid_size, ask_price, ask_size in zip(
+            words[0::BBO_WORDS], words[2::BBO_WORDS], words[3::BBO_WORDS],
+            words[4::BBO_WORDS], words[5::BBO_WORDS], words[6::BBO_WORDS], strict=True):
+        if locate in wanted:
+            sequences, values = updates.setdefault(locate, ([], []))
+            sequences.append(sequence)
+            values.append((ask_price, ask_size, bid_price, bid_size))
+    return Replayed(recording, dict(symbols), updates, counters, frames, top.cycles, seconds)
+
+
+BBO_HEADER = ("index", "symbol", "ask_price", "ask_size", "bid_price", "bid_size")
+
+
+def write_bbo(replayed, path):
+    """The CSV of ``--bbo``: per message and symbol, the gateware's top of book (prices in
+    ITCH Price(4) units, an empty side as price 0, size 0)."""
+    names = list(replayed.symbols)
+    with open(path, "w") as out:
+        out.write(",".join(BBO_HEADER) + "\n")
+        columns = [replayed.tops(name) for name in names]
+        lines = []
+        for index, row in enumerate(zip(*columns, strict=True)):
+            for name, top in zip(names, row, strict=True):
+                lines.append(f"{index},{name},{top[0]},{top[1]},{top[2]},{top[3]}\n")
+            if len(lines) >= 65536:
+                out.write("".join(lines))
+                lines = []
+        out.write("".join(lines))
+
+
+def check_book(replayed, name):
+    """[(index, the file's top of book, the gateware's)] wherever they differ."""
+    if replayed.recording.book is None:
+        raise ReplayError(f"a {replayed.recording.kind} file carries no book to check against")
+    return [(index, expected, got) for index, (expected, got) in enumerate(
+        zip(replayed.recording.book, replayed.tops(name), strict=True)) if expected != got]
+
+
+@functools.cache
+def shared_top():
+    """One Verilated replay device per process (the command line's, the benchmark's)."""
+    return ReplayTop()
+
+
+def _plural(n, one, many):
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def summary(replayed):
+    """Lines for the command line: what was read, replayed, and what the device counted."""
+    r, c = replayed.recording, replayed.counters
+    lines = [f"{r.kind}: {_plural(r.messages, 'message', 'messages')}"
+             + (f" ({len(r.offsets):,} ITCH messages)" if r.marks is not None else "")]
+    if r.kind == "pcap":
+        lines.append(f"{_plural(r.counts['frames'], 'frame', 'frames')} read, "
+                     + _plural(r.counts["not_moldudp64"], "frame that is not MoldUDP64",
+                               "frames that are not MoldUDP64") + " skipped, "
+                     + f"{r.counts['duplicates']:,} duplicate messages dropped, "
+                     + f"{r.counts['missing']:,} sequence numbers missing")
+    rate = len(r.offsets) / replayed.seconds if replayed.seconds else 0
+    lines.append(f"{replayed.frames:,} frames, {replayed.cycles:,} cycles in "
+                 f"{replayed.seconds:.2f} s ({rate:,.0f} messages/s)")
+    for name, locate in replayed.symbols.items():
+        updates = len(replayed.updates.get(locate, ([], []))[0])
+        lines.append(f"{name} (locate {locate}): {_plural(updates, 'BookUpdate', 'BookUpdates')}")
+    delivered = c.get("feed.counters.mold.messages", 0)
+    lines.append(f"gateware: {delivered:,} messages delivered by the feed handler")
+    lines += [f"  {name} {value:,}" for name, value in c.items()
+              if value and name.startswith("book.counters.")]
+    return lines
