@@ -287,3 +287,20 @@ def test_server_defaults_follow_the_spec():
     assert (server.heartbeat_interval, server.idle_timeout) == (1.0, 15.0)
     with pytest.raises(ValueError):
         OrderEntryServer(Exchange(["AAPL"]), session="ELEVENCHARS")
+
+
+def test_the_exchange_outlives_its_server():
+    """A client still connected when the servers stop; afterwards the flow goes on and hits
+    our resting order: the exchange keeps working with nobody to wake."""
+    exchange = Exchange(["AAPL"])
+    server = OrderEntryServer(exchange, session=SESSION, username=USER, password=PASSWORD)
+    with serve_in_thread(server):
+        client = RawClient(server)
+        client.send(soup(b"L", login_request()) + soup(b"U", enter(1, "B", 100, tif="0")))
+        assert client.packet()[0] == b"A"
+        assert [m[0:1] for m in client.data(2)] == [b"S", b"A"]
+    assert server.counters["closed"] == 1
+    client.close()
+    exchange.apply_market(itch.encode(b"A", stock_locate=1, order_ref=1, side=b"S", shares=100,
+                                      stock=b"AAPL", price=1_000_000))
+    assert exchange.stream(SESSION)[-1][0:1] == b"E"

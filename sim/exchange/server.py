@@ -3,9 +3,10 @@
 One SoupBinTCP session (`session`) whose sequenced messages are the exchange's OUCH outbound
 stream for it; one client logged in at a time. A client logs in with ``L`` (user name and
 password checked; requested session blank or this one; requested sequence number 0 for
-"from now on", else the stream is replayed from that number), gets ``A`` or ``J`` (``A`` not
-authorised, ``S`` session unavailable), then sends OUCH inbound messages in ``U`` packets and
-heartbeats ``R``, and ends with ``O``. The server sends ``S`` for each sequenced message,
+"from now on", else the stream is replayed from that number, or from the next message when
+the number is past the end), gets ``A`` or ``J`` (``A`` not authorised, ``S`` session
+unavailable), then sends OUCH inbound messages in ``U`` packets and heartbeats ``R``, and
+ends with ``O``. The server sends ``S`` for each sequenced message,
 ``H`` after each `heartbeat_interval` of idle, ``Z`` when the session ends, and drops a
 client silent for `idle_timeout`. A packet that breaks the framing or the protocol is
 answered with a debug packet ``+`` naming the fault, the connection is closed, and it is
@@ -43,7 +44,7 @@ class OrderEntryServer:
         self._server = self._loop = None
         self._active = None                 # asyncio.Event of the logged-in connection
         self._ended = False
-        self._writers = set()
+        self._writers, self._tasks = set(), set()
         exchange.open_session(session)
         exchange.add_listener(self._stream_grew)
 
@@ -55,9 +56,12 @@ class OrderEntryServer:
         return self
 
     async def close(self):
+        """Stop listening and end every connection."""
         self._server.close()
         for writer in list(self._writers):
             writer.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         await self._server.wait_closed()
 
     def end_session(self):
@@ -69,7 +73,7 @@ class OrderEntryServer:
 
     def _stream_grew(self, session):
         wake = self._active
-        if session == self.session and wake is not None and self._loop is not None:
+        if session == self.session and wake is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(wake.set)
 
     # One connection --------------------------------------------------------------------------
@@ -77,6 +81,7 @@ class OrderEntryServer:
     async def _connection(self, reader, writer):
         self.counters["connections"] += 1
         self._writers.add(writer)
+        self._tasks.add(asyncio.current_task())
         packets, sender = PacketReader(), None
         try:
             wake, first, pending = await self._login(reader, writer, packets)
@@ -97,6 +102,7 @@ class OrderEntryServer:
                     await sender
                 self._active = None
             self._writers.discard(writer)
+            self._tasks.discard(asyncio.current_task())
             self.counters["closed"] += 1
             writer.close()
             with contextlib.suppress(ConnectionError):
