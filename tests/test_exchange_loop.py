@@ -106,3 +106,10 @@ def _ask(server, request):
         sock.settimeout(2.0)
         sock.sendto(request, (server.host, server.port))
         return sock.recv(2048)
+
+
+def test_bench_runs(capsys):
+    from tickwire.sim.exchange import bench
+    bench.main(messages=500, orders=20)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("apply_market: 500 messages") and "20 IOC orders" in out[1]
