@@ -28,7 +28,7 @@ def running():
                                           order_ref=ref, side=b"S", shares=shares,
                                           stock=b"AAPL", price=price))
     server = OrderEntryServer(exchange, session=SESSION, username=USER, password=PASSWORD,
-                              heartbeat_interval=0.2, idle_timeout=1.0)
+                              heartbeat_interval=0.2, idle_timeout=3.0)
     with serve_in_thread(server):
         yield exchange, server
 
