@@ -1,8 +1,13 @@
 """Risk property through the whole top level: random feeds, strategy quantities, limits and
 kill times on the Verilated `TickToTrade` (test build); an independent checker reads only the
 frames at MAC tx (scapy, and the OUCH 5.0 Enter Order table from the specification) and
-asserts that no order breaks the quantity, notional or worst-case position limit, that none
-starts after the kill, and that the gate's counters account for every intent."""
+asserts that no order breaks the quantity, notional or worst-case position limit or the
+per-symbol and global order-rate throttles, that none starts after the kill, and that the
+gate's counters account for every intent.
+
+The collar is not checked here: the threshold taker orders at the touch it saw, never through
+it, so the collar cannot bind on this path; the gate's own property tests
+(`tests/test_risk_properties.py`) drive it with intents through the touch."""
 
 import asyncio
 import struct
@@ -22,6 +27,22 @@ REASONS = ("not_armed", "killed", "bad_slot", "disabled", "quantity", "notional"
            "no_reference", "collar", "position", "slot_throttle", "global_throttle",
            "not_ready")
 _top = {}
+UNLIMITED = (1, 1000)                 # the bench configuration's throttles
+#: At most this many cycles between an order passing the gate and its frame starting at tx:
+#: the encoder's queue (4) and the frame in progress, 13 beats each, and its pipeline.
+GATE_TO_TX_CYCLES = 6 * 13 + 16
+
+
+def check_rate(cycles, interval, burst):
+    """Orders whose frames started at tx in `cycles` (ascending) passed a token bucket of
+    `burst` tokens refilled at one per `interval` cycles (GCRA: n orders decided within a
+    window of w cycles need n <= burst + w // interval). Each order was decided in the
+    GATE_TO_TX_CYCLES before its frame started, so orders i..j were decided within
+    cycles[j] - cycles[i] + GATE_TO_TX_CYCLES cycles."""
+    for i in range(len(cycles)):
+        for j in range(i, len(cycles)):
+            window = cycles[j] - cycles[i] + GATE_TO_TX_CYCLES
+            assert j - i + 1 <= burst + window // interval, (interval, burst, i, j, window)
 
 
 def top():
@@ -46,15 +67,39 @@ def orders(frames):
 @given(seed=st.integers(1, 10_000), quantity=st.sampled_from([100, 300, 700]),
        max_quantity=st.sampled_from([200, 500, 1000]), limit=st.integers(1000, 5000),
        notional=st.sampled_from([20_000, 100_000, 1_000_000]),
-       kill_chunk=st.one_of(st.none(), st.integers(1, 6)))
+       kill_chunk=st.one_of(st.none(), st.integers(1, 6)),
+       slot_throttle=st.sampled_from([UNLIMITED, (400, 1), (1500, 3)]),
+       global_throttle=st.sampled_from([UNLIMITED, (150, 2)]))
 def test_no_order_on_the_wire_breaks_a_limit(seed, quantity, max_quantity, limit, notional,
-                                             kill_chunk):
+                                             kill_chunk, slot_throttle, global_throttle):
+    run_and_check(seed, quantity, max_quantity, limit, notional, kill_chunk, slot_throttle,
+                  global_throttle)
+
+
+def test_the_throttles_bind_in_the_property_runs():
+    """Not vacuous: with the tight throttles of the property test, the gate refuses intents
+    for both buckets, and the rate check above holds on what went out."""
+    counters = run_and_check(7, 100, 1000, 5000, 1_000_000, None, (400, 1), (150, 2))
+    assert counters["risk.counters.slot_throttle"] > 0
+    assert counters["risk.counters.global_throttle"] > 0
+    assert counters["risk.counters.passes"] > 3
+
+
+def run_and_check(seed, quantity, max_quantity, limit, notional, kill_chunk, slot_throttle,
+                  global_throttle):
     device_top = top()
     flow = order_flow(3000, seed=seed)
     frames = ab_frames(b"PROPERTY01", flow, seed=seed, idle=0, end_of_session=False)
     text = bench_configuration(first_prices(flow), quantity=quantity, position_limit=limit)
     text = (text.replace("max_quantity = 10000", f"max_quantity = {max_quantity}")
-            .replace("max_notional = 100000000", f"max_notional = {notional}"))
+            .replace("max_notional = 100000000", f"max_notional = {notional}")
+            .replace("slot_throttle = { interval_cycles = 1, burst = 1000 }",
+                     "slot_throttle = {{ interval_cycles = {}, burst = {} }}".format(
+                         *slot_throttle))
+            .replace("global_throttle = { interval_cycles = 1, burst = 1000 }",
+                     "global_throttle = {{ interval_cycles = {}, burst = {} }}".format(
+                         *global_throttle)))
+    assert f"interval_cycles = {slot_throttle[0]}, burst = {slot_throttle[1]}" in text
 
     async def work():
         device = await Device.open(device_top, device_top.register_map,
@@ -73,6 +118,11 @@ def test_no_order_on_the_wire_breaks_a_limit(seed, quantity, max_quantity, limit
 
     killed_at, counters = asyncio.run(work())
     sent = orders(device_top.sent)
+    cycles = [frame.cycle for frame in device_top.sent]
+    check_rate(cycles, *global_throttle)
+    for symbol in {order[0] for order in sent}:
+        check_rate([c for c, order in zip(cycles, sent, strict=True) if order[0] == symbol],
+                   *slot_throttle)
     totals = {}
     for symbol, side, qty, price in sent:
         assert qty <= max_quantity
@@ -85,3 +135,4 @@ def test_no_order_on_the_wire_breaks_a_limit(seed, quantity, max_quantity, limit
     rejected = sum(counters[f"risk.counters.{reason}"] for reason in REASONS)
     assert counters["risk.counters.intents"] == counters["risk.counters.passes"] + rejected
     assert counters["risk.counters.passes"] == len(sent)
+    return counters
