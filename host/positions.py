@@ -16,7 +16,7 @@ import collections
 import dataclasses
 from decimal import Decimal
 
-__all__ = ["PnL", "Positions", "RiskUpdate", "clordid_strategy"]
+__all__ = ["PnL", "Positions", "RiskUpdate", "clordid_strategy", "flushed_release"]
 
 TRADE, CANCELED, REJECTED = "F", "4", "8"
 BUY, SELL = 0, 1                       # the risk gate's Side
@@ -45,6 +45,17 @@ class RiskUpdate:
             raise KeyError(f"{self.symbol!r} has no risk slot")
         return {"write": 1, "index": slots[self.symbol], "side": self.side,
                 "filled": self.filled, "released": self.released}
+
+
+def flushed_release(entry, symbols):
+    """The `RiskUpdate` for an order log entry with ``sent`` 0: the gate passed the order (and
+    counts it open) but the encoder flushed it on a kill, so no drop copy will ever release it.
+    `entry` is a drained ``order.log`` dict or a `tickwire.sim.ouch.LogEntry`; `symbols` maps
+    slot -> symbol."""
+    fields = entry if isinstance(entry, dict) else dict(entry.intent, sent=entry.sent)
+    if fields["sent"]:
+        raise ValueError("the order was sent: its release comes from the drop copy")
+    return RiskUpdate(symbols[fields["slot"]], fields["side"], 0, fields["quantity"])
 
 
 @dataclasses.dataclass(frozen=True)

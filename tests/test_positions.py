@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tickwire.host.dropcopy import ExecutionReport
-from tickwire.host.positions import Positions, RiskUpdate
+from tickwire.host.positions import Positions, RiskUpdate, flushed_release
+from tickwire.sim import ouch as sim_ouch
 
 _ids = itertools.count(1)
 
@@ -80,6 +81,17 @@ def test_risk_updates_account_for_every_share_of_an_order():
         {"write": 1, "index": 7, "side": 1, "filled": 0, "released": 50}
     with pytest.raises(KeyError, match="MSFT"):
         RiskUpdate("MSFT", 1, 0, 50).register_value({"AAPL": 7})
+
+
+def test_orders_flushed_by_a_kill_are_released():
+    encoder = sim_ouch.EncoderModel(sim_ouch.Template(), ["AAPL", "MSFT"])
+    flushed = encoder.flush(dict(slot=1, side=1, quantity=40, price=10, tif=0))
+    assert flushed_release(flushed, ["AAPL", "MSFT"]) == RiskUpdate("MSFT", 1, 0, 40)
+    drained = dict(sent=0, slot=0, side=0, quantity=7, user_ref_num=3)
+    assert flushed_release(drained, {0: "AAPL"}) == RiskUpdate("AAPL", 0, 0, 7)
+    _, sent = encoder.send(dict(slot=1, side=1, quantity=40, price=10, tif=0))
+    with pytest.raises(ValueError, match="drop copy"):
+        flushed_release(sent, ["AAPL", "MSFT"])
 
 
 def test_daily_loss_limit_kills_exactly_once():

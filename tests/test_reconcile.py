@@ -7,14 +7,17 @@ alarm; each fault, injected in one record, gives its alarm and no other."""
 import dataclasses
 import datetime
 import json
+import time
 
 import pytest
 
-from tickwire.host.dropcopy import ExecutionReport
+from tickwire.host.dropcopy import DropCopyClient, ExecutionReport
+from tickwire.host.positions import Positions
 from tickwire.host.reconcile import clordid, reconcile
+from tickwire.host.store import ExecutionStore
 from tickwire.sim import itch
 from tickwire.sim import ouch as sim_ouch
-from tickwire.sim.dropcopy import execution_report
+from tickwire.sim.dropcopy import DropCopyAcceptor, execution_report
 from tickwire.sim.exchange import Exchange
 from tickwire.sim.exchange import messages as ouch_messages
 
@@ -24,6 +27,11 @@ BUY, SELL, DAY, IOC = 0, 1, 0, 1
 
 def session():
     """(log entries, OUCH replies, drop copy reports) of a small trading session."""
+    return exchange_session()[:3]
+
+
+def exchange_session():
+    """`session` and the exchange's order events."""
     exchange = Exchange(["AAPL"])
     for ref, side, price, shares in ((1, b"S", 1_000_000, 300), (2, b"S", 1_000_100, 400),
                                      (3, b"B", 999_900, 200)):
@@ -47,7 +55,7 @@ def session():
     date = datetime.date(2026, 1, 2)
     reports = [ExecutionReport.from_fix(execution_report(e, avg_px=0, date=date))
                for e in exchange.events]
-    return log, replies, reports
+    return log, replies, reports, exchange.events
 
 
 def run(log, replies, reports):
@@ -163,3 +171,37 @@ def test_log_entries_as_the_device_drains_them():
     log, replies, reports = session()
     drained = [dict(sent=int(e.sent), user_ref_num=e.user_ref_num, **e.intent) for e in log]
     assert run(drained, replies, reports).alarms == []
+
+
+def test_the_session_through_the_live_drop_copy(tmp_path):
+    """The exchange's events over FIX (QuickFIX both ends) into the store: reconciliation is
+    clean, positions are the executions' net, and the risk updates return every logged
+    order's open quantity (filled + released = quantity sent, per slot and side)."""
+    log, replies, _, events = exchange_session()
+    store = ExecutionStore(tmp_path / "executions.sqlite")
+    with DropCopyAcceptor(tmp_path / "exchange") as acceptor:
+        with DropCopyClient(tmp_path / "host", store, port=acceptor.port, heartbeat=1,
+                            reconnect=1) as host:
+            host.wait_logged_on()
+            for event in events:
+                acceptor.send(event)
+            deadline = time.monotonic() + 15
+            while len(store) < len(events) and time.monotonic() < deadline:
+                time.sleep(0.01)
+    stored = [r for _, r in store.reports()]
+    assert len(stored) == len(events)
+    assert run(log, replies, stored).alarms == []
+    positions, open_returned = Positions(), {}
+    for report in stored:
+        for u in positions.apply(report):
+            open_returned[u.symbol, u.side] = open_returned.get((u.symbol, u.side), 0) + \
+                u.filled + u.released
+    sent = {}
+    for e in log:
+        if e.sent:
+            key = SYMBOLS[e.intent["slot"]], e.intent["side"]
+            sent[key] = sent.get(key, 0) + e.intent["quantity"]
+    assert open_returned == sent
+    net = sum((-1 if r["user_ref_num"] == 3 else 1) * r["quantity"]
+              for r in replies if r["type"] == b"E")
+    assert positions.position("AAPL") == net == 100 + 500 - 50
