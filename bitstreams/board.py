@@ -16,6 +16,8 @@ from amaranth.lib.wiring import In, Out
 from tickwire.hdl.net.rgmii import Mac, rgmii_signature
 from tickwire.hdl.top import TickToTrade
 
+from .mii import MiiMac, mii_signature
+
 #: LED blink lengths, in core cycles as powers of two (about 0.13 s and 1 Hz at 62.5 MHz).
 ACTIVITY_BITS = 23
 HEARTBEAT_BITS = 26
@@ -30,11 +32,12 @@ class BoardCore(wiring.Component):
     top : keyword arguments of `TickToTrade` (``book``, ``feed``, ``control``)
     pins : the RGMII pins from the platform (``eth_rgmii``, ``dir="-"``), or None for the
         simulation, where they are the ``rgmii`` port and the DDR registers are generic logic
+    phy : ``"rgmii"`` (`Mac`, 1 Gb/s) or ``"mii"`` (`MiiMac`, 100 Mb/s, pins always a port)
 
     Ports
     -----
-    rgmii : Out(rgmii_signature()), only without ``pins``
-    clk125, clk125_90 : In(1), the transmit clock and the same 90 degrees (2 ns) later
+    rgmii : Out(rgmii_signature()), RGMII without ``pins``; mii : Out(mii_signature()), MII
+    clk125, clk125_90 : In(1), RGMII only: the transmit clock and the same 90 degrees later
     bus : In(register bus) of `TickToTrade`, for a board with a host bus (PCIe) and for tests;
         a board without one ties its strobes to 0
     activity : Out(1), high for 2**`ACTIVITY_BITS` cycles after each frame received
@@ -42,25 +45,33 @@ class BoardCore(wiring.Component):
     heartbeat : Out(1), toggles every 2**(`HEARTBEAT_BITS` - 1) cycles: the core clock runs
     """
 
-    def __init__(self, *, identity=0, top=None, pins=None):
+    def __init__(self, *, identity=0, top=None, pins=None, phy="rgmii"):
         self.t2t = TickToTrade(identity=identity, **dict(top or {}))
-        self.mac = Mac(pins=pins)
         members = {
-            "clk125": In(1), "clk125_90": In(1),
             "bus": In(self.t2t.bus.signature.flip()),
             "activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
         }
-        if pins is None:
-            members["rgmii"] = Out(rgmii_signature())
+        if phy == "rgmii":
+            self.mac = Mac(pins=pins)
+            members.update({"clk125": In(1), "clk125_90": In(1)})
+            if pins is None:
+                members["rgmii"] = Out(rgmii_signature())
+        elif phy == "mii":
+            self.mac = MiiMac()
+            members["mii"] = Out(mii_signature())
+        else:
+            raise ValueError(f"phy must be 'rgmii' or 'mii', not {phy!r}")
         super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.mac = mac = self.mac
         m.submodules.t2t = t2t = self.t2t
-        if "rgmii" in self.signature.members:
-            wiring.connect(m, wiring.flipped(self.rgmii), mac.rgmii)
-        m.d.comb += [mac.clk125.eq(self.clk125), mac.clk125_90.eq(self.clk125_90)]
+        for pins in ("rgmii", "mii"):
+            if pins in self.signature.members:
+                wiring.connect(m, wiring.flipped(getattr(self, pins)), getattr(mac, pins))
+        if "clk125" in self.signature.members:
+            m.d.comb += [mac.clk125.eq(self.clk125), mac.clk125_90.eq(self.clk125_90)]
         wiring.connect(m, mac.rx, t2t.rx)
         wiring.connect(m, t2t.tx, mac.tx)
         wiring.connect(m, wiring.flipped(self.bus), t2t.bus)
@@ -105,6 +116,15 @@ class Ecp5Pll(Elaboratable):
     def core_mhz(self):
         return self.VCO_MHZ / self.core_div
 
+    def parameters(self):
+        """The EHXPLLL's divider and phase parameters."""
+        return {
+            "CLKI_DIV": self._clki_div(self.clki_mhz), "FEEDBK_PATH": "CLKOP", "CLKFB_DIV": 5,
+            "CLKOP_DIV": 5, "CLKOP_CPHASE": 2, "CLKOP_FPHASE": 0,
+            "CLKOS_DIV": 5, "CLKOS_CPHASE": 3, "CLKOS_FPHASE": 2,
+            "CLKOS2_DIV": self.core_div, "CLKOS2_CPHASE": 2, "CLKOS2_FPHASE": 0,
+        }
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.pll = Instance(
@@ -115,12 +135,9 @@ class Ecp5Pll(Elaboratable):
             a_MFG_GMCREF_SEL="2",
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
             p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
-            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-            p_CLKI_DIV=self._clki_div(self.clki_mhz), p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=5,
-            p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=5, p_CLKOP_CPHASE=2, p_CLKOP_FPHASE=0,
-            p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=5, p_CLKOS_CPHASE=3, p_CLKOS_FPHASE=2,
-            p_CLKOS2_ENABLE="ENABLED", p_CLKOS2_DIV=self.core_div, p_CLKOS2_CPHASE=2,
-            p_CLKOS2_FPHASE=0,
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKOP_ENABLE="ENABLED",
+            p_CLKOS_ENABLE="ENABLED", p_CLKOS2_ENABLE="ENABLED",
+            **{f"p_{name}": value for name, value in self.parameters().items()},
             i_CLKI=self.clki, i_CLKFB=self.clk125, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
             i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
             i_ENCLKOP=0,
@@ -145,8 +162,9 @@ class Ecpix5Top(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.pll = pll = self.pll
-        m.d.comb += pll.clki.eq(platform.request("clk100", 0).i)
-        button = platform.request("rst", 0)
+        m.submodules.clk100 = clk100 = io.Buffer("i", platform.request("clk100", 0, dir="-"))
+        m.submodules.button = button = io.Buffer("i", platform.request("rst", 0, dir="-"))
+        m.d.comb += pll.clki.eq(clk100.i)
 
         m.domains.sync = ClockDomain()
         m.d.comb += ClockSignal("sync").eq(pll.core)
@@ -162,7 +180,9 @@ class Ecpix5Top(Elaboratable):
         m.d.comb += [core.clk125.eq(pll.clk125), core.clk125_90.eq(pll.clk125_90),
                      core.bus.r_stb.eq(0), core.bus.w_stb.eq(0)]
 
-        leds = [platform.request("rgb_led", n) for n in range(4)]
-        m.d.comb += [leds[0].g.o.eq(core.activity), leds[1].g.o.eq(core.armed),
-                     leds[2].r.o.eq(core.killed), leds[3].b.o.eq(core.heartbeat)]
+        for n, (colour, status) in enumerate((("g", core.activity), ("g", core.armed),
+                                              ("r", core.killed), ("b", core.heartbeat))):
+            led = getattr(platform.request("rgb_led", n, dir="-"), colour)
+            m.submodules[f"led{n}"] = buffer = io.Buffer("o", led)
+            m.d.comb += buffer.o.eq(status)
         return m

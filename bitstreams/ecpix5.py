@@ -24,7 +24,7 @@ from pathlib import Path
 from tickwire.sim.toolchain import cache_dir, locked
 
 from .manifest import write_manifest
-from .plan import identified_plan, top_parameters
+from .plan import identified_plan, register_map_json, top_parameters
 
 BOARD = "ecpix5"
 NAME = "tickwire"
@@ -169,10 +169,7 @@ def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage:
         if errors:
             raise BuildError("timing or utilisation check failed (report in "
                              f"{folder / 'timing.json'}):\n" + "\n".join(errors))
-        from tickwire.hdl.platform.device import describe_only
-        from tickwire.hdl.top import TickToTrade
-        registers = describe_only(TickToTrade(**top_parameters(parameters))).register_map
-        (folder / "registers.json").write_text(registers.to_json())
+        (folder / "registers.json").write_text(register_map_json(parameters))
         write_manifest(manifest, board=BOARD, parameters=parameters, identity=identity,
                        bitstream=folder / f"{NAME}.bit", timing=summary,
                        core_clock_mhz=core_mhz(parameters), tools=tool_versions(),

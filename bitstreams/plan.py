@@ -70,3 +70,11 @@ def identified_plan(prepare):
     """(identity, the plan carrying it): both steps."""
     identity = plan_identity(prepare)
     return identity, prepare(identity)
+
+
+def register_map_json(parameters):
+    """The register map (JSON) of a board build with these parameters, for the host."""
+    from tickwire.hdl.platform.device import describe_only
+    from tickwire.hdl.top import TickToTrade
+
+    return describe_only(TickToTrade(**top_parameters(parameters))).register_map.to_json()

@@ -1,0 +1,212 @@
+"""cocotb bench of the Verilated board top level (`BoardCore`: RGMII MAC + TickToTrade), the
+ECPIX-5 build's parameters, at the board's clocks (core 62.5 MHz, RGMII 125 MHz).
+
+The PHY is cocotbext-eth's `RgmiiSource` and `RgmiiSink`; market data frames are built with
+scapy and go in on the RGMII pins; order frames are taken off the RGMII transmit pins, their
+FCS checked by cocotbext-eth and zlib, then parsed by scapy (IPv4 and TCP checksums
+recomputed) and their OUCH 5.0 Enter Order decoded with the field table of the specification
+(section 2.1). The host's own driver programs the core over the register bus.
+"""
+
+import os
+import struct
+import zlib
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotbext.eth import GmiiFrame, RgmiiSink, RgmiiSource
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from tickwire.bitstreams.ecpix5 import ECPIX5_PARAMETERS
+from tickwire.bitstreams.plan import top_parameters
+from tickwire.host import api
+from tickwire.host.device import Device
+from tickwire.sim import itch
+from tickwire.sim import moldudp64 as mold
+from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT
+from tickwire.sim.t2t_run import configure_and_arm
+
+IDENTITY = int(os.environ["TICKWIRE_IDENTITY"], 16)
+CORE_NS = float(os.environ.get("CORE_NS", "16"))
+SESSION = {"sequence": 1000, "ack": 77, "window": 65535}
+ENTER_ORDER = struct.Struct(">cIcI8sqccccc14sH")   # OUCH 5.0 Enter Order, type 'O'
+CONFIG = """
+[[symbol]]
+name = "AAPL"
+locate = 1
+
+[[strategy.taker]]
+symbol = "AAPL"
+buy_at_or_below = 100.00
+sell_at_or_above = 100.50
+quantity = 300
+
+[risk]
+slot_throttle = { interval_cycles = 1, burst = 100 }
+global_throttle = { interval_cycles = 1, burst = 100 }
+
+[risk.default]
+max_quantity = 1000
+max_notional = 1000000
+collar_bps = 50
+position_limit = 100000
+
+[order]
+src_mac = "02:00:00:00:00:01"
+dst_mac = "02:00:00:00:00:02"
+src_ip = "10.0.0.1"
+dst_ip = "10.0.0.2"
+src_port = 40001
+dst_port = 15000
+ttl = 64
+display = "Y"
+capacity = "P"
+intermarket_sweep = "N"
+cross_type = "N"
+clordid_prefix = "BOARD1"
+"""
+
+
+class TB:
+    def __init__(self, dut):
+        self.dut = dut
+        cocotb.start_soon(Clock(dut.clk, CORE_NS, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk125, 8, unit="ns").start())
+        cocotb.start_soon(self._late_clocks())
+        self.source = RgmiiSource(dut.rgmii__rxd, dut.rgmii__rx_ctl, dut.rgmii__rx_clk, dut.rst)
+        self.sink = RgmiiSink(dut.rgmii__txd, dut.rgmii__tx_ctl, dut.rgmii__tx_clk, dut.rst)
+
+    async def _late_clocks(self):
+        await Timer(2, unit="ns")
+        cocotb.start_soon(Clock(self.dut.clk125_90, 8, unit="ns").start())
+        await Timer(1.3, unit="ns")
+        cocotb.start_soon(Clock(self.dut.rgmii__rx_clk, 8, unit="ns").start())
+
+    async def reset(self):
+        dut = self.dut
+        dut.rst.value = 1
+        dut.bus__r_stb.value = 0
+        dut.bus__w_stb.value = 0
+        await ClockCycles(dut.clk, 8)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 8)
+
+    async def read_word(self, address):
+        dut = self.dut
+        dut.bus__addr.value, dut.bus__r_stb.value = address, 1
+        await RisingEdge(dut.clk)
+        dut.bus__r_stb.value = 0
+        await RisingEdge(dut.clk)
+        return int(dut.bus__r_data.value)
+
+    async def write_word(self, address, value):
+        dut = self.dut
+        dut.bus__addr.value, dut.bus__w_data.value, dut.bus__w_stb.value = address, value, 1
+        await RisingEdge(dut.clk)
+        dut.bus__w_stb.value = 0
+
+    async def device(self):
+        regs = api.register_map(**top_parameters(ECPIX5_PARAMETERS))
+        device = await Device.open(self, regs, identity=IDENTITY)
+        await configure_and_arm(device, CONFIG, SESSION, "board.toml")
+        return device
+
+    async def frames_out(self, count, timeout_us=40):
+        """`count` frames from the transmit pins (FCS checked, stripped)."""
+        frames = []
+        for _ in range(count):
+            frame = await cocotb.triggers.with_timeout(self.sink.recv(), timeout_us, "us")
+            assert frame.error is None or not any(frame.error)
+            assert frame.check_fcs()
+            raw = bytes(frame.get_payload(strip_fcs=False))
+            assert zlib.crc32(raw) == 0x2144DF1C
+            frames.append(raw[:-4])
+        return frames
+
+
+def feed_frame(sequence, messages):
+    payload = mold.encode_packet(b"BOARDSESS1", sequence, messages)
+    return bytes(Ether(dst="01:00:5e:36:0c:6f", src="02:00:00:00:00:09")
+                 / IP(dst=".".join(str(FEED_GROUP_A >> s & 255) for s in (24, 16, 8, 0)),
+                      src="10.1.2.3") / UDP(sport=40000, dport=FEED_PORT) / Raw(payload))
+
+
+def add(ref, side, shares, price):
+    return itch.encode(b"A", stock_locate=1, order_ref=ref, side=side, shares=shares,
+                       stock="AAPL", price=price)
+
+
+def decode_order(frame):
+    packet = Ether(frame)
+    rebuilt = Ether(frame)
+    del rebuilt[IP].chksum
+    del rebuilt[TCP].chksum
+    rebuilt = Ether(bytes(rebuilt))
+    assert packet[IP].chksum == rebuilt[IP].chksum, "IPv4 header checksum"
+    assert packet[TCP].chksum == rebuilt[TCP].chksum, "TCP checksum"
+    payload = bytes(packet[TCP].payload)
+    assert payload[:3] == struct.pack(">Hc", 48, b"U")
+    names = ("type", "user_ref", "side", "quantity", "symbol", "price", "tif", "display",
+             "capacity", "sweep", "cross", "clordid", "appendage")
+    return packet[TCP], dict(zip(names, ENTER_ORDER.unpack(payload[3:50]), strict=True))
+
+
+async def send_feed(tb, messages, first_sequence=1):
+    for sequence, message in enumerate(messages, start=first_sequence):
+        await tb.source.send(GmiiFrame.from_payload(feed_frame(sequence, [message])))
+    await tb.source.wait()
+
+
+@cocotb.test()
+async def feed_frames_on_rgmii_give_order_frames_on_rgmii(dut):
+    tb = TB(dut)
+    await tb.reset()
+    assert int(dut.armed.value) == 0 and int(dut.activity.value) == 0
+    device = await tb.device()
+    await ClockCycles(dut.clk, 2)
+    assert int(dut.armed.value) == 1
+    await send_feed(tb, [
+        add(1, b"B", 500, 99_0000),      # no trigger
+        add(2, b"S", 100, 100_0000),     # ask 100.00 <= 100.00: buy 300 @ 100.00
+        add(3, b"B", 700, 100_5000),     # bid 100.50 >= 100.50: sell 300 @ 100.50
+    ])
+    frames = await tb.frames_out(2)
+    expected = [(b"B", 300, 100_0000), (b"S", 300, 100_5000)]
+    sequence = SESSION["sequence"]
+    for k, (frame, (side, quantity, price)) in enumerate(zip(frames, expected, strict=True)):
+        tcp, order = decode_order(frame)
+        assert frame[:6] == bytes.fromhex("020000000002")
+        assert tcp.seq == sequence and tcp.ack == SESSION["ack"]
+        sequence += 50
+        assert (order["type"], order["user_ref"], order["side"], order["quantity"],
+                order["symbol"], order["price"]) == (b"O", k + 1, side, quantity, b"AAPL    ",
+                                                      price)
+        assert order["clordid"] == b"BOARD1" + f"{k + 1:08X}".encode()
+    assert int(dut.activity.value) == 1
+    counters = await device.counters()
+    assert counters["feed.counters.udp.accepted"] == 3, counters
+    assert [e["sent"] for e in await device.drain("order.log")] == [1, 1]
+
+
+@cocotb.test()
+async def after_a_kill_no_order_leaves_the_pins(dut):
+    tb = TB(dut)
+    await tb.reset()
+    device = await tb.device()
+    await api.kill(device)
+    await ClockCycles(dut.clk, 4)
+    assert int(dut.killed.value) == 1 and int(dut.armed.value) == 0
+    await send_feed(tb, [add(11, b"S", 100, 99_0000)])
+    await ClockCycles(dut.clk, 400)
+    assert tb.sink.empty()
+    assert (await device.counters())["risk.counters.intents"] == 1
+    await api.clear_kill(device)
+    await api.arm(device)
+    assert int(dut.killed.value) == 0
+    await send_feed(tb, [add(12, b"S", 100, 98_0000)], first_sequence=2)
+    (frame,) = await tb.frames_out(1)
+    _, order = decode_order(frame)
+    assert (order["side"], order["price"]) == (b"B", 98_0000)
