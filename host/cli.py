@@ -571,6 +571,56 @@ async def _kill(api, dev, clear):
     await (api.clear_kill(dev) if clear else api.kill(dev))
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=7000, show_default=True,
+              help="UDP port to serve on (0: any free port).")
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on; datagrams from it enter the device as from the "
+              "configured host, from any other address as a stranger's.")
+@click.option("--token", default=None, metavar="HEX",
+              help="The control token to load (32 hex digits; default: a random one, printed).")
+@click.option("--seconds", type=click.FloatRange(min=0), default=None,
+              help="Stop after this long (default: until interrupted).")
+def serve(port, bind, token, seconds):
+    """Serve the simulated NIC's UDP control channel on a real socket, as a board would: each
+    datagram enters the Verilated device at MAC rx as an Ethernet/IPv4/UDP frame and the
+    reply is what its gateware sends at MAC tx. Then, from another shell:
+    TICKWIRE_CONTROL_TOKEN=<token> tickwire status --device udp://127.0.0.1:7000"""
+    import asyncio
+    import secrets
+    import threading
+
+    from tickwire.host.device import Device
+    from tickwire.host.transports import SimTransport
+    from tickwire.host.udp_control import TOKEN_BYTES
+    from tickwire.sim.nic import shared_nic
+    from tickwire.sim.nic_control import ControlServer, GatewareEndpoint
+
+    try:
+        secret = bytes.fromhex(token) if token else secrets.token_bytes(TOKEN_BYTES)
+    except ValueError:
+        secret = b""
+    if len(secret) != TOKEN_BYTES or not any(secret):
+        raise click.BadParameter(f"give {2 * TOKEN_BYTES} hex digits, not all zero",
+                                 param_hint="--token")
+    nic = shared_nic()
+    device = Device(SimTransport(nic), nic.register_map)
+    asyncio.run(device.write("control.token", int.from_bytes(secret, "big")))
+    try:
+        server = ControlServer(GatewareEndpoint(nic, host=bind), port, address=bind)
+    except OSError as error:
+        raise click.ClickException(f"cannot serve on {bind}:{port}: {error}") from None
+    with server:
+        click.echo(f"serving the simulated NIC's control channel on udp://{bind}:{server.port}"
+                   f" (design identity {nic.identity:016x})")
+        click.echo(f"TICKWIRE_CONTROL_TOKEN={secret.hex()}", err=True)
+        sys.stdout.flush()
+        try:
+            threading.Event().wait(seconds)
+        except KeyboardInterrupt:
+            pass
+
+
 _trading_command("arm", _arm, "armed")
 _trading_command("disarm", _disarm, "disarmed")
 _trading_command("kill", _kill, "kill switch written", click.option(

@@ -134,14 +134,15 @@ def _ipv4_at(frame, offset):
 
 
 class ControlServer:
-    """Serves a `ControlEndpoint` on ``127.0.0.1`` (an ephemeral port unless given), from a
-    thread; ``drop_replies`` loses that many replies first (to exercise retransmission)."""
+    """Serves an endpoint (`ControlEndpoint`, `GatewareEndpoint`) on `address` (an ephemeral
+    port unless given), from a thread; ``drop_replies`` loses that many replies first (to
+    exercise retransmission)."""
 
-    def __init__(self, endpoint, port=0, drop_replies=0):
+    def __init__(self, endpoint, port=0, drop_replies=0, address="127.0.0.1"):
         self.endpoint = endpoint
         self.drop_replies = drop_replies
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", port))
+        self.socket.bind((address, port))
         self.socket.settimeout(0.05)
         self.port = self.socket.getsockname()[1]
         self._stop = threading.Event()

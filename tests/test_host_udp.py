@@ -287,3 +287,31 @@ def test_the_host_port_waits_while_a_control_request_holds_the_bus(nic):
     nic.run(drain_cycles=200)
     assert asyncio.run(direct.read("bus.counters.refused")) == 1
     assert asyncio.run(direct.read("order.histogram_bins")) == {"base": 0x1000 + 11, "shift": 11}
+
+
+def test_tickwire_serve_then_status_over_udp_from_another_process():
+    """The README's walk-through: `tickwire serve` in one process, `tickwire status` over
+    udp:// in another; the status comes from the served device's gateware."""
+    with subprocess.Popen(TICKWIRE + ["serve", "--port", "0", "--seconds", "300",
+                                      "--token", TOKEN.hex()],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as serve:
+        try:
+            line = serve.stdout.readline()
+            assert line.startswith("serving"), line
+            words = line.split()
+            device, identity = words[7], words[-1].rstrip(")")
+            env = dict(os.environ, TICKWIRE_CONTROL_TOKEN=TOKEN.hex())
+            result = subprocess.run(TICKWIRE + ["status", "--device", device, "--json"],
+                                    capture_output=True, text=True, env=env, timeout=300)
+            assert result.returncode == 0, result.stderr
+            report = json.loads(result.stdout)
+            assert report["identity"] == identity
+            assert report["counters"]["control.counters.accepted"] > 0
+        finally:
+            serve.terminate()
+
+
+def test_serve_refuses_a_bad_token():
+    result = subprocess.run(TICKWIRE + ["serve", "--token", "00" * 16, "--seconds", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not all zero" in result.stderr
