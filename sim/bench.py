@@ -1,8 +1,8 @@
 """`make bench`: rate, latency and synthesis figures of the feed path, the order book, the
-tick-to-trade loop and the Ethernet MAC.
+tick-to-trade loop, recorded-data replay and the Ethernet MAC.
 
-Options: --no-book, --no-t2t, --no-synth, --book-synth (`make bench-hw`: adds the book's
-default build, the tick-to-trade blocks and the whole top level on the ECP5: hours of place
+Options: --no-book, --no-t2t, --no-replay, --no-synth, --book-synth (`make bench-hw`: adds the
+book's default build, the tick-to-trade blocks and the whole top level on the ECP5: hours of place
 and route on 2 cores).
 
 Writes flat keys to build/bench.json and prints a table. Every figure comes from a run made
@@ -24,6 +24,7 @@ from .book_bench import book_figures, book_synthesis_figures
 from .feed_run import Frame
 from .frames import udp_frame
 from .mac_bench import mac_figures
+from .recorded import replay_figures
 from .scenario import FEED_GROUP_A, FEED_PORT, ab_frames, default_filters, order_flow
 from .t2t_bench import t2t_figures
 from .verilated_feed import VerilatedFeedHandler
@@ -152,6 +153,9 @@ def main(argv=None):
     if "--no-t2t" not in argv:
         with console.status("tick to trade: the Verilated top level on the bench scenario"):
             results.update(t2t_figures())
+    if "--no-replay" not in argv:
+        with console.status("replay: a 1M-message ITCH file through the device with --bbo"):
+            results.update(replay_figures())
     with console.status("the Ethernet MAC's latency in simulation"):
         results.update(mac_figures())
     if "--no-synth" not in argv:

@@ -724,3 +724,35 @@ def summary(replayed):
     lines += [f"  {name} {value:,}" for name, value in c.items()
               if value and name.startswith("book.counters.")]
     return lines
+
+
+# Benchmark (`make bench`) ---------------------------------------------------------------------
+
+BENCH_MESSAGES = 1_000_000
+
+
+def replay_figures(messages=BENCH_MESSAGES, symbols=("AAPL", "MSFT")):
+    """``replay.*``: a recorded ITCH 5.0 file of `messages` messages (the default scenario's
+    order flow, written as a daily file) replayed as ``tickwire replay FILE --symbol AAPL
+    --symbol MSFT --bbo OUT.csv`` does, timed from reading the file to the CSV written (the
+    Verilated model built and loaded beforehand)."""
+    import time
+
+    from .scenario import order_flow
+
+    folder = cache_dir("bench", "replay")
+    path, out = folder / f"flow-{messages}.NASDAQ_ITCH50", folder / "bbo.csv"
+    if not path.exists():
+        path.write_bytes(_blocks(order_flow(messages, seed=99)))
+    top = shared_top()
+    started = time.perf_counter()
+    recording = read_recording(path)
+    replayed = replay(recording, resolve(recording, symbols), top=top)
+    write_bbo(replayed, out)
+    seconds = time.perf_counter() - started
+    c = replayed.counters
+    lost = c["book.counters.fifo_overflow"] + messages - c["feed.counters.mold.messages"]
+    return {"replay.messages": messages, "replay.msgs_per_s": round(messages / seconds),
+            "replay.model_msgs_per_s": round(messages / replayed.seconds),
+            "replay.cycles_per_message": round(replayed.cycles / messages, 3),
+            "replay.book_updates": c["book.counters.updates"], "replay.lost": lost}
