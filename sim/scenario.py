@@ -111,13 +111,14 @@ def order_flow(count, *, seed=1, symbols=DEFAULT_SYMBOLS):
 
 
 def ab_frames(session, messages, *, seed=1, max_payload=1400, loss=(0.0, 0.0),
-              duplicate=(0.0, 0.0), idle=4, end_of_session=True):
+              duplicate=(0.0, 0.0), idle=4, end_of_session=True, first_sequence=1):
     """Frames of both lines, interleaved A then B per packet, with independent random loss and
-    duplication per line (`loss=(a, b)`)."""
+    duplication per line (`loss=(a, b)`). `messages` have sequence numbers from
+    `first_sequence` on (a later part of a session, as the closed loop sends it)."""
     rng = random.Random(seed)
-    packets = mold.pack_messages(session, 1, messages, max_payload)
+    packets = mold.pack_messages(session, first_sequence, messages, max_payload)
     if end_of_session:
-        packets.append(mold.end_of_session(session, len(messages) + 1))
+        packets.append(mold.end_of_session(session, first_sequence + len(messages)))
     frames = []
     for index, packet in enumerate(packets):
         for line, group in enumerate((FEED_GROUP_A, FEED_GROUP_B)):
