@@ -755,4 +755,5 @@ def replay_figures(messages=BENCH_MESSAGES, symbols=("AAPL", "MSFT")):
     return {"replay.messages": messages, "replay.msgs_per_s": round(messages / seconds),
             "replay.model_msgs_per_s": round(messages / replayed.seconds),
             "replay.cycles_per_message": round(replayed.cycles / messages, 3),
-            "replay.book_updates": c["book.counters.updates"], "replay.lost": lost}
+            "replay.book_updates": c["book.counters.updates"], "replay.lost": lost,
+            "replay.table_full": c["book.counters.table_full"]}

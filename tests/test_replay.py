@@ -206,6 +206,8 @@ def lobster_session(seed=3, events=400):
         live = sorted(orders)
         if n == 200:
             event = [7, 0, 0, -1, -1]
+        elif n == 100:
+            event = [6, 0, 400, best_bid + 50, -1]
         elif action < 0.4 or len(levels(1)) < 2 or len(levels(-1)) < 2:
             side = rng.choice((1, -1))
             price = (min(best_ask - 100, best_bid + 100 * rng.randint(-4, 1)) if side == 1
@@ -268,7 +270,7 @@ def test_lobster_translation_rebuilds_the_files_book(tmp_path):
     added_first = messages[0][3] if messages[0][1] == 1 else 0
     assert sum(first.values()) > added_first, "the first row holds levels no message created"
     kinds = {e[1] for e in messages}
-    assert kinds == {1, 2, 3, 4, 5, 7}
+    assert kinds == {1, 2, 3, 4, 5, 6, 7}
     message_path, _ = write_lobster(tmp_path, messages, books)
 
     recording = read_recording(message_path)
