@@ -18,7 +18,14 @@ from amaranth.lib import cdc, io
 from tickwire.sim.toolchain import cache_dir
 
 from .manifest import FORMAT, IDENTITY_SCHEME
-from .plan import identified_plan, register_map_json, top_parameters
+from .plan import (
+    CONTROL_PARAMETERS,
+    control_token,
+    identified_plan,
+    register_map_json,
+    token_digest,
+    top_parameters,
+)
 
 BOARD = "arty"
 NAME = "tickwire"
@@ -26,6 +33,7 @@ ARTY_PARAMETERS = {
     "symbols": 4, "locates": 256, "depth": 4, "visible": 2, "orders": 512, "ways": 4,
     "ref_bits": 36, "fifo_depth": 64,
     "feeds": 2, "filter_entries": 4, "notice_depth": 64,
+    **CONTROL_PARAMETERS,
     "core_div": 16,     # PLLE2 VCO 800 MHz / 16 = 50 MHz
 }
 
@@ -85,8 +93,8 @@ def _platform():
     return ArtyA7_35Platform()
 
 
-def prepare(parameters, identity):
-    top = ArtyTop(identity=identity, top=top_parameters(parameters),
+def prepare(parameters, identity, token=bytes(16)):
+    top = ArtyTop(identity=identity, top=top_parameters(parameters, token),
                   core_div=parameters["core_div"])
     return _platform().prepare(top, name=NAME, emit_src=False)
 
@@ -96,18 +104,18 @@ def write_tree(overrides=None, *, root=None):
     the files, ``tickwire-arty.zip`` (`BuildPlan.archive`) and ``manifest.json``."""
     parameters = {**ARTY_PARAMETERS, **dict(overrides or {})}
     top_parameters(parameters)
-    identity, plan = identified_plan(lambda ident: prepare(parameters, ident))
-    if root is None:
-        folder = cache_dir("boards", f"{BOARD}/{identity:016x}")
-    else:
-        folder = Path(root) / f"{identity:016x}"
+    base = cache_dir("boards", BOARD) if root is None else Path(root)
+    token = control_token(base)
+    identity, plan = identified_plan(lambda ident: prepare(parameters, ident, token))
+    folder = base / f"{identity:016x}"
     plan.extract(folder)
     plan.archive(folder / f"{NAME}-{BOARD}.zip")
     manifest = {"format": FORMAT, "board": BOARD, "identity": f"{identity:016x}",
                 "identity_scheme": IDENTITY_SCHEME, "parameters": parameters,
                 "core_clock_mhz": 800 / parameters["core_div"],
                 "bitstream": {"file": f"{NAME}.bit", "sha256": None},
-                "fmax": {}, "utilisation": {}, "tools": {}, "build_seconds": None, "seed": None}
+                "fmax": {}, "utilisation": {}, "tools": {}, "build_seconds": None, "seed": None,
+                "control_token_sha256": token_digest(token)}
     (folder / "registers.json").write_text(register_map_json(parameters))
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return folder

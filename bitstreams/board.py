@@ -39,7 +39,8 @@ class BoardCore(wiring.Component):
     rgmii : Out(rgmii_signature()), RGMII without ``pins``; mii : Out(mii_signature()), MII
     clk125, clk125_90 : In(1), RGMII only: the transmit clock and the same 90 degrees later
     bus : In(register bus) of `TickToTrade`, for a board with a host bus (PCIe) and for tests;
-        a board without one ties its strobes to 0
+        a board without one ties its strobes to 0 (the UDP control channel is its host port)
+    bus_busy : Out(1), `TickToTrade`'s: a control request holds the bus
     activity : Out(1), high for 2**`ACTIVITY_BITS` cycles after each frame received
     armed, killed : Out(1), the risk gate's
     heartbeat : Out(1), toggles every 2**(`HEARTBEAT_BITS` - 1) cycles: the core clock runs
@@ -48,7 +49,7 @@ class BoardCore(wiring.Component):
     def __init__(self, *, identity=0, top=None, pins=None, phy="rgmii"):
         self.t2t = TickToTrade(identity=identity, **dict(top or {}))
         members = {
-            "bus": In(self.t2t.bus.signature.flip()),
+            "bus": In(self.t2t.bus.signature.flip()), "bus_busy": Out(1),
             "activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
         }
         if phy == "rgmii":
@@ -75,6 +76,7 @@ class BoardCore(wiring.Component):
         wiring.connect(m, mac.rx, t2t.rx)
         wiring.connect(m, t2t.tx, mac.tx)
         wiring.connect(m, wiring.flipped(self.bus), t2t.bus)
+        m.d.comb += self.bus_busy.eq(t2t.bus_busy)
 
         since_frame = Signal(ACTIVITY_BITS + 1, init=1 << ACTIVITY_BITS)
         with m.If(mac.rx.valid & mac.rx.p.last):

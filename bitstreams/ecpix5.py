@@ -24,7 +24,14 @@ from pathlib import Path
 from tickwire.sim.toolchain import cache_dir, locked
 
 from .manifest import write_manifest
-from .plan import identified_plan, register_map_json, top_parameters
+from .plan import (
+    CONTROL_PARAMETERS,
+    control_token,
+    identified_plan,
+    register_map_json,
+    token_digest,
+    top_parameters,
+)
 
 BOARD = "ecpix5"
 NAME = "tickwire"
@@ -34,6 +41,7 @@ ECPIX5_PARAMETERS = {
     "symbols": 8, "locates": 256, "depth": 4, "visible": 2, "orders": 1024, "ways": 4,
     "ref_bits": 36, "fifo_depth": 64,
     "feeds": 2, "filter_entries": 4, "notice_depth": 64,
+    **CONTROL_PARAMETERS,
     "core_div": 10,
 }
 
@@ -56,11 +64,12 @@ def _platform():
     return ECPIX585Platform()
 
 
-def prepare(parameters, identity, *, seed=1):
-    """The build plan of `Ecpix5Top` with `parameters` (complete) carrying `identity`."""
+def prepare(parameters, identity, *, token=bytes(16), seed=1):
+    """The build plan of `Ecpix5Top` with `parameters` (complete) carrying `identity` and the
+    control channel's `token`."""
     from .board import Ecpix5Top
 
-    top = Ecpix5Top(identity=identity, top=top_parameters(parameters),
+    top = Ecpix5Top(identity=identity, top=top_parameters(parameters, token),
                     core_div=parameters["core_div"])
     return _platform().prepare(
         top, name=NAME, emit_src=False,
@@ -144,17 +153,18 @@ def check_timing(summary, floor=None):
 
 def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage: None,
           seed=1):
-    """Build (or find cached) the bitstream; returns the folder holding ``tickwire.bit`` and
-    its manifest. Raises `BuildError` if the tools fail or timing does not close (the report
-    is kept)."""
+    """Build (or find cached) the bitstream in `root` (default ``build/boards/ecpix5``)
+    /<identity>; returns that folder, holding ``tickwire.bit`` and its manifest. The control
+    token is `tickwire.bitstreams.plan.control_token`'s (kept in `root`). Raises `BuildError`
+    if the tools fail or timing does not close (the report is kept)."""
     parameters = complete(overrides)
+    base = cache_dir("boards", BOARD) if root is None else Path(root)
+    token = control_token(base)
     progress("elaborating (identity plan)")
-    identity, plan = identified_plan(lambda ident: prepare(parameters, ident, seed=seed))
-    if root is None:
-        folder = cache_dir("boards", f"{BOARD}/{identity:016x}")
-    else:
-        folder = Path(root) / f"{identity:016x}"
-        folder.mkdir(parents=True, exist_ok=True)
+    identity, plan = identified_plan(
+        lambda ident: prepare(parameters, ident, token=token, seed=seed))
+    folder = base / f"{identity:016x}"
+    folder.mkdir(parents=True, exist_ok=True)
     with locked(folder):
         manifest = folder / "manifest.json"
         if manifest.exists():
@@ -173,5 +183,6 @@ def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage:
         write_manifest(manifest, board=BOARD, parameters=parameters, identity=identity,
                        bitstream=folder / f"{NAME}.bit", timing=summary,
                        core_clock_mhz=core_mhz(parameters), tools=tool_versions(),
-                       build_seconds=round(seconds, 1), seed=seed)
+                       build_seconds=round(seconds, 1), seed=seed,
+                       token_sha256=token_digest(token))
     return folder

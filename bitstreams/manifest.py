@@ -26,7 +26,7 @@ class ManifestError(ValueError):
 
 
 def write_manifest(path, *, board, parameters, identity, bitstream, timing, core_clock_mhz,
-                   tools, build_seconds, seed):
+                   tools, build_seconds, seed, token_sha256=None):
     bitstream = Path(bitstream)
     manifest = {
         "format": FORMAT, "board": board, "identity": f"{identity:016x}",
@@ -36,6 +36,7 @@ def write_manifest(path, *, board, parameters, identity, bitstream, timing, core
                       "sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest()},
         "fmax": timing["fmax"], "utilisation": timing["utilisation"],
         "tools": tools, "build_seconds": build_seconds, "seed": seed,
+        "control_token_sha256": token_sha256,
     }
     partial = Path(path).with_suffix(".partial")
     partial.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -15,14 +15,30 @@ bitstream's identity by repeating step 1 (`plan_identity`). Sources are converte
 ``src`` attributes, so the plan (and the identity) does not depend on where the checkout is.
 """
 
+import hashlib
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+
 from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.net.control import ControlDefaults
 
 #: Parameters a board build takes (``--param key=value``): the order book's, the feed
-#: handler's, the PLL's core clock divider (VCO 625 MHz / ``core_div``).
+#: handler's, the UDP control channel's reset values (``mac`` as 02:74:77:00:00:01, ``ip`` and
+#: ``host_ip`` dotted, ``port``), the core clock divider of the board's PLL.
 BOOK_KEYS = tuple(BookParameters._fields)
 FEED_KEYS = ("feeds", "filter_entries", "notice_depth")
+CONTROL_KEYS = ("mac", "ip", "port", "host_ip")
 CLOCK_KEYS = ("core_div",)
-PARAMETER_KEYS = BOOK_KEYS + FEED_KEYS + CLOCK_KEYS
+PARAMETER_KEYS = BOOK_KEYS + FEED_KEYS + CONTROL_KEYS + CLOCK_KEYS
+_DEFAULT_CONTROL = ControlDefaults()
+CONTROL_PARAMETERS = {
+    "mac": ":".join(f"{_DEFAULT_CONTROL.mac >> s & 255:02x}" for s in range(40, -8, -8)),
+    "ip": str(ipaddress.IPv4Address(_DEFAULT_CONTROL.ip)), "port": _DEFAULT_CONTROL.port,
+    "host_ip": str(ipaddress.IPv4Address(_DEFAULT_CONTROL.host_ip)),
+}
+TOKEN_VARIABLE = "TICKWIRE_CONTROL_TOKEN"
 
 
 class ParameterError(ValueError):
@@ -40,25 +56,81 @@ def parse_overrides(pairs):
             raise ParameterError(f"{pair!r}: expected key=value")
         if key not in PARAMETER_KEYS:
             raise ParameterError(f"unknown parameter {key!r}; known: {', '.join(PARAMETER_KEYS)}")
+        text = text.strip()
+        if key in ("mac", "ip", "host_ip"):
+            out[key] = text
+            _address(key, text)
+            continue
         try:
-            out[key] = int(text.strip(), 0)
+            out[key] = int(text, 0)
         except ValueError:
             raise ParameterError(f"{key}: {text!r} is not an integer") from None
     return out
 
 
-def top_parameters(parameters):
+def _address(key, text):
+    """The integer of a ``mac`` (six hex bytes with colons) or an IPv4 address."""
+    if key == "mac":
+        parts = text.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+            raise ParameterError(f"mac: {text!r} is not like 02:74:77:00:00:01")
+        try:
+            return int("".join(parts), 16)
+        except ValueError:
+            raise ParameterError(f"mac: {text!r} is not hexadecimal") from None
+    try:
+        return int(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise ParameterError(f"{key}: {text!r} is not an IPv4 address") from None
+
+
+def control_token(folder):
+    """The build's 16-byte control token: ``TICKWIRE_CONTROL_TOKEN`` (32 hex digits) if set,
+    else the one kept in `folder`/control_token (made at random on first use, mode 0600), so
+    that rebuilding the same plan finds it cached. It is in the bitstream: the host needs it
+    to talk to the board (``TICKWIRE_CONTROL_TOKEN``)."""
+    text = os.environ.get(TOKEN_VARIABLE)
+    if text is None:
+        path = Path(folder) / "control_token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(16) + "\n")
+        text = path.read_text()
+    try:
+        token = bytes.fromhex(text.strip())
+    except ValueError:
+        token = b""
+    if len(token) != 16:
+        raise ParameterError(f"{TOKEN_VARIABLE} must be 32 hex digits (16 bytes)")
+    return token
+
+
+def token_digest(token):
+    """What the manifest says of the token: enough to tell two apart, not to recover one."""
+    return hashlib.sha256(b"tickwire control token\0" + token).hexdigest()[:16]
+
+
+def top_parameters(parameters, token=bytes(16)):
     """The `TickToTrade` keyword arguments of a board's parameters (validated)."""
     unknown = set(parameters) - set(PARAMETER_KEYS)
     if unknown:
         raise ParameterError(f"unknown parameters {sorted(unknown)}")
+    control = {**CONTROL_PARAMETERS, **{k: parameters[k] for k in CONTROL_KEYS
+                                        if k in parameters}}
+    port = control["port"]
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ParameterError(f"port: {port!r} is not a UDP port")
+    control = ControlDefaults(mac=_address("mac", control["mac"]),
+                              ip=_address("ip", control["ip"]), port=port,
+                              host_ip=_address("host_ip", control["host_ip"]), token=token)
     book = BookParameters(**{k: parameters[k] for k in BOOK_KEYS if k in parameters})
     try:
         book.check()
     except ValueError as error:
         raise ParameterError(f"book: {error}") from None
     feed = {k: parameters[k] for k in FEED_KEYS if k in parameters}
-    return {"book": book, "feed": feed}
+    return {"book": book, "feed": feed, "control": control}
 
 
 def plan_identity(prepare):

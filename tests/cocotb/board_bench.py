@@ -21,8 +21,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from tickwire.bitstreams.ecpix5 import ECPIX5_PARAMETERS
-from tickwire.bitstreams.plan import top_parameters
+from tickwire.bitstreams.plan import CONTROL_PARAMETERS, top_parameters
 from tickwire.host import api
+from tickwire.host import udp_control as wire
 from tickwire.host.device import Device
 from tickwire.sim import itch
 from tickwire.sim import moldudp64 as mold
@@ -30,6 +31,7 @@ from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT
 from tickwire.sim.t2t_run import configure_and_arm
 
 IDENTITY = int(os.environ["TICKWIRE_IDENTITY"], 16)
+TOKEN = bytes.fromhex(os.environ["TICKWIRE_TOKEN"])
 CORE_NS = float(os.environ.get("CORE_NS", "16"))
 SESSION = {"sequence": 1000, "ack": 77, "window": 65535}
 ENTER_ORDER = struct.Struct(">cIcI8sqccccc14sH")   # OUCH 5.0 Enter Order, type 'O'
@@ -210,3 +212,74 @@ async def after_a_kill_no_order_leaves_the_pins(dut):
     (frame,) = await tb.frames_out(1)
     _, order = decode_order(frame)
     assert (order["side"], order["price"]) == (b"B", 98_0000)
+
+
+class RgmiiControl:
+    """A `Device` transport over the board's UDP control channel on the RGMII pins: each
+    register access is one request frame (scapy, the host's own `udp_control` codec) into the
+    PHY model and one reply frame out of it."""
+
+    def __init__(self, tb, token=TOKEN):
+        self.tb, self.token, self.request_id = tb, token, 1000
+        self.replies = 0
+
+    def request_frame(self, operations, token=None):
+        self.request_id += 1
+        payload = wire.encode(self.request_id, operations, token or self.token)
+        board = CONTROL_PARAMETERS
+        return bytes(Ether(dst=board["mac"], src="02:00:00:00:00:0a")
+                     / IP(src=board["host_ip"], dst=board["ip"])
+                     / UDP(sport=50000, dport=board["port"]) / Raw(payload))
+
+    async def _exchange(self, operation):
+        await self.tb.source.send(GmiiFrame.from_payload(self.request_frame([operation])))
+        (frame,) = await self.tb.frames_out(1)
+        packet = Ether(frame)
+        udp = packet[UDP]
+        assert (packet[IP].src, packet[IP].dst) == (CONTROL_PARAMETERS["ip"],
+                                                    CONTROL_PARAMETERS["host_ip"])
+        assert udp.dport == 50000 and udp.sport == CONTROL_PARAMETERS["port"]
+        checked = Ether(frame)
+        del checked[UDP].chksum
+        del checked[IP].chksum
+        checked = Ether(bytes(checked))
+        assert (udp.chksum, packet[IP].chksum) in ((0, checked[IP].chksum),
+                                                   (checked[UDP].chksum, checked[IP].chksum))
+        request_id, token, (reply,) = wire.decode(bytes(udp.payload))
+        assert request_id == self.request_id and token == bytes(16)
+        assert reply.op == operation.op | wire.REPLY and reply.address == operation.address
+        self.replies += 1
+        return reply.data
+
+    async def read_word(self, address):
+        return await self._exchange(wire.Operation(wire.READ, address))
+
+    async def write_word(self, address, value):
+        await self._exchange(wire.Operation(wire.WRITE, address, value))
+
+    def close(self):
+        pass
+
+
+@cocotb.test()
+async def the_host_driver_over_udp_control_on_the_pins_reads_identity_and_arms(dut):
+    tb = TB(dut)
+    await tb.reset()
+    control = RgmiiControl(tb)
+    regs = api.register_map(**top_parameters(ECPIX5_PARAMETERS))
+    device = await Device.open(control, regs, identity=IDENTITY)   # magic and identity, by UDP
+    assert device.identity == IDENTITY
+    await api.arm(device)
+    await ClockCycles(dut.clk, 2)
+    assert int(dut.armed.value) == 1
+    await api.kill(device)
+    await ClockCycles(dut.clk, 2)
+    assert int(dut.killed.value) == 1
+    # a request with the wrong token gets no reply, and is counted
+    await tb.source.send(GmiiFrame.from_payload(control.request_frame(
+        [wire.Operation(wire.READ, regs["id.identity"].address)], token=bytes(16))))
+    await ClockCycles(dut.clk, 300)
+    assert tb.sink.empty()
+    counters = await device.counters("control.")
+    assert counters["control.counters.bad_token"] == 1
+    assert counters["control.counters.accepted"] >= control.replies - 1
