@@ -148,16 +148,19 @@ class _Application(fix.Application):
     def onLogout(self, session_id):
         self.client._logged_on.clear()
 
+    SENT = {"1": "test_requests_sent", "2": "resend_requests_sent", "3": "rejects_sent"}
+    RECEIVED = {"0": "heartbeats_received", "1": "test_requests_received",
+                "4": "sequence_resets"}
+
     def toAdmin(self, message, session_id):
-        msg_type = message.getHeader().getField(35)
-        if msg_type == "2":
-            self.client._count("resend_requests_sent")
-        elif msg_type == "3":
-            self.client._count("rejects_sent")      # a report QuickFIX found invalid
+        name = self.SENT.get(message.getHeader().getField(35))
+        if name:
+            self.client._count(name)
 
     def fromAdmin(self, message, session_id):
-        if message.getHeader().getField(35) == "4":
-            self.client._count("sequence_resets")
+        name = self.RECEIVED.get(message.getHeader().getField(35))
+        if name:
+            self.client._count(name)
 
     def toApp(self, message, session_id):
         pass
@@ -179,7 +182,8 @@ class DropCopyClient:
     `reconnect` seconds after a drop. Each new report (its ExecID not yet in `store`) is
     committed to the store, then given to ``on_report(report)`` (from QuickFIX's thread).
     ``stats`` counts reports (new), duplicates, PossDup and PossResend arrivals, logons,
-    ResendRequests and Rejects sent (a report QuickFIX refused)."""
+    session messages sent and received (a Reject sent: a report QuickFIX refused), and
+    ``restarts`` of the initiator by the reconnect watchdog (`_watch`)."""
 
     def __init__(self, directory, store, *, port, host="127.0.0.1", sender="TICKWIRE",
                  target="TWEXCH", heartbeat=30, reconnect=5, on_report=None):
@@ -196,9 +200,9 @@ class DropCopyClient:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._engine_lock = threading.Lock()
-        self.stats = dict.fromkeys(("reports", "duplicates", "poss_dup", "poss_resend",
-                                    "logons", "resend_requests_sent", "rejects_sent",
-                                    "sequence_resets", "ignored", "restarts"), 0)
+        self.stats = dict.fromkeys(
+            ("reports", "duplicates", "poss_dup", "poss_resend", "logons", "ignored",
+             "restarts", *_Application.SENT.values(), *_Application.RECEIVED.values()), 0)
         self.errors = []
 
     def _count(self, name):
@@ -242,7 +246,7 @@ class DropCopyClient:
     def _watch(self):
         """quickfix-py 0.0.3's SocketInitiator may never reconnect once the exchange has
         dropped the connection (its onDisconnect is not called: QuickFIX issue #741); a
-        session down for two reconnect intervals gets a new initiator on the same FileStore,
+        session down for a reconnect interval gets a new initiator on the same FileStore,
         which logs on with the persisted sequence numbers."""
         down_since = None
         while not self._stopping.wait(0.05):
@@ -252,7 +256,7 @@ class DropCopyClient:
             now = time.monotonic()
             if down_since is None:
                 down_since = now
-            elif now - down_since >= 2 * self.reconnect:
+            elif now - down_since >= self.reconnect:
                 with self._engine_lock:
                     if self._stopping.is_set():
                         return

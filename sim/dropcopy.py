@@ -204,21 +204,28 @@ def _serve(arguments):
 
 class DropCopyAcceptor:
     """The exchange end of the drop copy session (SenderCompID `sender`, TargetCompID
-    `target`), listening on `host`:`port` (a free loopback port by default). `trade_date`
-    (default: today, UTC) dates TransactTime, since events carry nanoseconds since midnight.
+    `target`), listening on `host`:`port` (by default a free loopback port, chosen by
+    `start`). `trade_date` (default: today, UTC) dates TransactTime, since events carry
+    nanoseconds since midnight.
     The work `directory` keeps the FileStore (and QuickFIX's logs): an acceptor started again
     on it continues the session's sequence numbers. QuickFIX runs in a child process (see
     `_Engine`); `send` returns once QuickFIX has sent or stored the report."""
 
     def __init__(self, directory, *, port=None, host="127.0.0.1", sender="TWEXCH",
                  target="TICKWIRE", trade_date=None):
-        self.port = port or free_port(host)
+        self.port, self._fixed_port, self.host = port, port is not None, host
         self.date = trade_date or datetime.datetime.now(datetime.UTC).date()
-        config = session_settings(directory, "acceptor", sender=sender, target=target,
-                                  port=self.port, host=host)
-        self._arguments = [os.fspath(config), sender, target, self.date.isoformat()]
+        self._settings = dict(directory=directory, sender=sender, target=target)
         self._child = None
         self._lock = threading.Lock()
+
+    def _configure(self):
+        if not self._fixed_port:
+            self.port = free_port(self.host)
+        s = self._settings
+        config = session_settings(s["directory"], "acceptor", sender=s["sender"],
+                                  target=s["target"], port=self.port, host=self.host)
+        return [os.fspath(config), s["sender"], s["target"], self.date.isoformat()]
 
     def _call(self, request):
         with self._lock:
@@ -236,16 +243,19 @@ class DropCopyAcceptor:
         return answer
 
     def start(self):
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "tickwire.sim.dropcopy", *self._arguments],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if not self._child.stdout.readline():
+        # A free port found here may be taken before the child binds it: try another.
+        for _ in range(1 if self._fixed_port else 3):
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "tickwire.sim.dropcopy", *self._configure()],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if self._child.stdout.readline():
+                return self
             code = self._child.wait()
             self._child.stdin.close()
             self._child.stdout.close()
             self._child = None
-            raise RuntimeError(f"the drop copy acceptor did not start (exit {code})")
-        return self
+        raise RuntimeError(f"the drop copy acceptor did not start on {self.host}:{self.port} "
+                           f"(exit {code})")
 
     def stop(self, *, logout=True):
         """Log the initiator out (unless `logout` is false: the exchange vanishes) and end."""

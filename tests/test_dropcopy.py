@@ -14,11 +14,13 @@ from decimal import Decimal
 
 import pytest
 import simplefix
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tickwire.host.dropcopy import DropCopyClient, ExecutionReport, parse_price
 from tickwire.host.positions import Positions
 from tickwire.host.store import ExecutionStore
-from tickwire.sim.dropcopy import DropCopyAcceptor, execution_report
+from tickwire.sim.dropcopy import DropCopyAcceptor, execution_report, fix_price
 from tickwire.sim.exchange.events import EventKind, OrderEvent
 
 DATE = datetime.date(2026, 1, 2)
@@ -181,6 +183,19 @@ def test_prices_parse_exactly_or_not_at_all():
             parse_price(bad)
 
 
+@given(st.integers(0, 2**32 - 1))
+def test_prices_survive_the_round_trip(price):
+    text = fix_price(price)
+    assert Decimal(text) == Decimal(price) / 10000 and parse_price(text) == price
+
+
+def test_an_acceptor_that_cannot_listen_says_so(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        acceptor = DropCopyAcceptor(tmp_path, port=taken.getsockname()[1])
+        with pytest.raises(RuntimeError, match="did not start"):
+            acceptor.start()
+
+
 # The initiator against the acceptor, through a relay that misbehaves -------------------------
 
 FRAME = re.compile(rb"8=FIX.*?\x0110=\d{3}\x01", re.S)
@@ -282,7 +297,7 @@ def test_reports_arrive_once_with_their_fields(tmp_path, exchange):
             exchange.send(event)
         wait_until(lambda: len(received) == len(events), what="every report")
         time.sleep(1.2)                 # a heartbeat each way: the session stays up
-        assert host.logged_on
+        assert host.logged_on and host.stats["heartbeats_received"] >= 1
     check_stored_once(store, events, received)
     by_id = {r.exec_id: r for r in received}
     for e in events:
@@ -335,6 +350,26 @@ def test_sequence_gap_is_resent_and_counted_once(tmp_path, exchange, relay):
     check_stored_once(store, events, received)
     resent = next(r for r in received if r.exec_id == lost.decode())
     assert resent.poss_dup
+
+
+def test_a_silent_exchange_is_tested_then_dropped_and_the_session_recovers(tmp_path, exchange,
+                                                                           relay):
+    store, received, events = ExecutionStore(":memory:"), [], day()
+    silent = threading.Event()
+    relay.rewrite = lambda frame: [] if silent.is_set() else [frame]
+    with client(tmp_path, store, relay.port, received) as host:
+        host.wait_logged_on()
+        exchange.send(events[0])
+        wait_until(lambda: len(received) == 1)
+        silent.set()                      # heartbeats and answers swallowed
+        wait_until(lambda: host.stats["test_requests_sent"] >= 1, what="a TestRequest")
+        wait_until(lambda: not host.logged_on, what="the host to give up on the exchange")
+        silent.clear()
+        for event in events[1:]:
+            exchange.send(event)
+        wait_until(lambda: len(received) == len(events), what="the session to recover")
+    assert relay.connections >= 2
+    check_stored_once(store, events, received)
 
 
 def with_poss_dup(frame):
