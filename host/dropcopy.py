@@ -14,11 +14,13 @@ reconnect every `reconnect` seconds after a drop. A report is committed to the s
 QuickFIX's callback, before QuickFIX counts its sequence number as received: a host stopped in
 between has it resent and the ExecID keeps it from counting twice, so nothing is lost and
 nothing is counted twice, whether the repeat is a PossDup resend or an application-level
-PossResend (97=Y).
+PossResend (97=Y). A report the store fails to commit is asked for again (the expected
+sequence number is wound back to it, and the gap brings a resend).
 """
 
 import dataclasses
 import os
+import sqlite3
 import sysconfig
 import threading
 import time
@@ -195,14 +197,15 @@ class DropCopyClient:
                                         reconnect=reconnect)
         self._application = _Application(self)
         self.reconnect = reconnect
-        self._initiator = self._engine = self._watchdog = None
+        self._initiator = self._engine = self._watchdog = self._rewind_to = None
         self._logged_on = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._engine_lock = threading.Lock()
         self.stats = dict.fromkeys(
             ("reports", "duplicates", "poss_dup", "poss_resend", "logons", "ignored",
-             "restarts", *_Application.SENT.values(), *_Application.RECEIVED.values()), 0)
+             "restarts", "store_failures", *_Application.SENT.values(),
+             *_Application.RECEIVED.values()), 0)
         self.errors = []
 
     def _count(self, name):
@@ -214,7 +217,17 @@ class DropCopyClient:
             self._count("poss_dup")
         if report.poss_resend:
             self._count("poss_resend")
-        if not self.store.add(report):
+        try:
+            added = self.store.add(report)
+        except sqlite3.Error as error:
+            # QuickFIX counts this sequence number received once we return: the watchdog
+            # winds the expected number back so the gap brings the report again.
+            self.errors.append(f"{report.exec_id}: store failed: {error!r}")
+            self._count("store_failures")
+            with self._lock:
+                self._rewind_to = min(self._rewind_to or report.seq_num, report.seq_num)
+            return
+        if not added:
             self._count("duplicates")
             return
         self._count("reports")
@@ -250,6 +263,11 @@ class DropCopyClient:
         which logs on with the persisted sequence numbers."""
         down_since = None
         while not self._stopping.wait(0.05):
+            with self._lock:
+                rewind, self._rewind_to = self._rewind_to, None
+            if rewind:
+                with self._engine_lock:
+                    fix.Session.lookupSession(self.session_id).setNextTargetMsgSeqNum(rewind)
             if self.logged_on:
                 down_since = None
                 continue

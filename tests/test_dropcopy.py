@@ -8,6 +8,7 @@ through a loopback relay that loses, repeats and cuts: every report must be stor
 import datetime
 import re
 import socket
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -47,7 +48,7 @@ def lifecycle(urn, *, side="B", qty=100, price=1_234_500, fills=(), end=None, sy
                                  match_number=urn * 100 + k, cumulative_quantity=done,
                                  leaves_quantity=qty - done, **common))
     if end:
-        events.append(OrderEvent(EventKind.CANCELED, time_ns + 99, order_id=order_id,
+        events.append(OrderEvent(EventKind.CANCELED, time_ns + 123_456_789, order_id=order_id,
                                  side=side, cumulative_quantity=done, leaves_quantity=0,
                                  reason="I", **common))
     return events
@@ -164,8 +165,8 @@ def test_acceptor_reports_match_the_protocol_table(tmp_path):
                 Decimal("0.000001")
         else:
             assert Decimal(m.get(6).decode()) == 0
-        assert m.get(60).startswith(b"20260102-09:30:00.000000")
-    assert reports[0].get(60) == b"20260102-09:30:00.000000"
+        assert m.get(60) == (b"20260102-09:30:00.123456" if event.kind is EventKind.CANCELED
+                             else b"20260102-09:30:00.000000")
 
 
 def test_execution_report_refuses_what_it_cannot_say():
@@ -403,6 +404,33 @@ def test_duplicated_reports_are_counted_once(tmp_path, exchange, relay):
     check_stored_once(store, events, received)
     assert host.stats["poss_resend"] == 3 and relay.connections == 1
     assert host.stats["rejects_sent"] == 0
+
+
+class FailingOnce(ExecutionStore):
+    """A store whose disk fails once, on the report `exec_id`."""
+
+    def __init__(self, exec_id):
+        super().__init__(":memory:")
+        self.exec_id, self.failed = exec_id, False
+
+    def add(self, report):
+        if report.exec_id == self.exec_id and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().add(report)
+
+
+def test_a_report_the_store_failed_to_commit_is_asked_for_again(tmp_path, exchange):
+    events, received = day(), []
+    store = FailingOnce(events[3].event_id)
+    with client(tmp_path, store, exchange.port, received) as host:
+        host.wait_logged_on()
+        for event in events:
+            exchange.send(event)
+        wait_until(lambda: len(received) == len(events), what="the failed report again")
+        assert host.stats["store_failures"] == 1 and host.stats["resend_requests_sent"] >= 1
+    assert store.failed and "disk I/O error" in host.errors[0]
+    assert sorted(r.exec_id for _, r in store.reports()) == sorted(e.event_id for e in events)
 
 
 def test_host_restart_resumes_from_the_store(tmp_path, exchange):
