@@ -132,6 +132,7 @@ class Positions:
         self.killed = None               # the kill reason once the limit was hit
         self._books = {}                 # (symbol, strategy) -> _Book
         self._marks = {}                 # symbol -> mark price (4 implied decimals)
+        self._last_fill = {}             # symbol -> last fill price, the mark until a mid
         self._open = {}                  # ClOrdID -> shares not yet filled or released
 
     def apply(self, report):
@@ -148,7 +149,7 @@ class Positions:
                 (report.symbol, self.strategy_of(report.cl_ord_id)), _Book())
             book.trade(report.last_qty if side == BUY else -report.last_qty, report.last_px)
             book.fees += self.fee_per_share * report.last_qty
-            self._marks.setdefault(report.symbol, report.last_px)
+            self._last_fill[report.symbol] = report.last_px
             self._open[report.cl_ord_id] = max(open_qty - report.last_qty, 0)
             updates.append(RiskUpdate(report.symbol, side, report.last_qty, 0))
         elif report.exec_type in (CANCELED, REJECTED):
@@ -175,7 +176,8 @@ class Positions:
         for (s, k), book in self._books.items():
             if symbol in (None, s) and strategy in (None, k):
                 total += PnL(Decimal(book.realised) / PRICE_SCALE,
-                             Decimal(book.unrealised(self._marks[s])) / PRICE_SCALE, book.fees)
+                             Decimal(book.unrealised(self._marks.get(s, self._last_fill[s])))
+                             / PRICE_SCALE, book.fees)
         return total
 
     def snapshot(self):

@@ -40,6 +40,7 @@ def test_fifo_differs_from_average_cost_by_hand():
     # FIFO: 100 x (13 - 10) + 50 x (13 - 12) = 350; average cost 11: 150 x 2 = 300.
     assert p.pnl().realised == Decimal(350)
     assert p.position("AAPL") == 50
+    assert p.pnl().unrealised == Decimal(50)     # marked to the last fill (13) until a mid
     p.mark("AAPL", 115000)                       # 11.50: 50 left at 12 -> -25
     assert p.pnl().unrealised == Decimal(-25)
     assert p.pnl().fees == Decimal("1.050")      # 350 shares x 0.003
