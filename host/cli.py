@@ -14,92 +14,114 @@ def main():
 
 
 @main.command()
-@click.option("--messages", default=20_000, show_default=True,
+@click.option("--messages", type=click.IntRange(min=100), default=20_000, show_default=True,
               help="ITCH messages in the generated session.")
 @click.option("--seed", default=2026, show_default=True, help="Scenario random seed.")
+@click.option("--config", "configs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Strategy, risk and order-session TOML (repeatable; validated as `tickwire "
+                   "load` does). Default: takers around each symbol's first price, real "
+                   "limits.")
 @click.option("--loss", nargs=2, type=float, default=(0.02, 0.02), show_default=True,
-              help="Packet loss probability on lines A and B.")
+              help="Packet loss probability on feed lines A and B.")
+@click.option("--chunk", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Scenario messages per round of the loop (orders reach the exchange at the "
+                   "end of their round).")
+@click.option("--out", type=click.Path(file_okay=False), default="build/sim-report",
+              show_default=True, help="Report folder: summary.json, feed.pcap, orders.pcap, "
+                                      "PNG plots.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the summary as JSON to this file.")
-def sim(messages, seed, loss, json_out):
-    """Replay the bundled default scenario through the Verilated feed handler.
+def sim(messages, seed, configs, loss, chunk, out, json_out):
+    """Trade the bundled default scenario end to end in simulation.
 
-    A deterministic trading session (8 symbols, adds, executions, cancels, deletes and
-    replaces around a random-walk mid price) is packed into MoldUDP64 packets, sent on lines A
-    and B with independent loss, and decoded by the gateware's Verilog in Verilator.
+    The simulated exchange publishes the scenario's ITCH flow as MoldUDP64 on lines A and B;
+    the tick-to-trade gateware, Verilated, builds its books, runs the strategies, checks risk
+    and builds the order frames itself on the host's TCP session (delegated send); the host
+    checks every frame, carries it on its SoupBinTCP connection to the exchange, reads the
+    OUCH replies and keeps positions and P&L; the exchange's executions go back into the feed.
     """
-    from tickwire.sim.replay import replay
-    from tickwire.sim.scenario import ab_frames, default_filters, order_flow
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from tickwire.host.config import ConfigError
+    from tickwire.sim.closed_loop import run_closed_loop, write_report
 
     console = Console(stderr=True)
-    if messages < 100:
-        raise click.BadParameter("at least 100 messages", param_hint="--messages")
     if not all(0.0 <= p < 1.0 for p in loss):
         raise click.BadParameter("probabilities in [0, 1)", param_hint="--loss")
-    with console.status("building the scenario"):
-        flow = order_flow(messages, seed=seed)
-        frames = ab_frames(b"20261122A1", flow, seed=seed, loss=tuple(loss))
-    with console.status("building and loading the Verilated feed handler (cached)"):
-        from tickwire.sim.verilated_feed import VerilatedFeedHandler
-        feed = VerilatedFeedHandler()
-    with console.status(f"replaying {len(frames)} frames"):
-        summary = replay(frames, default_filters(), messages_offered=len(flow), feed=feed)
-    report = _report(summary)
-    _print(report, Console())
+    documents = [(path, Path(path).read_text()) for path in configs] or None
+    with console.status("building and loading the Verilated device (cached)"):
+        from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
+        top = VerilatedTop(**TEST_PARAMETERS)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("market messages", total=messages)
+        try:
+            result = run_closed_loop(messages, seed, configs=documents, chunk=chunk, loss=loss,
+                                     top=top, progress=lambda done: progress.update(
+                                         task, completed=done))
+        except ConfigError as error:
+            progress.stop()
+            console.print(f"[red]{error}")
+            sys.exit(1)
+    with console.status(f"writing the report to {out}"):
+        written = write_report(result, out)
+    summary = result.summary()
+    _print_sim(summary, Console())
+    Console().print(f"report: {', '.join(str(p) for p in written)}")
     if json_out:
-        with open(json_out, "w") as out:
-            json.dump(report, out, indent=2)
-    delivered = summary.run.counters["mold"]["messages"]
-    gap_messages = sum(g["value"] for g in summary.gaps)
-    if delivered + gap_messages != len(flow):
-        console.print(f"[red]{len(flow) - delivered - gap_messages} messages unaccounted for")
+        with open(json_out, "w") as file:
+            json.dump(summary, file, indent=2)
+    if not summary["acknowledged"]["ok"]:
+        console.print("[red]orders without a matching OUCH answer: "
+                      + "; ".join(summary["acknowledged"]["problems"]))
         sys.exit(1)
 
 
-def _report(summary):
-    run, counters = summary.run, summary.run.counters
-    return {
-        "frames": summary.frames,
-        "packets_accepted": counters["udp"]["accepted"],
-        "messages_offered": summary.messages_offered,
-        "messages_delivered": counters["mold"]["messages"],
-        "duplicates_dropped": counters["mold"]["duplicate_messages"],
-        "book_events": len(run.events),
-        "host_notices": len(run.notices),
-        "gaps": [{"first": g["sequence"], "count": g["value"]} for g in summary.gaps],
-        "message_types": dict(sorted(summary.message_types().items())),
-        "drops": summary.drops(),
-        "latency_cycles": summary.latency,
-        "words_per_cycle": run.beats / max(run.cycles, 1),
-        "sim_messages_per_second": counters["mold"]["messages"] / max(summary.seconds, 1e-9),
-        "sim_cycles": run.cycles,
-    }
-
-
-def _print(report, console):
-    table = Table(title="tickwire sim: default scenario through the Verilated feed handler",
+def _print_sim(summary, console):
+    table = Table(title="tickwire sim: the closed loop (exchange, Verilated TickToTrade, host)",
                   show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key in ("frames", "packets_accepted", "messages_offered", "messages_delivered",
-                "duplicates_dropped", "book_events", "host_notices", "sim_cycles"):
-        table.add_row(key.replace("_", " "), f"{report[key]:,}")
-    table.add_row("gaps (both lines lost)", ", ".join(
-        f"{g['first']}+{g['count']}" for g in report["gaps"]) or "none")
-    table.add_row("drops and errors", ", ".join(
-        f"{k}={v}" for k, v in report["drops"].items()) or "none")
-    latency = report["latency_cycles"]
-    table.add_row("latency, last byte in -> event (cycles)",
-                  f"min {latency['min']} / median {latency['median']} / p99 {latency['p99']} "
-                  f"/ max {latency['max']}" if latency else "-")
-    table.add_row("MAC rx load (beats per cycle, all accepted)", f"{report['words_per_cycle']:.3f}")
-    table.add_row("simulation speed (messages/s)", f"{report['sim_messages_per_second']:,.0f}")
+    rows = [("scenario messages", summary["scenario_messages"]),
+            ("feed messages (with our executions)", summary["feed_messages"]),
+            ("MoldUDP64 packets / frames (lines A and B)",
+             f"{summary['packets']:,} / {summary['frames']:,}"),
+            ("messages lost on both lines", summary["gap_messages"]),
+            ("strategy intents", summary["intents"]),
+            ("orders sent (delegated send)", summary["orders"]),
+            ("OUCH accepted / rejected", f"{summary['accepted']:,} / {summary['rejected']:,}"),
+            ("fills (shares)", f"{summary['fills']:,} ({summary['filled_shares']:,})"),
+            ("OUCH canceled (IOC rest, end of day)", summary["canceled"]),
+            ("risk gate rejects", ", ".join(f"{k} {v:,}" for k, v in
+                                            summary["risk_rejects"].items()) or "none"),
+            ("exchange rejects (OUCH reason)", ", ".join(
+                f"{k} {v:,}" for k, v in summary["exchange_rejects"].items()) or "none")]
+    cycles, ns = summary["latency_cycles"], summary["latency_ns"]
+    if cycles:
+        rows.append(("tick to trade, cycles (min / median / p99 / max)",
+                     f"{cycles['min']} / {cycles['median']} / {cycles['p99']} / {cycles['max']}"))
+        rows.append((f"tick to trade, ns at {summary['clock_mhz']} MHz",
+                     f"{ns['min']} / {ns['median']} / {ns['p99']} / {ns['max']}"))
+    pnl = summary["pnl"]
+    rows += [("P&L total (realised + unrealised at mid)",
+              f"${float(pnl['total']):,.2f} ({float(pnl['realised']):,.2f} + "
+              f"{float(pnl['unrealised']):,.2f})"),
+             ("every order answered (Accepted/Rejected)",
+              "yes" if summary["acknowledged"]["ok"] else "NO"),
+             ("simulation speed (scenario messages/s)", summary["messages_per_s"])]
+    for what, value in rows:
+        table.add_row(what, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
-    types = Table(title="messages by ITCH type")
-    for name in report["message_types"]:
-        types.add_column(name, justify="right")
-    types.add_row(*(f"{v:,}" for v in report["message_types"].values()))
-    console.print(types)
+    positions = Table(title="positions and P&L by symbol ($)")
+    for column in ("symbol", "position", "bought", "sold", "realised", "unrealised", "total"):
+        positions.add_column(column, justify="left" if column == "symbol" else "right")
+    for row in pnl["by_symbol"]:
+        positions.add_row(row["symbol"], f"{row['position']:,}", f"{row['bought']:,}",
+                          f"{row['sold']:,}", f"{float(row['realised']):,.2f}",
+                          f"{float(row['unrealised']):,.2f}", f"{float(row['total']):,.2f}")
+    console.print(positions)
 
 
 @main.command()
@@ -739,8 +761,8 @@ def replay_command(file, symbols, bbo, check_book):
         names = symbols or (list(recording.directory) if recording.kind == "lobster" else [])
         subscribed = recorded.resolve(recording, names)
         if check_book and recording.book is None:
-            raise recorded.ReplayError(f"{file}: a {recording.kind} file carries no book to "
-                                       "check against (only LOBSTER does)")
+            raise recorded.ReplayError(f"{file}: --check-book needs the file's own book, "
+                                       "which only LOBSTER files carry")
         with console.status("building and loading the Verilated device (cached)"):
             top = recorded.shared_top()
         with console.status(f"replaying {recording.messages:,} messages"):

@@ -688,7 +688,8 @@ def write_bbo(replayed, path):
 def check_book(replayed, name):
     """[(index, the file's top of book, the gateware's)] wherever they differ."""
     if replayed.recording.book is None:
-        raise ReplayError(f"a {replayed.recording.kind} file carries no book to check against")
+        raise ReplayError("--check-book needs the file's own book, which only LOBSTER files "
+                          "carry")
     return [(index, expected, got) for index, (expected, got) in enumerate(
         zip(replayed.recording.book, replayed.tops(name), strict=True)) if expected != got]
 

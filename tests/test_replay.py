@@ -376,7 +376,7 @@ def test_command_line_errors(tmp_path, flow):
     result = run_cli(path, "--symbol", "ZZZZ")
     assert result.exit_code != 0 and "no Stock Directory message names it" in result.output
     result = run_cli(path, "--check-book")
-    assert result.exit_code != 0 and "carries no book" in result.output
+    assert result.exit_code != 0 and "only LOBSTER files carry" in result.output
     cut = tmp_path / "cut.itch"
     cut.write_bytes(path.read_bytes()[:-1])
     result = run_cli(cut)
