@@ -1,0 +1,557 @@
+"""The closed loop: the simulated exchange, its feed, the Verilated tick-to-trade device, the
+host's order session, the exchange's OUCH replies and the host's positions, end to end.
+
+    result = run_closed_loop(messages=20_000, seed=2026)
+    result.summary()          # JSON-able figures: orders, fills, rejects, P&L, latency
+
+Each round takes the next `chunk` messages of the scenario's flow through the exchange
+(`Exchange.apply_market`, after what our orders did: `Exchange.published`), frames what the
+feed carries in MoldUDP64 packets on lines A and B (`scenario.ab_frames`, sequence numbers
+continuing the session) and presents them to the Verilated `TickToTrade` (`VerilatedTop`,
+clocked by its C++ harness). Then the host, through its own driver, drains the order log and
+the risk gate's rejects; each order frame the device sent is compared byte for byte with the
+frame the independent encoder model (`tickwire.sim.ouch.order_frame`) builds from its log entry
+and the host's TCP state, and its TCP payload (SoupBinTCP ``U`` + OUCH Enter Order) is carried
+on the host's real TCP connection to the exchange's order-entry server (`OrderSession`). The
+host waits for the exchange's answers (OUCH Accepted / Executed / Canceled / Rejected), keeps
+positions and P&L from them (`tickwire.host.positions`), tells the risk gate what filled and
+what was released (``risk.fill``), loads the acknowledgement number it now sends with, and
+sends a SoupBinTCP heartbeat (with ``order.hold`` set, then the new sequence number loaded)
+after a second of idle. The exchange's executions are in the next round's feed.
+
+Orders reach the exchange at the end of the round that triggered them: the exchange has then
+applied up to `chunk` messages beyond the trigger (the loop's reaction time in market messages;
+the gateware's own is a few dozen cycles). Smaller chunks are closer to the wire, larger ones
+faster.
+"""
+
+import asyncio
+import dataclasses
+import json
+import struct
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from tickwire.hdl.order import formats as order_formats
+from tickwire.host import api
+from tickwire.host.config import parse_documents
+from tickwire.host.device import Device
+from tickwire.host.dropcopy import ExecutionReport
+from tickwire.host.order_session import OrderSession
+from tickwire.host.positions import Positions
+
+from . import itch
+from .exchange import Exchange, OrderEntryServer, RerequestServer, serve_in_thread
+from .ouch import Template, order_frame
+from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
+from .t2t_run import TEST_PARAMETERS, VerilatedTop, message_arrivals
+
+__all__ = ["CLOCK_MHZ", "LoopResult", "check_acknowledged", "default_configuration",
+           "run_closed_loop", "write_pcap", "write_report"]
+
+#: The target clock (the design's timing goal) for converting cycles to ns.
+CLOCK_MHZ = 156.25
+FEED_SESSION = b"20261122A1"
+ORDER_SESSION, USERNAME, PASSWORD = "TWIRE00001", "tw", "secret"
+LOCALHOST = 0x7F_00_00_01
+CHUNK = 250
+
+
+def _first_prices(flow):
+    out = {}
+    for message in flow:
+        if message[:1] in (b"A", b"F"):
+            fields = itch.decode(message)
+            out.setdefault(fields["stock_locate"], fields["price"])
+    return out
+
+
+def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
+    """TOML for the host's parser: a threshold taker on each scenario symbol that buys (IOC,
+    at the best ask) when the ask falls `band` dollars below the symbol's first price, and
+    sells at the bid when the bid rises `band` above it; real risk limits (the position limit
+    binds in the default scenario); the order session's identity (its addresses and ports are
+    replaced by the live connection's)."""
+    prices, lines = _first_prices(flow), []
+    for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
+        if locate not in prices:
+            continue
+        price = prices[locate] / 10_000
+        lines += ["[[symbol]]", f'name = "{name}"', f"locate = {locate}", "",
+                  "[[strategy.taker]]", f'symbol = "{name}"',
+                  f"buy_at_or_below = {max(0.0001, price - band):.4f}",
+                  f"sell_at_or_above = {price + band:.4f}", f"quantity = {quantity}", ""]
+    lines += ["[risk]", "slot_throttle = { interval_cycles = 1563, burst = 4 }",
+              "global_throttle = { interval_cycles = 156, burst = 16 }",
+              "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
+              "[risk.default]", "max_quantity = 500", "max_notional = 500000",
+              "collar_bps = 50", f"position_limit = {position_limit}", "",
+              "[order]", 'src_mac = "02:00:00:00:00:01"', 'dst_mac = "02:00:00:00:00:02"',
+              'src_ip = "127.0.0.1"', 'dst_ip = "127.0.0.1"', "src_port = 40001",
+              "dst_port = 15000", "ttl = 64", 'display = "Y"', 'capacity = "P"',
+              'intermarket_sweep = "N"', 'cross_type = "N"', 'clordid_prefix = "TWSIM1"']
+    return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class LoopResult:
+    """Everything the loop saw. `log`: the order log entries (dicts of `OrderLogEntry`);
+    `order_frames`: the device's tx frames (`SentFrame`), one per sent entry; `replies`: the
+    host's sequenced OUCH messages (`decode_outbound` dicts); `events`: the exchange's own
+    `OrderEvent`s; `latencies`: actionable latency in cycles per sent order (last byte of the
+    trigger at rx to the order's first byte at tx); `pnl_series`: (exchange ns, total P&L)
+    after each round, open positions marked to the exchange's mid (`marks`: the last mids)."""
+    messages: int
+    feed: list
+    feed_frames: list
+    feed_starts: list           # the cycle each feed frame's first beat was at rx
+    packets: int
+    log: list
+    order_frames: list
+    replies: list
+    events: list
+    risk_rejects: list
+    latencies: list
+    hardware_latencies: list
+    positions: Positions
+    marks: dict
+    bbo: dict                   # symbol -> [(exchange ns, best bid, best ask)] after each round
+    pnl_series: list
+    counters: dict
+    exchange_counters: dict
+    server_counters: dict
+    session: dict
+    symbols: dict               # slot -> symbol name
+    clordid_prefix: str
+    seconds: dict               # wall time by stage
+    chunk: int
+    problems: list              # check_acknowledged's findings
+    gaps: int
+
+    def orders(self):
+        return [e for e in self.log if e["sent"]]
+
+    def summary(self):
+        from collections import Counter
+
+        kinds = Counter(r["type"] for r in self.replies)
+        reject_reasons = Counter(f"0x{r['reason']:04X}" for r in self.replies
+                                 if r["type"] == "J")
+        risk = {k.removeprefix("risk.counters."): v for k, v in self.counters.items()
+                if k.startswith("risk.counters.") and v
+                and k.split(".")[-1] not in ("intents", "passes")}
+        total = self.positions.pnl()
+        wall = sum(self.seconds.values())
+        return {
+            "scenario_messages": self.messages,
+            "feed_messages": len(self.feed),
+            "packets": self.packets,
+            "frames": len(self.feed_frames),
+            "gap_messages": self.gaps,
+            "intents": self.counters.get("risk.counters.intents", 0),
+            "orders": len(self.orders()),
+            "accepted": kinds["A"], "rejected": kinds["J"], "canceled": kinds["C"],
+            "fills": kinds["E"],
+            "filled_shares": sum(r["quantity"] for r in self.replies if r["type"] == "E"),
+            "risk_rejects": risk,
+            "exchange_rejects": dict(reject_reasons),
+            "pnl": {"total": str(total.total), "realised": str(total.realised),
+                    "unrealised": str(total.unrealised), "fees": str(total.fees),
+                    "by_symbol": self.positions.snapshot(),
+                    "marks": {s: str(Decimal(p) / 10_000) for s, p in self.marks.items()}},
+            "latency_cycles": _percentiles(self.latencies),
+            "latency_ns": {k: round(v * 1000 / CLOCK_MHZ, 1)
+                           for k, v in _percentiles(self.latencies).items() if k != "count"},
+            "clock_mhz": CLOCK_MHZ,
+            "hardware_latency_agrees": self.latencies == self.hardware_latencies,
+            "acknowledged": {"ok": not self.problems, "problems": self.problems[:20]},
+            "session": self.session,
+            "chunk_messages": self.chunk,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "messages_per_s": round(self.messages / wall) if wall else 0,
+        }
+
+
+def _percentiles(values):
+    if not values:
+        return {}
+    values = sorted(values)
+    return {"count": len(values), "min": values[0], "median": values[len(values) // 2],
+            "p99": values[min(len(values) - 1, 99 * len(values) // 100)], "max": values[-1]}
+
+
+def check_acknowledged(log, replies, symbols, clordid_prefix):
+    """Problems (strings) unless every sent order of the order log has exactly one OUCH
+    Accepted or Rejected reply whose ClOrdID, and for Accepted side, quantity, symbol and
+    price, are the logged order's; and no reply names an order the log never sent."""
+    sent = {e["user_ref_num"]: e for e in log if e["sent"]}
+    problems, answered = [], {}
+    for reply in replies:
+        number = reply.get("user_ref_num")
+        if number is None:
+            continue
+        if number not in sent:
+            problems.append(f"UserRefNum {number}: OUCH {reply['type']} for an order "
+                            "not in the log")
+            continue
+        if reply["type"] not in ("A", "J"):
+            continue
+        if number in answered:
+            problems.append(f"UserRefNum {number}: answered twice")
+        answered[number] = reply
+        entry = sent[number]
+        expected = {"clordid": f"{clordid_prefix}{number:08X}"}
+        if reply["type"] == "A":
+            expected |= {"side": "BS"[entry["side"]], "quantity": entry["quantity"],
+                         "symbol": symbols[entry["slot"]], "price": entry["price"]}
+        for name, value in expected.items():
+            if reply[name] != value:
+                problems.append(f"UserRefNum {number}: {name} {reply[name]!r}, logged {value!r}")
+    problems += [f"UserRefNum {n}: sent, never accepted nor rejected"
+                 for n in sorted(set(sent) - set(answered))]
+    return problems
+
+
+def _template(plan, session, server_port):
+    """The plan's order template with the live connection's addresses and ports."""
+    value = dict(plan["order.template"][-1])
+    value |= {"src_ip": LOCALHOST, "dst_ip": LOCALHOST, "src_port": session.local_port,
+              "dst_port": server_port}
+    return value
+
+
+def _model_template(value, ack, window):
+    return Template(**{k: v for k, v in value.items()
+                       if k not in ("display", "capacity", "intermarket_sweep", "cross_type",
+                                    "clordid_prefix")},
+                    display=bytes([value["display"]]), capacity=bytes([value["capacity"]]),
+                    intermarket_sweep=bytes([value["intermarket_sweep"]]),
+                    cross_type=bytes([value["cross_type"]]),
+                    clordid_prefix=value["clordid_prefix"].to_bytes(6, "big"), ack=ack,
+                    window=window)
+
+
+def _best(exchange, symbol):
+    """The exchange's best bid and ask of `symbol` (4 implied decimals, None for an empty
+    side)."""
+    best = {}
+    for order in exchange.resting(symbol):
+        best.setdefault(order.side, order.price)
+    return best.get("B"), best.get("S")
+
+
+class _Host:
+    """The host's side of a round: order frames to the exchange, replies to positions."""
+
+    def __init__(self, device, session, server, plan, template):
+        self.device, self.session, self.server = device, session, server
+        self.symbols = {slot: name for name, (_, slot) in plan.symbols.items()}
+        self.slots = {name: slot for name, (_, slot) in plan.symbols.items()}
+        self.template = template
+        self.prefix = template["clordid_prefix"].to_bytes(6, "big").decode()
+        self.loaded_ack = session.ack
+        self.positions = Positions()
+        self.orders = {}               # UserRefNum -> log entry
+        self.filled = {}               # UserRefNum -> shares executed so far
+        self.log, self.frames, self.risk_rejects = [], [], []
+        self.seen_frames = 0
+        self.ip_id = None
+
+    async def round_trip(self, top):
+        """After a round of frames: check and forward the order frames, wait for the exchange's
+        answers, take them into positions and the risk gate."""
+        entries = await self.device.drain("order.log")
+        self.risk_rejects += await self.device.drain("risk.rejects")
+        frames = top.sent[self.seen_frames:]
+        self.seen_frames = len(top.sent)
+        sent = [e for e in entries if e["sent"]]
+        if len(sent) != len(frames):
+            raise AssertionError(f"{len(sent)} orders logged as sent, {len(frames)} tx frames")
+        if self.ip_id is None:
+            self.ip_id = await self.device.read("order.next_ip_id") - len(frames)
+        for entry, frame in zip(sent, frames, strict=True):
+            self._check_frame(entry, frame.data)
+            self.session.forward(frame.data[order_formats.SOUPBIN_OFFSET:],
+                                 entry["tcp_sequence"])
+            self.orders[entry["user_ref_num"]] = entry
+        self.log += entries
+        self.frames += frames
+        if sent:
+            await self._settle()
+        await self._take(self.session.poll())
+
+    def _check_frame(self, entry, data):
+        expected = order_frame(
+            template=_model_template(self.template, self.loaded_ack, self.session.window),
+            symbol=self.symbols[entry["slot"]], side=entry["side"], quantity=entry["quantity"],
+            price=entry["price"], tif=entry["tif"], tcp_sequence=self.session.next_sequence,
+            user_ref_num=entry["user_ref_num"], ip_id=self.ip_id & 0xFFFF)
+        if data != expected:
+            raise AssertionError(f"order frame of UserRefNum {entry['user_ref_num']} differs "
+                                 f"from the encoder model's:\n{data.hex()}\n{expected.hex()}")
+        if entry["length"] != order_formats.TCP_PAYLOAD_LENGTH:
+            raise AssertionError(f"order log length {entry['length']}")
+        self.ip_id += 1
+
+    async def _settle(self, timeout=10.0):
+        """Wait until the exchange has taken every forwarded order and the host has read every
+        answer (the simulation's lockstep: the exchange runs in another thread)."""
+        deadline = time.monotonic() + timeout
+        while self.server.counters["ouch_messages"] < self.session.forwarded:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the exchange did not take the forwarded orders")
+            await self._take(self.session.poll(0.0005))
+        await self._take(self.session.poll(0))
+        wanted = self.server.exchange.stream_length(self.server.session)
+        while len(self.session.replies) < wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.session.replies)} OUCH replies of {wanted}")
+            await self._take(self.session.poll(0.05))
+
+    async def _take(self, replies):
+        for reply in replies:
+            report = self._report(reply)
+            if report is None:
+                continue
+            for update in self.positions.apply(report):
+                await self.device.write("risk.fill", update.register_value(self.slots))
+
+    def _report(self, reply):
+        """An OUCH order message as the `ExecutionReport` positions are kept from."""
+        entry = self.orders.get(reply.get("user_ref_num"))
+        if entry is None or reply["type"] == "A":
+            return None
+        number = reply["user_ref_num"]
+        quantity = price = 0
+        if reply["type"] == "E":
+            quantity, price = reply["quantity"], reply["price"]
+            self.filled[number] = self.filled.get(number, 0) + quantity
+        cum = self.filled.get(number, 0)
+        leaves = 0 if reply["type"] in ("C", "J") else entry["quantity"] - cum
+        return ExecutionReport(
+            exec_id=f"{reply['sequence']}", cl_ord_id=f"{self.prefix}{number:08X}", order_id="",
+            exec_type={"E": "F", "C": "4", "J": "8"}[reply["type"]], ord_status="",
+            symbol=self.symbols[entry["slot"]], side="12"[entry["side"]],
+            order_qty=entry["quantity"], price=entry["price"], last_qty=quantity,
+            last_px=price, cum_qty=cum, leaves_qty=leaves, avg_px="", transact_time="")
+
+    async def keep_session(self):
+        """Between rounds: the acknowledgement number the gateware sends with, and a heartbeat
+        after a second of idle (the gateware held, then given the new sequence number)."""
+        if self.session.heartbeat_due():
+            await self.device.write("order.hold", 1)
+            self.session.heartbeat()
+            await self.device.write("order.load_sequence",
+                                    {"value": self.session.next_sequence, "load": 1})
+            await self.device.write("order.hold", 0)
+        if self.session.ack != self.loaded_ack:
+            await self.device.write("order.session", {"ack": self.session.ack,
+                                                      "window": self.session.window})
+            self.loaded_ack = self.session.ack
+
+
+async def _loop(top, flow, config_documents, chunk, seed, loss, progress):
+    seconds = dict.fromkeys(("exchange", "framing", "verilator", "host"), 0.0)
+
+    def timed(stage, started):
+        seconds[stage] += time.perf_counter() - started
+        return time.perf_counter()
+
+    exchange = Exchange(DEFAULT_SYMBOLS)
+    server = OrderEntryServer(exchange, session=ORDER_SESSION, username=USERNAME,
+                              password=PASSWORD)
+    feed, feed_frames, feed_starts, pnl_series, arrivals, marks, bbo = [], [], [], [], {}, {}, {}
+    rerequest = RerequestServer(FEED_SESSION, feed)
+    packets = 0
+    with serve_in_thread(server, rerequest):
+        with OrderSession("127.0.0.1", server.port, username=USERNAME,
+                          password=PASSWORD) as session:
+            session.login()
+            device = await Device.open(top, top.register_map, identity=top.identity)
+            plan = parse_documents(config_documents, device.map)
+            if "order.template" not in plan:
+                raise ValueError("the configuration has no complete [order] section")
+            template = _template(plan, session, server.port)
+            if "feed.filters" not in plan:
+                await api.load_filters(device, default_filters())
+            for write in plan.writes:
+                value = template if write.register == "order.template" else write.value
+                await device.write(write.register, value, index=write.index)
+            await api.start_session(device, sequence=session.next_sequence, ack=session.ack,
+                                    window=session.window)
+            await api.arm(device)
+            host = _Host(device, session, server, plan, template)
+
+            async def present(messages, last):
+                nonlocal packets
+                started = time.perf_counter()
+                frames = ab_frames(FEED_SESSION, messages, seed=seed + len(feed_frames), idle=0,
+                                   loss=loss, end_of_session=last, first_sequence=sent + 1)
+                packets += len({f.data[42:62] for f in frames})
+                started = timed("framing", started)
+                starts = top.replay(frames, drain_cycles=48)
+                arrivals.update(message_arrivals(frames, starts, default_filters()))
+                feed_frames.extend(frames)
+                feed_starts.extend(starts)
+                started = timed("verilator", started)
+                await host.round_trip(top)
+                await host.keep_session()
+                timed("host", started)
+
+            sent = 0
+            for first in range(0, len(flow), chunk):
+                started = time.perf_counter()
+                for message in flow[first:first + chunk]:
+                    feed.extend(exchange.published())
+                    feed.extend(exchange.apply_market(message))
+                feed.extend(exchange.published())
+                timed("exchange", started)
+                await present(feed[sent:], last=False)
+                sent = len(feed)
+                for symbol in DEFAULT_SYMBOLS:
+                    bid, ask = _best(exchange, symbol)
+                    bbo.setdefault(symbol, []).append((exchange.time_ns, bid, ask))
+                    if bid is not None and ask is not None:
+                        marks[symbol] = Decimal(bid + ask) / 2
+                        host.positions.mark(symbol, marks[symbol])
+                pnl_series.append((exchange.time_ns, host.positions.pnl().total))
+                if progress is not None:
+                    progress(min(first + chunk, len(flow)))
+            # The end of the day: nothing more is sent; resting orders are cancelled, the order
+            # session and the feed end.
+            await api.disarm(device)
+            exchange.end_of_day()
+            server.end_session()
+            feed.extend(exchange.published())
+            await present(feed[sent:], last=True)
+            session.wait_for(exchange.stream_length(ORDER_SESSION))
+            await host._take(session.poll(0))
+            counters = await device.counters()
+            hardware = [e["at"] - e["arrival"] for e in host.log if e["sent"]]
+    latencies = [frame.cycle - arrivals[(0, entry["sequence"])][0]
+                 for entry, frame in zip(host.orders.values(), host.frames, strict=True)]
+    delivered = counters.get("feed.counters.mold.messages", 0)
+    return LoopResult(
+        messages=len(flow), feed=feed, feed_frames=feed_frames, feed_starts=feed_starts,
+        packets=packets, log=host.log, bbo=bbo,
+        order_frames=host.frames, replies=session.replies, events=list(exchange.events),
+        risk_rejects=host.risk_rejects, latencies=latencies, hardware_latencies=hardware,
+        positions=host.positions, marks=marks, pnl_series=pnl_series, counters=counters,
+        exchange_counters=dict(exchange.counters), server_counters=dict(server.counters),
+        session={"isn_next": session.next_sequence, "ack": session.ack,
+                 "heartbeats_sent": session.heartbeats_sent,
+                 "heartbeats_received": session.heartbeats_received,
+                 "forwarded": session.forwarded, "ended": session.ended},
+        symbols=host.symbols, clordid_prefix=template["clordid_prefix"].to_bytes(6, "big").decode(),
+        seconds=seconds, chunk=chunk,
+        problems=check_acknowledged(host.log, session.replies, host.symbols,
+                                    template["clordid_prefix"].to_bytes(6, "big").decode()),
+        gaps=len(feed) - delivered)
+
+
+def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, loss=(0.0, 0.0),
+                    top=None, progress=None, parameters=None, flow=None):
+    """Run the default scenario (`messages` ITCH messages of `seed`) through the whole loop.
+
+    `configs`: [(source name, TOML text)] for the host's parser (default:
+    `default_configuration`); `top`: a `VerilatedTop` to reuse (powered on afresh), else one of
+    the test build (`TEST_PARAMETERS`, or `parameters`); `progress(done)` is called with the
+    scenario messages done after each round; `flow` replaces the scenario's ITCH messages
+    (`messages` is then ignored)."""
+    flow = order_flow(messages, seed=seed) if flow is None else list(flow)
+    configs = configs or [("default configuration", default_configuration(flow))]
+    if top is None:
+        top = VerilatedTop(**(parameters or TEST_PARAMETERS))
+    else:
+        top.power_on()
+    return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress))
+
+
+# The report folder -------------------------------------------------------------------------------
+
+#: pcap timestamps: the session's date at 09:30 UTC plus the simulated cycles at `CLOCK_MHZ`.
+PCAP_EPOCH_NS = 1_795_339_800 * 10**9        # 2026-11-22 09:30:00 UTC
+
+
+def write_pcap(path, frames):
+    """A libpcap file (nanosecond timestamps, Ethernet link type) of `frames`: [(bytes,
+    cycle)]."""
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))
+        for data, cycle in frames:
+            ns = PCAP_EPOCH_NS + cycle * 1000 * 1000 // round(CLOCK_MHZ * 1000)
+            out.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(data), len(data)))
+            out.write(data)
+
+
+def _plots(result, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    figure, axes = plt.subplots(figsize=(7, 4))
+    if result.latencies:
+        low, high = min(result.latencies), max(result.latencies)
+        axes.hist(result.latencies, bins=range(low, high + 2), align="left", color="tab:blue")
+    axes.set_xlabel("actionable latency (cycles; x 6.4 ns at 156.25 MHz)")
+    axes.set_ylabel("orders")
+    axes.set_title(f"tick to trade, {len(result.latencies)} orders")
+    paths.append(out / "latency.png")
+    figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    start = result.pnl_series[0][0] if result.pnl_series else 0
+    axes.plot([(t - start) / 1e9 for t, _ in result.pnl_series],
+              [float(p) for _, p in result.pnl_series], color="tab:green")
+    axes.set_xlabel("exchange time since the first round (s)")
+    axes.set_ylabel("P&L, marked to mid ($)")
+    axes.set_title("P&L over the session")
+    paths.append(out / "pnl.png")
+    figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+    fills = {}
+    for reply in result.replies:
+        entry = next((e for e in result.log if e["sent"]
+                      and e["user_ref_num"] == reply.get("user_ref_num")), None)
+        if reply["type"] == "E" and entry is not None:
+            fills.setdefault(result.symbols[entry["slot"]], []).append(
+                (reply["timestamp"], reply["price"], entry["side"]))
+    symbol = max(fills, key=lambda s: len(fills[s])) if fills else DEFAULT_SYMBOLS[0]
+    series = result.bbo.get(symbol, [])
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, (name, color) in enumerate((("best bid", "tab:blue"), ("best ask", "tab:red"))):
+        points = [(t, p[index]) for t, *p in series if p[index] is not None]
+        axes.step([(t - start) / 1e9 for t, _ in points], [p / 1e4 for _, p in points],
+                  where="post", color=color, label=name)
+    for side, marker, color, label in ((0, "^", "tab:green", "our buys"),
+                                       (1, "v", "tab:purple", "our sells")):
+        points = [(t, p) for t, p, s in fills.get(symbol, []) if s == side]
+        axes.scatter([(t - start) / 1e9 for t, _ in points], [p / 1e4 for _, p in points],
+                     marker=marker, color=color, label=label, zorder=3)
+    axes.set_xlabel("exchange time since the first round (s)")
+    axes.set_ylabel("price ($)")
+    axes.set_title(f"{symbol}: the exchange's best bid and ask after each round, our fills")
+    axes.legend(loc="best", fontsize="small")
+    paths.append(out / f"book_{symbol}.png")
+    figure.savefig(paths[-1], dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return paths
+
+
+def write_report(result, out):
+    """The report folder: ``summary.json``, ``feed.pcap`` (lines A and B as presented at MAC
+    rx), ``orders.pcap`` (the device's order frames at MAC tx), ``latency.png``, ``pnl.png``
+    and ``book_<SYMBOL>.png`` (the symbol with the most fills). Returns the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "summary.json"
+    summary.write_text(json.dumps(result.summary(), indent=2) + "\n")
+    feed, orders = out / "feed.pcap", out / "orders.pcap"
+    write_pcap(feed, [(f.data, c) for f, c in zip(result.feed_frames, result.feed_starts,
+                                                 strict=True)])
+    write_pcap(orders, [(f.data, f.cycle) for f in result.order_frames])
+    return [summary, feed, orders, *_plots(result, out)]

@@ -1,0 +1,151 @@
+"""The closed loop end to end: the simulated exchange's feed into the Verilated TickToTrade, its
+order frames over the host's SoupBinTCP session to the exchange, the OUCH replies into the
+host's positions. The oracles are the exchange's own execution log (`Exchange.events`), scapy's
+view of the order frames, and P&L recomputed here from the exchange's executions as cash plus
+position at the mark (no lot matching)."""
+
+from decimal import Decimal
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from tickwire.sim import itch
+from tickwire.sim.closed_loop import default_configuration, run_closed_loop
+from tickwire.sim.exchange import EventKind
+from tickwire.sim.scenario import order_flow
+from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
+
+_top = {}
+LOGIN_BYTES = 2 + 1 + 46            # SoupBinTCP login request
+HEARTBEAT_BYTES = 3
+ORDER_BYTES = 50                    # SoupBinTCP U + OUCH Enter Order
+ISN = 1_000_000                     # OrderSession's default
+
+
+def top():
+    if "top" not in _top:
+        _top["top"] = VerilatedTop(**TEST_PARAMETERS)
+    return _top["top"]
+
+
+@pytest.fixture(scope="module")
+def loop():
+    return run_closed_loop(6000, seed=2026, top=top())
+
+
+KINDS = {EventKind.ACCEPTED: "A", EventKind.EXECUTED: "E", EventKind.CANCELED: "C",
+         EventKind.REJECTED: "J"}
+
+
+def test_the_loop_trades(loop):
+    summary = loop.summary()
+    assert summary["orders"] > 10 and summary["fills"] > 10
+    assert summary["orders"] == loop.server_counters["ouch_messages"] == loop.session["forwarded"]
+    assert summary["accepted"] + summary["rejected"] == summary["orders"]
+    assert summary["risk_rejects"].get("position", 0) > 0       # the default limit binds
+    assert summary["acknowledged"] == {"ok": True, "problems": []}
+    assert summary["hardware_latency_agrees"]
+    assert summary["gap_messages"] == 0 and loop.session["ended"]
+    # Our executions are in the feed the gateware read: an Order Executed of the exchange's
+    # own reference range (2**35 up) or of the market order we took.
+    matches = {e.match_number for e in loop.events if e.kind is EventKind.EXECUTED}
+    published = {itch.decode(m)["match_number"] for m in loop.feed if m[:1] == b"E"}
+    assert matches <= published
+
+
+def test_the_host_received_what_the_exchange_did(loop):
+    replies = [r for r in loop.replies if r["type"] != "S"]
+    assert len(replies) == len(loop.events)
+    for reply, event in zip(replies, loop.events, strict=True):
+        assert (reply["type"], reply["user_ref_num"]) == (KINDS[event.kind], event.user_ref_num)
+        if event.kind is EventKind.ACCEPTED:
+            assert (reply["clordid"], reply["symbol"], reply["side"], reply["quantity"],
+                    reply["price"], reply["order_reference_number"]) == (
+                event.cl_ord_id, event.symbol, event.side, event.order_quantity, event.price,
+                event.order_id)
+        elif event.kind is EventKind.EXECUTED:
+            assert (reply["quantity"], reply["price"], reply["match_number"]) == (
+                event.last_quantity, event.last_price, event.match_number)
+        elif event.kind is EventKind.CANCELED:
+            assert reply["reason"] == event.reason
+        else:
+            assert f"0x{reply['reason']:04X}" == event.reason
+    assert [r["type"] for r in loop.replies if r["type"] == "S"] == ["S", "S"]   # start, end
+
+
+def test_pnl_is_cash_plus_position_at_the_mark(loop):
+    cash, position = {}, {}
+    for event in loop.events:
+        if event.kind is EventKind.EXECUTED:
+            signed = event.last_quantity if event.side == "B" else -event.last_quantity
+            position[event.symbol] = position.get(event.symbol, 0) + signed
+            cash[event.symbol] = cash.get(event.symbol, 0) - signed * event.last_price
+    assert cash
+    total = Decimal(0)
+    for symbol in cash:
+        expected = (cash[symbol] + position[symbol] * loop.marks[symbol]) / 10_000
+        assert loop.positions.pnl(symbol).total == expected
+        assert loop.positions.position(symbol) == position[symbol]
+        total += expected
+    assert loop.positions.pnl().total == total
+    assert Decimal(loop.summary()["pnl"]["total"]) == total
+
+
+def test_every_logged_order_is_an_exchange_order(loop):
+    answers = {e.user_ref_num: e for e in loop.events
+               if e.kind in (EventKind.ACCEPTED, EventKind.REJECTED)}
+    sent = [e for e in loop.log if e["sent"]]
+    assert sorted(answers) == [e["user_ref_num"] for e in sent]
+    for entry in sent:
+        event = answers[entry["user_ref_num"]]
+        assert (event.cl_ord_id, event.order_quantity, event.price, event.symbol, event.side) == (
+            f"{loop.clordid_prefix}{entry['user_ref_num']:08X}", entry["quantity"],
+            entry["price"], loop.symbols[entry["slot"]], "BS"[entry["side"]])
+
+
+def test_order_frames_are_one_tcp_stream_by_scapy(loop):
+    sent = [e for e in loop.log if e["sent"]]
+    assert len(loop.order_frames) == len(sent)
+    expected = (ISN + 1 + LOGIN_BYTES) % 2**32
+    heartbeats = acks = 0
+    for entry, frame in zip(sent, loop.order_frames, strict=True):
+        packet = Ether(frame.data)
+        rebuilt = Ether(frame.data)
+        del rebuilt[IP].chksum, rebuilt[TCP].chksum
+        rebuilt = Ether(bytes(rebuilt))
+        assert (packet[IP].chksum, packet[TCP].chksum) == (rebuilt[IP].chksum,
+                                                           rebuilt[TCP].chksum)
+        assert packet[IP].src == packet[IP].dst == "127.0.0.1"
+        assert packet[TCP].flags == "PA" and packet[TCP].window == 65_535
+        payload = bytes(packet[TCP].payload)
+        assert len(payload) == ORDER_BYTES and payload[2:4] == b"UO"
+        assert int.from_bytes(payload[4:8], "big") == entry["user_ref_num"]
+        # Between two orders only the host's heartbeats (3 bytes each) may take sequence space.
+        skipped = (packet[TCP].seq - expected) % 2**32
+        assert skipped % HEARTBEAT_BYTES == 0 and packet[TCP].seq == entry["tcp_sequence"]
+        heartbeats += skipped // HEARTBEAT_BYTES
+        assert packet[TCP].ack >= acks           # acknowledges more as replies arrive
+        acks = packet[TCP].ack
+        expected = (packet[TCP].seq + len(payload)) % 2**32
+    assert heartbeats <= loop.session["heartbeats_sent"]
+    assert [e["user_ref_num"] for e in sent] == list(range(1, len(sent) + 1))
+    assert len({(Ether(f.data)[TCP].sport, Ether(f.data)[TCP].dport)
+                for f in loop.order_frames}) == 1
+
+
+def test_an_exchange_halt_shows_as_exchange_rejects():
+    """The exchange halts AAPL after its directory; the gateware only reports the halt to the
+    host (a notice) and keeps trading it, and the exchange refuses those orders (reason
+    0x0007, halted)."""
+    flow = order_flow(3000, seed=2026)
+    at = next(i for i, m in enumerate(flow) if m[:1] == b"H" and m[11:19] == b"AAPL    ") + 1
+    fields = {k: v for k, v in itch.decode(flow[at - 1]).items() if k != "message_type"}
+    flow.insert(at, itch.encode(b"H", **fields | {"trading_state": b"H"}))
+    config = default_configuration(flow, band=0.01)
+    result = run_closed_loop(flow=flow, top=top(), configs=[("halt.toml", config)])
+    summary = result.summary()
+    aapl = [e for e in result.log if e["sent"] and result.symbols[e["slot"]] == "AAPL"]
+    assert aapl and summary["exchange_rejects"] == {"0x0007": len(aapl)}
+    assert summary["rejected"] == len(aapl) and summary["acknowledged"]["ok"]
+    assert all(r["symbol"] != "AAPL" for r in summary["pnl"]["by_symbol"])
