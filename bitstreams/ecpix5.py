@@ -186,3 +186,28 @@ def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage:
                        build_seconds=round(seconds, 1), seed=seed,
                        token_sha256=token_digest(token))
     return folder
+
+
+def clock_name(net):
+    """A short name for a nextpnr clock net: the domain it clocks where it can be told."""
+    for marker, name in (("CLKOS2", "core"), ("clk125_90", "rgmii_tx90"), ("CLKOS", "rgmii_tx90"),
+                         ("clk125", "rgmii_tx"), ("CLKOP", "rgmii_tx"), ("rx_clk", "rgmii_rx"),
+                         ("core", "core"), ("clk100", "clk100")):
+        if marker in net:
+            return name
+    return net.replace("$", "_").replace(".", "_")
+
+
+def board_figures():
+    """``make bench-hw`` figures of the ECPIX-5 board build (built, or found cached):
+    ``synth.ecp5.board.fmax_mhz.<clock>`` and its constraint, utilisation, build time."""
+    manifest = json.loads((build() / "manifest.json").read_text())
+    out = {}
+    for net, v in manifest["fmax"].items():
+        name = clock_name(net)
+        out[f"synth.ecp5.board.fmax_mhz.{name}"] = v["achieved_mhz"]
+        out[f"synth.ecp5.board.target_mhz.{name}"] = v["constraint_mhz"]
+    for bel, v in manifest["utilisation"].items():
+        out[f"synth.ecp5.board.{bel.lower()}"] = v["used"]
+    out["synth.ecp5.board.build_seconds"] = manifest["build_seconds"]
+    return out

@@ -168,6 +168,9 @@ def main(argv=None):
             results.update(block_synthesis_figures())
         with console.status("synthesising the tick-to-trade top level (the test build)"):
             results.update(t2t_synthesis_figures())
+        with console.status("building the ECPIX-5 bitstream (tickwire build --board ecpix5)"):
+            from tickwire.bitstreams.ecpix5 import board_figures
+            results.update(board_figures())
     out = Path("build/bench.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
