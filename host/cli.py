@@ -63,7 +63,7 @@ def sim(messages, seed, configs, loss, chunk, out, json_out):
                                          task, completed=done))
         except ConfigError as error:
             progress.stop()
-            console.print(f"[red]{error}")
+            click.echo(str(error), err=True)
             sys.exit(1)
     with console.status(f"writing the report to {out}"):
         written = write_report(result, out)

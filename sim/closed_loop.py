@@ -71,8 +71,7 @@ def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
     """TOML for the host's parser: a threshold taker on each scenario symbol that buys (IOC,
     at the best ask) when the ask falls `band` dollars below the symbol's first price, and
     sells at the bid when the bid rises `band` above it; real risk limits (the position limit
-    binds in the default scenario); the order session's identity (its addresses and ports are
-    replaced by the live connection's)."""
+    binds in the default scenario); the order session's identity (`ORDER_SECTION`)."""
     prices, lines = _first_prices(flow), []
     for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
         if locate not in prices:
@@ -86,12 +85,26 @@ def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
               "global_throttle = { interval_cycles = 156, burst = 16 }",
               "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
               "[risk.default]", "max_quantity = 500", "max_notional = 500000",
-              "collar_bps = 50", f"position_limit = {position_limit}", "",
-              "[order]", 'src_mac = "02:00:00:00:00:01"', 'dst_mac = "02:00:00:00:00:02"',
-              'src_ip = "127.0.0.1"', 'dst_ip = "127.0.0.1"', "src_port = 40001",
-              "dst_port = 15000", "ttl = 64", 'display = "Y"', 'capacity = "P"',
-              'intermarket_sweep = "N"', 'cross_type = "N"', 'clordid_prefix = "TWSIM1"']
-    return "\n".join(lines) + "\n"
+              "collar_bps = 50", f"position_limit = {position_limit}", ""]
+    return "\n".join(lines) + "\n" + ORDER_SECTION
+
+
+#: The order session's identity when the configuration gives none (addresses and ports are
+#: replaced by the live connection's).
+ORDER_SECTION = """[order]
+src_mac = "02:00:00:00:00:01"
+dst_mac = "02:00:00:00:00:02"
+src_ip = "127.0.0.1"
+dst_ip = "127.0.0.1"
+src_port = 40001
+dst_port = 15000
+ttl = 64
+display = "Y"
+capacity = "P"
+intermarket_sweep = "N"
+cross_type = "N"
+clordid_prefix = "TWSIM1"
+"""
 
 
 @dataclasses.dataclass
@@ -351,7 +364,7 @@ class _Host:
             self.loaded_ack = self.session.ack
 
 
-async def _loop(top, flow, config_documents, chunk, seed, loss, progress):
+async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval):
     seconds = dict.fromkeys(("exchange", "framing", "verilator", "host"), 0.0)
 
     def timed(stage, started):
@@ -365,13 +378,14 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress):
     rerequest = RerequestServer(FEED_SESSION, feed)
     packets = 0
     with serve_in_thread(server, rerequest):
-        with OrderSession("127.0.0.1", server.port, username=USERNAME,
-                          password=PASSWORD) as session:
+        with OrderSession("127.0.0.1", server.port, username=USERNAME, password=PASSWORD,
+                          heartbeat_interval=heartbeat_interval) as session:
             session.login()
             device = await Device.open(top, top.register_map, identity=top.identity)
             plan = parse_documents(config_documents, device.map)
             if "order.template" not in plan:
-                raise ValueError("the configuration has no complete [order] section")
+                plan = parse_documents([*config_documents, ("default [order]", ORDER_SECTION)],
+                                       device.map)
             template = _template(plan, session, server.port)
             if "feed.filters" not in plan:
                 await api.load_filters(device, default_filters())
@@ -439,7 +453,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress):
         risk_rejects=host.risk_rejects, latencies=latencies, hardware_latencies=hardware,
         positions=host.positions, marks=marks, pnl_series=pnl_series, counters=counters,
         exchange_counters=dict(exchange.counters), server_counters=dict(server.counters),
-        session={"isn_next": session.next_sequence, "ack": session.ack,
+        session={"next_sequence": session.next_sequence, "ack": session.ack,
                  "heartbeats_sent": session.heartbeats_sent,
                  "heartbeats_received": session.heartbeats_received,
                  "forwarded": session.forwarded, "ended": session.ended},
@@ -451,21 +465,25 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress):
 
 
 def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, loss=(0.0, 0.0),
-                    top=None, progress=None, parameters=None, flow=None):
+                    top=None, progress=None, parameters=None, flow=None,
+                    heartbeat_interval=1.0):
     """Run the default scenario (`messages` ITCH messages of `seed`) through the whole loop.
 
     `configs`: [(source name, TOML text)] for the host's parser (default:
-    `default_configuration`); `top`: a `VerilatedTop` to reuse (powered on afresh), else one of
-    the test build (`TEST_PARAMETERS`, or `parameters`); `progress(done)` is called with the
+    `default_configuration`; `ORDER_SECTION` unless they have an ``[order]``); `top`: a
+    `VerilatedTop` to reuse (powered on afresh), else one of the test build
+    (`TEST_PARAMETERS`, or `parameters`); `progress(done)` is called with the
     scenario messages done after each round; `flow` replaces the scenario's ITCH messages
-    (`messages` is then ignored)."""
+    (`messages` is then ignored); `heartbeat_interval`: the host's SoupBinTCP idle time before
+    a heartbeat (seconds of wall time)."""
     flow = order_flow(messages, seed=seed) if flow is None else list(flow)
     configs = configs or [("default configuration", default_configuration(flow))]
     if top is None:
         top = VerilatedTop(**(parameters or TEST_PARAMETERS))
     else:
         top.power_on()
-    return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress))
+    return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
+                             heartbeat_interval))
 
 
 # The report folder -------------------------------------------------------------------------------

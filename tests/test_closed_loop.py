@@ -104,7 +104,9 @@ def test_every_logged_order_is_an_exchange_order(loop):
             entry["price"], loop.symbols[entry["slot"]], "BS"[entry["side"]])
 
 
-def test_order_frames_are_one_tcp_stream_by_scapy(loop):
+def stream_heartbeats(loop):
+    """Checks the order frames with scapy as one TCP stream from the host's login on; returns
+    how many heartbeats (3 bytes each) the host sent between the first and last order."""
     sent = [e for e in loop.log if e["sent"]]
     assert len(loop.order_frames) == len(sent)
     expected = (ISN + 1 + LOGIN_BYTES) % 2**32
@@ -128,10 +130,24 @@ def test_order_frames_are_one_tcp_stream_by_scapy(loop):
         assert packet[TCP].ack >= acks           # acknowledges more as replies arrive
         acks = packet[TCP].ack
         expected = (packet[TCP].seq + len(payload)) % 2**32
-    assert heartbeats <= loop.session["heartbeats_sent"]
     assert [e["user_ref_num"] for e in sent] == list(range(1, len(sent) + 1))
     assert len({(Ether(f.data)[TCP].sport, Ether(f.data)[TCP].dport)
                 for f in loop.order_frames}) == 1
+    return heartbeats
+
+
+def test_order_frames_are_one_tcp_stream_by_scapy(loop):
+    assert stream_heartbeats(loop) == loop.session["heartbeats_sent"] == 0   # a fast run
+
+
+def test_heartbeats_between_orders_keep_the_stream_continuous():
+    """A heartbeat after every round: the host holds the gateware, sends R, loads the new
+    sequence number; the frames skip exactly those bytes and the exchange counts them."""
+    loop = run_closed_loop(2000, seed=7, top=top(), heartbeat_interval=0.0)
+    between = stream_heartbeats(loop)
+    assert 0 < between <= loop.session["heartbeats_sent"]
+    assert loop.server_counters["heartbeats_received"] >= between
+    assert loop.summary()["acknowledged"]["ok"]
 
 
 def test_an_exchange_halt_shows_as_exchange_rejects():
