@@ -3,7 +3,7 @@ tick-to-trade loop, recorded-data replay and the Ethernet MAC.
 
 Options: --no-book, --no-t2t, --no-replay, --no-synth, --book-synth (`make bench-hw`: adds the
 book's default build, the tick-to-trade blocks and the whole top level on the ECP5: hours of place
-and route on 2 cores).
+and route on 2 cores), --no-sim (the closed loop of `tickwire sim`).
 
 Writes flat keys to build/bench.json and prints a table. Every figure comes from a run made
 here: Verilator for cycles (exact and repeatable), yosys + nextpnr for Fmax and area.
@@ -156,6 +156,10 @@ def main(argv=None):
     if "--no-replay" not in argv:
         with console.status("replay: a 1M-message ITCH file through the device with --bbo"):
             results.update(replay_figures())
+    if "--no-sim" not in argv:
+        with console.status("the closed loop: tickwire sim's default scenario, three times"):
+            from .closed_loop import closed_loop_figures
+            results.update(closed_loop_figures())
     with console.status("the Ethernet MAC's latency in simulation"):
         results.update(mac_figures())
     if "--no-synth" not in argv:
