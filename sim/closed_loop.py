@@ -47,8 +47,8 @@ from .ouch import Template, order_frame
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
 from .t2t_run import TEST_PARAMETERS, VerilatedTop, message_arrivals
 
-__all__ = ["CLOCK_MHZ", "LoopResult", "check_acknowledged", "default_configuration",
-           "run_closed_loop", "write_pcap", "write_report"]
+__all__ = ["CLOCK_MHZ", "LoopResult", "check_acknowledged", "closed_loop_figures",
+           "default_configuration", "run_closed_loop", "write_pcap", "write_report"]
 
 #: The target clock (the design's timing goal) for converting cycles to ns.
 CLOCK_MHZ = 156.25
@@ -137,7 +137,8 @@ class LoopResult:
     session: dict
     symbols: dict               # slot -> symbol name
     clordid_prefix: str
-    seconds: dict               # wall time by stage
+    seconds: dict               # wall time by stage (scenario generation excluded)
+    cycles: int                 # simulated cycles
     chunk: int
     problems: list              # check_acknowledged's findings
     gaps: int
@@ -182,6 +183,7 @@ class LoopResult:
             "session": self.session,
             "chunk_messages": self.chunk,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "cycles": self.cycles,
             "messages_per_s": round(self.messages / wall) if wall else 0,
         }
 
@@ -365,7 +367,7 @@ class _Host:
 
 
 async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval):
-    seconds = dict.fromkeys(("exchange", "framing", "verilator", "host"), 0.0)
+    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host"), 0.0)
 
     def timed(stage, started):
         seconds[stage] += time.perf_counter() - started
@@ -376,7 +378,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                               password=PASSWORD)
     feed, feed_frames, feed_starts, pnl_series, arrivals, marks, bbo = [], [], [], [], {}, {}, {}
     rerequest = RerequestServer(FEED_SESSION, feed)
-    packets = 0
+    packets, first_cycle = 0, top.cycle
     with serve_in_thread(server, rerequest):
         with OrderSession("127.0.0.1", server.port, username=USERNAME, password=PASSWORD,
                           heartbeat_interval=heartbeat_interval) as session:
@@ -405,10 +407,11 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                 packets += len({f.data[42:62] for f in frames})
                 started = timed("framing", started)
                 starts = top.replay(frames, drain_cycles=48)
+                started = timed("verilator", started)
                 arrivals.update(message_arrivals(frames, starts, default_filters()))
                 feed_frames.extend(frames)
                 feed_starts.extend(starts)
-                started = timed("verilator", started)
+                started = timed("latency", started)
                 await host.round_trip(top)
                 await host.keep_session()
                 timed("host", started)
@@ -458,7 +461,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                  "heartbeats_received": session.heartbeats_received,
                  "forwarded": session.forwarded, "ended": session.ended},
         symbols=host.symbols, clordid_prefix=template["clordid_prefix"].to_bytes(6, "big").decode(),
-        seconds=seconds, chunk=chunk,
+        seconds=seconds, chunk=chunk, cycles=top.cycle - first_cycle,
         problems=check_acknowledged(host.log, session.replies, host.symbols,
                                     template["clordid_prefix"].to_bytes(6, "big").decode()),
         gaps=len(feed) - delivered)
@@ -484,6 +487,25 @@ def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, lo
         top.power_on()
     return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
                              heartbeat_interval))
+
+
+def closed_loop_figures(messages=20_000, seed=2026, runs=3):
+    """`make bench` (``sim.*``): `tickwire sim`'s loop on its default scenario, `runs` times on
+    one Verilated model; the run with the median rate. ``sim.replay_msgs_per_s`` counts
+    scenario messages per second of the loop (scenario generation excluded); the
+    ``sim.seconds.*`` say where the time goes."""
+    top = VerilatedTop(**TEST_PARAMETERS)
+    results = sorted((run_closed_loop(messages, seed, top=top) for _ in range(runs)),
+                     key=lambda r: r.summary()["messages_per_s"])
+    summary = results[len(results) // 2].summary()
+    figures = {"sim.replay_msgs_per_s": summary["messages_per_s"],
+               "sim.messages": summary["scenario_messages"], "sim.orders": summary["orders"],
+               "sim.fills": summary["fills"],
+               "sim.cycles_per_message": round(summary["cycles"] / messages, 2),
+               "sim.verilator_cycles_per_s": round(summary["cycles"]
+                                                   / summary["seconds"]["verilator"])}
+    figures |= {f"sim.seconds.{k}": v for k, v in summary["seconds"].items()}
+    return figures
 
 
 # The report folder -------------------------------------------------------------------------------
