@@ -29,9 +29,12 @@ def main():
 @click.option("--out", type=click.Path(file_okay=False), default="build/sim-report",
               show_default=True, help="Report folder: summary.json, feed.pcap, orders.pcap, "
                                       "PNG plots.")
+@click.option("--no-drop-copy", is_flag=True,
+              help="Leave out the FIX 4.4 drop copy (QuickFIX, both ends) and its "
+                   "reconciliation with the order log and the OUCH replies.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the summary as JSON to this file.")
-def sim(messages, seed, configs, loss, chunk, out, json_out):
+def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
     """Trade the bundled default scenario end to end in simulation.
 
     The simulated exchange publishes the scenario's ITCH flow as MoldUDP64 on lines A and B;
@@ -59,8 +62,8 @@ def sim(messages, seed, configs, loss, chunk, out, json_out):
         task = progress.add_task("market messages", total=messages)
         try:
             result = run_closed_loop(messages, seed, configs=documents, chunk=chunk, loss=loss,
-                                     top=top, progress=lambda done: progress.update(
-                                         task, completed=done))
+                                     top=top, drop_copy=not no_drop_copy,
+                                     progress=lambda done: progress.update(task, completed=done))
         except ConfigError as error:
             progress.stop()
             click.echo(str(error), err=True)
@@ -76,6 +79,10 @@ def sim(messages, seed, configs, loss, chunk, out, json_out):
     if not summary["acknowledged"]["ok"]:
         console.print("[red]orders without a matching OUCH answer: "
                       + "; ".join(summary["acknowledged"]["problems"]))
+        sys.exit(1)
+    if summary["reconciliation"] is not None and not summary["reconciliation"]["ok"]:
+        console.print("[red]reconciliation alarms: "
+                      + "; ".join(summary["reconciliation"]["first_alarms"]))
         sys.exit(1)
 
 
@@ -100,7 +107,7 @@ def _print_sim(summary, console):
                 f"{k} {v:,}" for k, v in summary["exchange_rejects"].items()) or "none")]
     cycles, ns = summary["latency_cycles"], summary["latency_ns"]
     if cycles:
-        rows.append(("tick to trade, cycles (min / median / p99 / max)",
+        rows.append(("tick to trade, cycles (min/med/p99/max)",
                      f"{cycles['min']} / {cycles['median']} / {cycles['p99']} / {cycles['max']}"))
         rows.append((f"tick to trade, ns at {summary['clock_mhz']} MHz",
                      f"{ns['min']} / {ns['median']} / {ns['p99']} / {ns['max']}"))
@@ -109,8 +116,15 @@ def _print_sim(summary, console):
               f"${float(pnl['total']):,.2f} ({float(pnl['realised']):,.2f} + "
               f"{float(pnl['unrealised']):,.2f})"),
              ("every order answered (Accepted/Rejected)",
-              "yes" if summary["acknowledged"]["ok"] else "NO"),
-             ("simulation speed (scenario messages/s)", summary["messages_per_s"])]
+              "yes" if summary["acknowledged"]["ok"] else "NO")]
+    recon = summary["reconciliation"]
+    if recon is not None:
+        rows += [("drop copy reports (FIX 4.4)", recon["drop_copy_reports"]),
+                 ("reconciliation: log, OUCH, drop copy",
+                  f"{recon['matched']:,} of {recon['orders']:,} orders clean" if recon["ok"]
+                  else ", ".join(f"{k} {v}" for k, v in recon["alarms"].items())),
+                 ("P&L from the drop copy alone", f"${float(recon['drop_copy_pnl']):,.2f}")]
+    rows.append(("simulation speed (scenario messages/s)", summary["messages_per_s"]))
     for what, value in rows:
         table.add_row(what, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)

@@ -26,9 +26,12 @@ faster.
 """
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime
 import json
 import struct
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -37,11 +40,14 @@ from tickwire.hdl.order import formats as order_formats
 from tickwire.host import api
 from tickwire.host.config import parse_documents
 from tickwire.host.device import Device
-from tickwire.host.dropcopy import ExecutionReport
+from tickwire.host.dropcopy import DropCopyClient, ExecutionReport
 from tickwire.host.order_session import OrderSession
 from tickwire.host.positions import Positions
+from tickwire.host.reconcile import reconcile
+from tickwire.host.store import ExecutionStore
 
 from . import itch
+from .dropcopy import DropCopyAcceptor
 from .exchange import Exchange, OrderEntryServer, RerequestServer, serve_in_thread
 from .ouch import Template, order_frame
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
@@ -141,7 +147,19 @@ class LoopResult:
     cycles: int                 # simulated cycles
     chunk: int
     problems: list              # check_acknowledged's findings
+    reports: list | None        # the drop copy's ExecutionReports, as the host stored them
+    reconciliation: object      # `tickwire.host.reconcile.Reconciliation` (with the drop copy)
     gaps: int
+
+    def _reconciliation(self):
+        if self.reconciliation is None:
+            return None
+        r = self.reconciliation
+        return {"ok": r.ok, "orders": r.orders, "matched": r.matched,
+                "ouch_messages": r.ouch_messages, "drop_copy_reports": r.reports,
+                "alarms": r.counts(),
+                "first_alarms": [f"{a.kind} {a.user_ref_num}: {a.detail}" for a in r.alarms[:10]],
+                "drop_copy_pnl": str(_drop_copy_pnl(self.reports, self.marks))}
 
     def orders(self):
         return [e for e in self.log if e["sent"]]
@@ -180,12 +198,23 @@ class LoopResult:
             "clock_mhz": CLOCK_MHZ,
             "hardware_latency_agrees": self.latencies == self.hardware_latencies,
             "acknowledged": {"ok": not self.problems, "problems": self.problems[:20]},
+            "reconciliation": self._reconciliation(),
             "session": self.session,
             "chunk_messages": self.chunk,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "cycles": self.cycles,
             "messages_per_s": round(self.messages / wall) if wall else 0,
         }
+
+
+def _drop_copy_pnl(reports, marks):
+    """Total P&L from the drop copy alone (the same marks), beside the OUCH-fed positions."""
+    positions = Positions()
+    for report in reports:
+        positions.apply(report)
+    for symbol, mark in marks.items():
+        positions.mark(symbol, mark)
+    return positions.pnl().total
 
 
 def _percentiles(values):
@@ -366,8 +395,52 @@ class _Host:
             self.loaded_ack = self.session.ack
 
 
-async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval):
-    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host"), 0.0)
+class _DropCopy:
+    """The FIX 4.4 drop copy beside the order session: the exchange's acceptor sends an
+    ExecutionReport for each of its order events; the host's initiator stores each once, by
+    ExecID, in SQLite. Both keep their FIX state under `directory` (a fresh one per run: the
+    ExecIDs of two runs are the same)."""
+
+    TRADE_DATE = datetime.date(2026, 11, 22)
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.received, self.sent = [], 0
+
+    def __enter__(self):
+        self.acceptor = DropCopyAcceptor(self.directory / "exchange",
+                                         trade_date=self.TRADE_DATE).start()
+        self.store = ExecutionStore(self.directory / "executions.sqlite")
+        self.client = DropCopyClient(self.directory / "host", self.store,
+                                     port=self.acceptor.port, on_report=self.received.append)
+        self.client.start()
+        self.client.wait_logged_on()
+        return self
+
+    def __exit__(self, *exc):
+        self.client.stop()
+        self.acceptor.stop()
+        self.store.close()
+
+    def send(self, events):
+        for event in events[self.sent:]:
+            self.acceptor.send(event)
+        self.sent = len(events)
+
+    def reports(self, timeout=30.0):
+        """Every report, once all that were sent have arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.store) < self.sent:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.store)} drop copy reports of {self.sent}")
+            time.sleep(0.01)
+        return [report for _, report in self.store.reports()]
+
+
+async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval,
+                drop_copy):
+    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host",
+                             "drop_copy"), 0.0)
 
     def timed(stage, started):
         seconds[stage] += time.perf_counter() - started
@@ -433,6 +506,10 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                         marks[symbol] = Decimal(bid + ask) / 2
                         host.positions.mark(symbol, marks[symbol])
                 pnl_series.append((exchange.time_ns, host.positions.pnl().total))
+                if drop_copy is not None:
+                    started = time.perf_counter()
+                    drop_copy.send(exchange.events)
+                    timed("drop_copy", started)
                 if progress is not None:
                     progress(min(first + chunk, len(flow)))
             # The end of the day: nothing more is sent; resting orders are cancelled, the order
@@ -445,6 +522,14 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
             session.wait_for(exchange.stream_length(ORDER_SESSION))
             await host._take(session.poll(0))
             counters = await device.counters()
+            reports = reconciliation = None
+            if drop_copy is not None:
+                started = time.perf_counter()
+                drop_copy.send(exchange.events)
+                reports = drop_copy.reports()
+                reconciliation = reconcile(host.log, session.replies, reports,
+                                           clordid_prefix=host.prefix, symbols=host.symbols)
+                timed("drop_copy", started)
             hardware = [e["at"] - e["arrival"] for e in host.log if e["sent"]]
     latencies = [frame.cycle - arrivals[(0, entry["sequence"])][0]
                  for entry, frame in zip(host.orders.values(), host.frames, strict=True)]
@@ -462,6 +547,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                  "forwarded": session.forwarded, "ended": session.ended},
         symbols=host.symbols, clordid_prefix=template["clordid_prefix"].to_bytes(6, "big").decode(),
         seconds=seconds, chunk=chunk, cycles=top.cycle - first_cycle,
+        reports=reports, reconciliation=reconciliation,
         problems=check_acknowledged(host.log, session.replies, host.symbols,
                                     template["clordid_prefix"].to_bytes(6, "big").decode()),
         gaps=len(feed) - delivered)
@@ -469,7 +555,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
 
 def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, loss=(0.0, 0.0),
                     top=None, progress=None, parameters=None, flow=None,
-                    heartbeat_interval=1.0):
+                    heartbeat_interval=1.0, drop_copy=True):
     """Run the default scenario (`messages` ITCH messages of `seed`) through the whole loop.
 
     `configs`: [(source name, TOML text)] for the host's parser (default:
@@ -478,15 +564,21 @@ def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, lo
     (`TEST_PARAMETERS`, or `parameters`); `progress(done)` is called with the
     scenario messages done after each round; `flow` replaces the scenario's ITCH messages
     (`messages` is then ignored); `heartbeat_interval`: the host's SoupBinTCP idle time before
-    a heartbeat (seconds of wall time)."""
+    a heartbeat (seconds of wall time); `drop_copy`: run the FIX drop copy (QuickFIX, both
+    ends) and reconcile it with the order log and the OUCH replies."""
     flow = order_flow(messages, seed=seed) if flow is None else list(flow)
     configs = configs or [("default configuration", default_configuration(flow))]
     if top is None:
         top = VerilatedTop(**(parameters or TEST_PARAMETERS))
     else:
         top.power_on()
-    return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
-                             heartbeat_interval))
+    with contextlib.ExitStack() as stack:
+        fix = None
+        if drop_copy:
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="tickwire-fix-"))
+            fix = stack.enter_context(_DropCopy(work))
+        return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
+                                 heartbeat_interval, fix))
 
 
 def closed_loop_figures(messages=20_000, seed=2026, runs=3):

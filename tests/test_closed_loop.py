@@ -92,6 +92,17 @@ def test_pnl_is_cash_plus_position_at_the_mark(loop):
     assert Decimal(loop.summary()["pnl"]["total"]) == total
 
 
+def test_the_drop_copy_reconciles_with_the_log_and_ouch(loop):
+    """The FIX drop copy (QuickFIX both ends) brought one report per exchange event, and the
+    host's reconciliation of the order log, the OUCH replies and the drop copy is clean; the
+    P&L kept from the drop copy alone is the one kept from OUCH."""
+    assert sorted(r.exec_id for r in loop.reports) == sorted(e.event_id for e in loop.events)
+    recon = loop.summary()["reconciliation"]
+    assert recon["ok"] and recon["matched"] == recon["orders"] == len(loop.orders())
+    assert recon["drop_copy_reports"] == len(loop.events)
+    assert Decimal(recon["drop_copy_pnl"]) == loop.positions.pnl().total
+
+
 def test_every_logged_order_is_an_exchange_order(loop):
     answers = {e.user_ref_num: e for e in loop.events
                if e.kind in (EventKind.ACCEPTED, EventKind.REJECTED)}
@@ -143,7 +154,7 @@ def test_order_frames_are_one_tcp_stream_by_scapy(loop):
 def test_heartbeats_between_orders_keep_the_stream_continuous():
     """A heartbeat after every round: the host holds the gateware, sends R, loads the new
     sequence number; the frames skip exactly those bytes and the exchange counts them."""
-    loop = run_closed_loop(2000, seed=7, top=top(), heartbeat_interval=0.0)
+    loop = run_closed_loop(2000, seed=7, top=top(), heartbeat_interval=0.0, drop_copy=False)
     between = stream_heartbeats(loop)
     assert 0 < between <= loop.session["heartbeats_sent"]
     assert loop.server_counters["heartbeats_received"] >= between
@@ -159,7 +170,8 @@ def test_an_exchange_halt_shows_as_exchange_rejects():
     fields = {k: v for k, v in itch.decode(flow[at - 1]).items() if k != "message_type"}
     flow.insert(at, itch.encode(b"H", **fields | {"trading_state": b"H"}))
     config = default_configuration(flow, band=0.01)
-    result = run_closed_loop(flow=flow, top=top(), configs=[("halt.toml", config)])
+    result = run_closed_loop(flow=flow, top=top(), configs=[("halt.toml", config)],
+                             drop_copy=False)
     summary = result.summary()
     aapl = [e for e in result.log if e["sent"] and result.symbols[e["slot"]] == "AAPL"]
     assert aapl and summary["exchange_rejects"] == {"0x0007": len(aapl)}
