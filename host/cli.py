@@ -111,6 +111,10 @@ def _print_sim(summary, console):
                      f"{cycles['min']} / {cycles['median']} / {cycles['p99']} / {cycles['max']}"))
         rows.append((f"tick to trade, ns at {summary['clock_mhz']} MHz",
                      f"{ns['min']} / {ns['median']} / {ns['p99']} / {ns['max']}"))
+    lag = summary["exchange_lag_messages"]
+    if lag:
+        rows.append((f"lag to the exchange (messages; rounds of {summary['chunk_messages']})",
+                     f"median {lag['median']}, max {lag['max']}"))
     pnl = summary["pnl"]
     rows += [("P&L total (realised + unrealised at mid)",
               f"${float(pnl['total']):,.2f} ({float(pnl['realised']):,.2f} + "

@@ -133,6 +133,8 @@ class LoopResult:
     risk_rejects: list
     latencies: list
     hardware_latencies: list
+    lags: list                  # per order: feed messages the exchange had published after
+                                # its trigger when the order reached it (the round's cost)
     positions: Positions
     marks: dict
     bbo: dict                   # symbol -> [(exchange ns, best bid, best ask)] after each round
@@ -193,6 +195,7 @@ class LoopResult:
                     "by_symbol": self.positions.snapshot(),
                     "marks": {s: str(Decimal(p) / 10_000) for s, p in self.marks.items()}},
             "latency_cycles": _percentiles(self.latencies),
+            "exchange_lag_messages": _percentiles(self.lags),
             "latency_ns": {k: round(v * 1000 / CLOCK_MHZ, 1)
                            for k, v in _percentiles(self.latencies).items() if k != "count"},
             "clock_mhz": CLOCK_MHZ,
@@ -298,13 +301,14 @@ class _Host:
         self.positions = Positions()
         self.orders = {}               # UserRefNum -> log entry
         self.filled = {}               # UserRefNum -> shares executed so far
-        self.log, self.frames, self.risk_rejects = [], [], []
+        self.log, self.frames, self.risk_rejects, self.lags = [], [], [], []
         self.seen_frames = 0
         self.ip_id = None
 
-    async def round_trip(self, top):
+    async def round_trip(self, top, published):
         """After a round of frames: check and forward the order frames, wait for the exchange's
-        answers, take them into positions and the risk gate."""
+        answers, take them into positions and the risk gate. `published`: how many feed
+        messages the exchange has published by now."""
         entries = await self.device.drain("order.log")
         self.risk_rejects += await self.device.drain("risk.rejects")
         frames = top.sent[self.seen_frames:]
@@ -319,6 +323,7 @@ class _Host:
             self.session.forward(frame.data[order_formats.SOUPBIN_OFFSET:],
                                  entry["tcp_sequence"])
             self.orders[entry["user_ref_num"]] = entry
+            self.lags.append(published - entry["sequence"])
         self.log += entries
         self.frames += frames
         if sent:
@@ -485,7 +490,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                 feed_frames.extend(frames)
                 feed_starts.extend(starts)
                 started = timed("latency", started)
-                await host.round_trip(top)
+                await host.round_trip(top, len(feed))
                 await host.keep_session()
                 timed("host", started)
 
@@ -538,7 +543,8 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
         messages=len(flow), feed=feed, feed_frames=feed_frames, feed_starts=feed_starts,
         packets=packets, log=host.log, bbo=bbo,
         order_frames=host.frames, replies=session.replies, events=list(exchange.events),
-        risk_rejects=host.risk_rejects, latencies=latencies, hardware_latencies=hardware,
+        risk_rejects=host.risk_rejects, latencies=latencies, lags=host.lags,
+        hardware_latencies=hardware,
         positions=host.positions, marks=marks, pnl_series=pnl_series, counters=counters,
         exchange_counters=dict(exchange.counters), server_counters=dict(server.counters),
         session={"next_sequence": session.next_sequence, "ack": session.ack,

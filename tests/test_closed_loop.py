@@ -47,6 +47,8 @@ def test_the_loop_trades(loop):
     assert summary["acknowledged"] == {"ok": True, "problems": []}
     assert summary["hardware_latency_agrees"]
     assert summary["gap_messages"] == 0 and loop.session["ended"]
+    # Orders reach the exchange at the end of their round: after their trigger, within it.
+    assert 0 <= min(loop.lags) and summary["exchange_lag_messages"]["median"] <= loop.chunk
     # Our executions are in the feed the gateware read: an Order Executed of the exchange's
     # own reference range (2**35 up) or of the market order we took.
     matches = {e.match_number for e in loop.events if e.kind is EventKind.EXECUTED}
