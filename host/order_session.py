@@ -177,6 +177,18 @@ class OrderSession:
                 raise SessionError(f"{len(self.replies)} sequenced messages, waited for {count}")
             self.poll(min(left, 0.5))
 
+    def wait_for_end(self, timeout=None):
+        """Poll until the server ends the session (End of Session, Z, or the connection
+        closed); returns the sequenced messages read meanwhile."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        new = []
+        while not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SessionError("the server did not end the session")
+            new += self.poll(min(left, 0.5))
+        return new
+
     def logout(self):
         """Send a logout request (O) and close."""
         if self._socket is not None:

@@ -524,8 +524,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
             server.end_session()
             feed.extend(exchange.published())
             await present(feed[sent:], last=True)
-            session.wait_for(exchange.stream_length(ORDER_SESSION))
-            await host._take(session.poll(0))
+            await host._take(session.wait_for_end())
             counters = await device.counters()
             reports = reconciliation = None
             if drop_copy is not None:
