@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from tickwire.hdl.book.levels import flags_layout, level_apply, level_compare, level_op
+from tickwire.hdl.book.levels import flags_layout, level_apply, level_compare, level_op, saturates
 from tickwire.hdl.book.records import (
     BOOK_COUNTERS,
     PRICE_BITS,
@@ -235,12 +235,13 @@ class OrderBook(wiring.Component):
         x_ev, x_slot = Signal(queued), Signal(p.slot_bits)
         x_hit, x_hit_way, x_entry = Signal(), Signal(range(p.ways)), Signal(entry_shape)
         x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
-        # Where the row comes from (one-hot): C's register, D's, the block RAM (R's register
-        # `row_mid` after R).
-        x_fwd_c, x_fwd_d, x_from_ram = Signal(), Signal(), Signal()
+        # Where the row comes from: the block RAM, or `x_row`, the row forwarded from the
+        # event ahead (or from R, after R), chosen a cycle early so that only a 2:1 select
+        # stands before the compares. `x_op_side`: the side the event changes.
+        x_from_ram, x_row, x_op_side = Signal(), Signal(row_shape), Signal()
         x_found = Signal()
         new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
-        row_mid, vis_r = Signal(row_shape), Signal(side_shape)
+        vis_r = Signal(side_shape)
         # B: the change made (shift / merge).
         b_valid, b_row, b_side_in, b_vis = Signal(), Signal(row_shape), Signal(side_shape), \
             Signal(side_shape)
@@ -249,16 +250,18 @@ class OrderBook(wiring.Component):
             Signal(SHARES_BITS)
         b_gone, b_enable = Signal(), Signal()
         b_slot, b_locate, b_ts, b_seq = Signal(p.slot_bits), Signal(16), Signal(48), Signal(64)
-        # C: the row written back, the BookUpdate made; D: the row written last cycle.
+        # C: the row written back, the BookUpdate made.
         c_valid, c_row, c_after, c_vis = Signal(), Signal(row_shape), Signal(side_shape), \
             Signal(side_shape)
         c_side, c_slot, c_locate, c_ts, c_seq = Signal(), Signal(p.slot_bits), Signal(16), \
             Signal(48), Signal(64)
-        d_row, d_slot = Signal(row_shape), Signal(p.slot_bits)
         # Order-table writes: scheduled one cycle ahead (`wr_*`, written the next cycle), and
         # the one written last cycle (`lw_*`); both are forwarded to reads that missed them.
         wr_en, wr_set, wr_way, wr_val = Signal(), Signal(p.set_bits), Signal(range(p.ways)), \
             Signal(entry_shape)
+        # An add's entry is scheduled in A and made in B (`wr_fit`) only if B finds that its
+        # level does not saturate (`wr_go`): the saturation's reduction stays out of A.
+        wr_fit, wr_go = Signal(), Signal()
         lw_en, lw_set, lw_way, lw_val = Signal(), Signal(p.set_bits), Signal(range(p.ways)), \
             Signal(entry_shape)
 
@@ -270,21 +273,23 @@ class OrderBook(wiring.Component):
         ways = []
         for w in range(p.ways):
             m.d.comb += [ways_rd[w].addr.eq(read_set),
-                         ways_wr[w].en.eq(wr_en & (wr_way == w)), ways_wr[w].addr.eq(wr_set),
+                         ways_wr[w].en.eq(wr_go & (wr_way == w)), ways_wr[w].addr.eq(wr_set),
                          ways_wr[w].data.eq(wr_val)]
             view = Signal(entry_shape, name=f"way{w}_seen")
-            from_wr = wr_en & (wr_way == w) & (wr_set == rd_set)
+            from_wr = wr_go & (wr_way == w) & (wr_set == rd_set)
             from_lw = lw_en & (lw_way == w) & (lw_set == rd_set)
             m.d.comb += view.eq(Mux(from_wr, wr_val.as_value(), Mux(
                 from_lw, lw_val.as_value(), ways_rd[w].data.as_value())))
             ways.append(view)
-        m.d.sync += [lw_en.eq(wr_en), lw_set.eq(wr_set), lw_way.eq(wr_way), lw_val.eq(wr_val),
+        m.d.sync += [lw_en.eq(wr_go), lw_set.eq(wr_set), lw_way.eq(wr_way), lw_val.eq(wr_val),
                      wr_en.eq(0)]
 
-        def schedule_write(way, set_, value, enable=1):
-            """Write `value` in the next cycle if `enable`: what is written never waits for
-            whether it is (the entry goes into `wr_*` regardless)."""
-            m.d.sync += [wr_en.eq(enable), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value)]
+        def schedule_write(way, set_, value, enable=1, fit=0):
+            """Write `value` in the next cycle if `enable` (and, with `fit`, if the add does
+            not saturate its level): what is written never waits for whether it is (the entry
+            goes into `wr_*` regardless)."""
+            m.d.sync += [wr_en.eq(enable), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value),
+                         wr_fit.eq(fit)]
 
         # --- BookUpdates leave through a small FIFO; an event is only taken when its update
         # and those of the (at most two) events ahead of it will have room.
@@ -350,6 +355,10 @@ class OrderBook(wiring.Component):
             m.d.sync += l_ev.eq(head)
 
         # --- L: subscription, order lookup ---------------------------------------------------
+        # (B's new side is made here, ahead of L, which forwards it.)
+        b_out, b_saturated, b_overflow, b_missing = level_apply(
+            m, p, "b", b_side_in, b_flags, b_side, b_price, b_add, b_shares, b_gone, b_enable)
+        b_row_out = with_side(b_row, b_side, b_out, "b_row_out")
         sub = sub_rd.data
         subscribed = sub.valid & (l_ev.locate[p.locate_bits:] == 0)
         ref_tag = tag_of(l_ev.ref)
@@ -359,7 +368,7 @@ class OrderBook(wiring.Component):
         any_match = wire(m, Cat(*match).any(), "any_match")
         go = wire(m, l_valid & subscribed & l_ev.ref_ok, "go")
         fwd_c = wire(m, b_valid & (b_slot == sub.slot), "fwd_c")
-        fwd_d = wire(m, c_valid & (c_slot == sub.slot) & ~fwd_c, "fwd_d")
+        fwd_d = wire(m, c_valid & (c_slot == sub.slot), "fwd_d")
         with m.If(l_valid & ~subscribed):
             m.d.comb += hits["unsubscribed"].eq(1)
         with m.Elif(l_valid & ~l_ev.ref_ok):
@@ -369,10 +378,15 @@ class OrderBook(wiring.Component):
         with m.Else():
             m.d.sync += [x_valid.eq(go), x_after_r.eq(0),
                          x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE) & any_match)]
+        l_entry = wire(m, Mux(any_match, _select(ways, match), 0), "l_entry", entry_shape)
         with m.If(go):
-            m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot),
-                         x_entry.eq(Mux(any_match, _select(ways, match), 0)),
-                         x_fwd_c.eq(fwd_c), x_fwd_d.eq(fwd_d), x_from_ram.eq(~fwd_c & ~fwd_d)]
+            # B and C never both hold an event (events are issued at least 2 cycles apart, and
+            # R holds the issue), so the row to forward is chosen by `b_valid` alone.
+            m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_entry.eq(l_entry),
+                         x_from_ram.eq(~fwd_c & ~fwd_d),
+                         x_row.eq(Mux(b_valid, b_row_out.as_value(), c_row.as_value())),
+                         x_op_side.eq(Mux(l_ev.kind == BookEventKind.ADD, l_ev.side,
+                                          l_entry.side))]
             first(match, x_hit_way, x_hit)
             first(free, x_free_way, x_free_ok)
 
@@ -384,10 +398,9 @@ class OrderBook(wiring.Component):
                      | (kind == BookEventKind.CANCEL))
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
-        row_ram = wire(m, Mux(x_fwd_c, c_row.as_value(), 0) | Mux(x_fwd_d, d_row.as_value(), 0)
-                       | Mux(x_from_ram, row_rd.data.as_value(), 0), "row_ram", row_shape)
-        row_src = wire(m, row_ram.as_value() | Mux(x_after_r, row_mid.as_value(), 0),
-                       "row_src", row_shape)
+        row_src = wire(m, Mux(x_from_ram, row_rd.data.as_value(), x_row.as_value()), "row_src",
+                       row_shape)
+        row_ram = row_src
         found = wire(m, x_hit & (entry.slot == x_slot), "found")
 
         # R: the original order leaves, in one step (both sides are given the circuit, so that
@@ -409,9 +422,8 @@ class OrderBook(wiring.Component):
                 for w in range(p.ways)]
         free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
         with m.If(in_r):
-            m.d.sync += [row_mid.eq(rm_row), vis_r.eq(rm_in), x_found.eq(found),
-                         new_dup.eq(Cat(*dup2).any()),
-                         x_fwd_c.eq(0), x_fwd_d.eq(0), x_from_ram.eq(0)]
+            m.d.sync += [x_row.eq(rm_row), vis_r.eq(rm_in), x_found.eq(found),
+                         new_dup.eq(Cat(*dup2).any()), x_from_ram.eq(0)]
             first(free2, new_free_way, new_free_ok)
             with m.If(found):
                 gone_entry = Signal(entry_shape)
@@ -426,21 +438,18 @@ class OrderBook(wiring.Component):
         remaining = entry.shares
         over = wire(m, is_reduce & (ev.shares > remaining), "over")
         amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
-        gone = wire(m, amount == remaining, "gone")
+        gone = wire(m, ~is_reduce | over | (ev.shares == remaining), "gone")   # amount == remaining
         add_ok = wire(m, is_add & (ev.shares != 0) & ~x_hit & x_free_ok, "add_ok")
         add2_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok, "add2_ok")
         adding = is_add | x_after_r
-        op_side = wire(m, Mux(is_add, ev.side, entry.side), "op_side")
+        op_side = x_op_side
         op_price = wire(m, Mux(adding, ev.price, entry.price), "op_price")
         op_shares = wire(m, Mux(adding, ev.shares, amount), "op_shares")
         op_gone = wire(m, ~x_after_r & gone, "op_gone")
         op_enable = wire(m, Mux(x_after_r, x_found & add2_ok, add_ok | (~is_add & found)),
                          "op_enable")
         a_in = side_of(row_in, op_side, "a_in")
-        flags = level_compare(m, p, "a", a_in, op_side, op_price, adding, op_shares, op_gone,
-                              op_enable, added=ev.shares)
-        saturated = flags.saturated
-        fits = ~flags.saturates                      # for an add known to be enabled
+        flags = level_compare(m, p, "a", a_in, op_side, op_price, op_gone, ev.shares)
         with m.If(in_a):
             m.d.sync += [
                 b_row.eq(row_in), b_side_in.eq(a_in),
@@ -450,7 +459,6 @@ class OrderBook(wiring.Component):
                 b_slot.eq(x_slot), b_locate.eq(ev.locate), b_ts.eq(ev.timestamp),
                 b_seq.eq(ev.sequence),
             ]
-            m.d.comb += hits["level_saturated"].eq(saturated)
             with m.If(x_after_r):
                 with m.If(x_found):
                     m.d.comb += [
@@ -464,7 +472,7 @@ class OrderBook(wiring.Component):
                     m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.new_ref)),
                                  new.slot.eq(x_slot), new.side.eq(entry.side),
                                  new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                    schedule_write(new_free_way, set_of(ev.new_ref), new, add2_ok & fits)
+                    schedule_write(new_free_way, set_of(ev.new_ref), new, add2_ok, fit=1)
             with m.Elif(is_add):
                 m.d.comb += [
                     hits["bad_shares"].eq(ev.shares == 0),
@@ -475,7 +483,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += [new.valid.eq(1), new.tag.eq(tag_of(ev.ref)),
                              new.slot.eq(x_slot), new.side.eq(ev.side),
                              new.price.eq(ev.price), new.shares.eq(ev.shares)]
-                schedule_write(x_free_way, set_of(ev.ref), new, add_ok & fits)
+                schedule_write(x_free_way, set_of(ev.ref), new, add_ok, fit=1)
             with m.Elif(~x_hit):
                 m.d.comb += hits["unknown_ref"].eq(1)
             with m.Elif(~found):
@@ -484,16 +492,16 @@ class OrderBook(wiring.Component):
                 m.d.comb += hits["over_execution"].eq(over)
                 reduced = Signal(entry_shape)
                 m.d.comb += [reduced.eq(entry), reduced.valid.eq(~gone),
-                             reduced.shares.eq(remaining - amount)]
+                             # what remains when not gone (an entry gone is not read)
+                             reduced.shares.eq(remaining - ev.shares)]
                 schedule_write(x_hit_way, set_of(ev.ref), reduced)
         m.d.sync += b_valid.eq(in_a)
 
         # --- B: the change made ---------------------------------------------------------------
-        b_out, b_overflow, b_missing = level_apply(m, p, "b", b_side_in, b_flags, b_side,
-                                                   b_price, b_add, b_shares, b_gone, b_enable)
-        b_row_out = with_side(b_row, b_side, b_out, "b_row_out")
         m.d.comb += [
-            hits["level_overflow"].eq(b_valid & b_overflow & ~b_flags.saturated),
+            wr_go.eq(wr_en & ~(wr_fit & saturates(b_flags))),
+            hits["level_saturated"].eq(b_valid & b_saturated),
+            hits["level_overflow"].eq(b_valid & b_overflow),
             hits["level_missing"].eq((b_valid & b_missing) | rm_missing),
         ]
         m.d.sync += c_valid.eq(b_valid)
@@ -521,7 +529,6 @@ class OrderBook(wiring.Component):
             m.d.comb += upd.levels[i].eq(c_after.levels[i])
         with m.If(c_valid):
             m.d.comb += [row_wr.en.eq(1), row_wr.addr.eq(c_slot), row_wr.data.eq(c_row)]
-            m.d.sync += [d_row.eq(c_row), d_slot.eq(c_slot)]
             with m.If(any_change):
                 m.d.comb += [out_q.w_en.eq(1), hits["updates"].eq(1)]
 

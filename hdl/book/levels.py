@@ -2,11 +2,13 @@
 
 `level_compare` looks at one side of a book row and the change to make (add `shares` and one
 order at `price`, or remove `shares`, and the order if `gone`): which stored levels are used,
-which one holds `price`, which are better, what each level's aggregate would become, whether
+which one holds `price`, which are better, whether each level's aggregate would overflow, whether
 the price falls in the hidden zone. `level_apply` takes those flags (registered or not) and
-makes the new side: the increment or decrement at the matching level, the insertion with its
-shift, the removal with its shift up, the hidden-zone bookkeeping. Chained combinationally
-they are one whole change (`level_op`).
+makes the new side: the increment (refused if it saturates) or decrement at the matching
+level, the insertion with its shift, the removal with its shift up, the hidden-zone
+bookkeeping. The compare half holds only carry chains fed by the side (price compares, the
+aggregate's overflow); every reduction over levels is left to the apply half. Chained
+combinationally they are one whole change (`level_op`).
 """
 
 from amaranth.hdl import Cat, Mux, Signal, unsigned
@@ -21,21 +23,21 @@ def flags_layout(p):
     L = p.depth
     return data.StructLayout({
         "used": unsigned(L), "match": unsigned(L), "better": unsigned(L),
-        "carry": unsigned(L),          # the level's aggregate plus `shares` overflows
+        "carry": unsigned(L),          # the level's aggregate plus `added` overflows
         "emptied": unsigned(L),        # the level's order count equals `gone`
-        "sum": data.ArrayLayout(unsigned(SHARES_BITS), L),
         "in_hidden": 1,
-        "saturates": 1,                # an add at `price` would take its level past the limit
-        "saturated": 1,                # ... and the change is such an add
-
     })
 
 
-def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable, added=None):
-    """Flags of one change to `side_in` (see `flags_layout`). `added`, when given, is what an
-    add adds (equal to `shares` whenever `add` is set): the sums are only used by adds, and
-    a value that does not wait for the add/remove decision shortens the path."""
-    added = shares if added is None else added
+def saturates(f):
+    """An add at the flags' price would take its level past the limit."""
+    return (f.match & f.carry).any()
+
+
+def level_compare(m, p, name, side_in, side, price, gone, added):
+    """Flags of one change to `side_in` (see `flags_layout`). `added` is what an add adds
+    (the event's shares: only adds use the carry, and a value that does not wait for the
+    add/remove decision shortens the path)."""
     f = Signal(flags_layout(p), name=f"{name}_flags")
     for i in range(p.depth):
         lv = side_in.levels[i]
@@ -47,20 +49,16 @@ def level_compare(m, p, name, side_in, side, price, add, shares, gone, enable, a
             f.better[i].eq(used & Mux(side, lv.price < price, lv.price > price)),
             f.carry[i].eq(summed[SHARES_BITS]),
             f.emptied[i].eq(lv.orders == gone),
-            f.sum[i].eq(summed[:SHARES_BITS]),
         ]
     hidden, boundary = side_in.hidden, side_in.boundary
-    m.d.comb += [
-        f.in_hidden.eq((hidden != 0) & ~Mux(side, price < boundary, price > boundary)),
-        f.saturates.eq((f.match & f.carry).any()),
-        f.saturated.eq(enable & add & f.saturates),
-    ]
+    m.d.comb += f.in_hidden.eq((hidden != 0) & ~Mux(side, price < boundary, price > boundary))
     return f
 
 
 def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
-    """The side after the change, from its flags `f`. Returns (side, overflow, missing); with
-    `enable` low the side is unchanged."""
+    """The side after the change, from its flags `f`. Returns (side, saturated, overflow,
+    missing); with `enable` low the side is unchanged. An add that saturates its level
+    changes nothing (`saturated`)."""
     L = p.depth
     levels = [side_in.levels[i] for i in range(L)]
     match = [f.match[i] for i in range(L)]
@@ -69,6 +67,7 @@ def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
     empties = wire(m, (f.match & f.emptied).any(), f"{name}_empties")
     full = f.used[L - 1]
     hidden = side_in.hidden
+    saturated = wire(m, enable & add & saturates(f), f"{name}_saturated")
     overflow = Signal(name=f"{name}_overflow")
     missing = Signal(name=f"{name}_missing")
     out = Signal(side_layout(p), name=f"{name}_out")
@@ -76,10 +75,10 @@ def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
     with m.If(enable):
         with m.If(add):
             with m.If(hit):
-                with m.If(~f.saturated):
+                with m.If(~saturated):
                     for i, lv in enumerate(levels):
                         with m.If(match[i]):
-                            m.d.comb += [out.levels[i].shares.eq(f.sum[i]),
+                            m.d.comb += [out.levels[i].shares.eq(lv.shares + shares),
                                          out.levels[i].orders.eq(lv.orders + 1)]
             with m.Elif(f.in_hidden):
                 m.d.comb += [out.hidden.eq(hidden + 1), overflow.eq(1)]
@@ -115,13 +114,11 @@ def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
                         m.d.comb += out.boundary.eq(0)
             with m.Else():
                 m.d.comb += missing.eq(1)
-    return out, overflow, missing
+    return out, saturated, overflow, missing
 
 
 def level_op(m, p, name, side_in, side, price, add, shares, gone, enable):
     """One whole change in one combinational step. Returns (side, saturated, overflow,
     missing)."""
-    f = level_compare(m, p, name, side_in, side, price, add, shares, gone, enable)
-    out, overflow, missing = level_apply(m, p, name, side_in, f, side, price, add, shares,
-                                         gone, enable)
-    return out, f.saturated, overflow, missing
+    f = level_compare(m, p, name, side_in, side, price, gone, shares)
+    return level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable)
