@@ -17,7 +17,11 @@ host waits for the exchange's answers (OUCH Accepted / Executed / Canceled / Rej
 positions and P&L from them (`tickwire.host.positions`), tells the risk gate what filled and
 what was released (``risk.fill``), loads the acknowledgement number it now sends with, and
 sends a SoupBinTCP heartbeat (with ``order.hold`` set, then the new sequence number loaded)
-after a second of idle. The exchange's executions are in the next round's feed.
+after a second of idle. The exchange's executions are in the next round's feed. Beside the
+order session runs the FIX 4.4 drop copy (`tickwire.sim.dropcopy` to `tickwire.host.dropcopy`,
+QuickFIX at both ends); at the end the host reconciles the order log, the OUCH replies and the
+drop copy (`tickwire.host.reconcile`). Positions are kept from OUCH (the fast path, which the
+risk gate's position check needs) and, for comparison, from the drop copy alone.
 
 Orders reach the exchange at the end of the round that triggered them: the exchange has then
 applied up to `chunk` messages beyond the trigger (the loop's reaction time in market messages;
@@ -26,6 +30,7 @@ faster.
 """
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -46,15 +51,20 @@ from tickwire.host.positions import Positions
 from tickwire.host.reconcile import reconcile
 from tickwire.host.store import ExecutionStore
 
-from . import itch
 from .dropcopy import DropCopyAcceptor
 from .exchange import Exchange, OrderEntryServer, RerequestServer, serve_in_thread
 from .ouch import Template, order_frame
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
+from .t2t_bench import first_prices
 from .t2t_run import TEST_PARAMETERS, VerilatedTop, message_arrivals
 
-__all__ = ["CLOCK_MHZ", "LoopResult", "check_acknowledged", "closed_loop_figures",
+__all__ = ["CLOCK_MHZ", "LoopError", "LoopResult", "check_acknowledged", "closed_loop_figures",
            "default_configuration", "run_closed_loop", "write_pcap", "write_report"]
+
+class LoopError(RuntimeError):
+    """The gateware, the host and the exchange disagree (an order frame, the order log, the
+    session's replies)."""
+
 
 #: The target clock (the design's timing goal) for converting cycles to ns.
 CLOCK_MHZ = 156.25
@@ -64,21 +74,12 @@ LOCALHOST = 0x7F_00_00_01
 CHUNK = 250
 
 
-def _first_prices(flow):
-    out = {}
-    for message in flow:
-        if message[:1] in (b"A", b"F"):
-            fields = itch.decode(message)
-            out.setdefault(fields["stock_locate"], fields["price"])
-    return out
-
-
 def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
     """TOML for the host's parser: a threshold taker on each scenario symbol that buys (IOC,
     at the best ask) when the ask falls `band` dollars below the symbol's first price, and
     sells at the bid when the bid rises `band` above it; real risk limits (the position limit
     binds in the default scenario); the order session's identity (`ORDER_SECTION`)."""
-    prices, lines = _first_prices(flow), []
+    prices, lines = first_prices(flow), []
     for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
         if locate not in prices:
             continue
@@ -167,10 +168,8 @@ class LoopResult:
         return [e for e in self.log if e["sent"]]
 
     def summary(self):
-        from collections import Counter
-
-        kinds = Counter(r["type"] for r in self.replies)
-        reject_reasons = Counter(f"0x{r['reason']:04X}" for r in self.replies
+        kinds = collections.Counter(r["type"] for r in self.replies)
+        reject_reasons = collections.Counter(f"0x{r['reason']:04X}" for r in self.replies
                                  if r["type"] == "J")
         risk = {k.removeprefix("risk.counters."): v for k, v in self.counters.items()
                 if k.startswith("risk.counters.") and v
@@ -315,7 +314,7 @@ class _Host:
         self.seen_frames = len(top.sent)
         sent = [e for e in entries if e["sent"]]
         if len(sent) != len(frames):
-            raise AssertionError(f"{len(sent)} orders logged as sent, {len(frames)} tx frames")
+            raise LoopError(f"{len(sent)} orders logged as sent, {len(frames)} tx frames")
         if self.ip_id is None:
             self.ip_id = await self.device.read("order.next_ip_id") - len(frames)
         for entry, frame in zip(sent, frames, strict=True):
@@ -337,10 +336,10 @@ class _Host:
             price=entry["price"], tif=entry["tif"], tcp_sequence=self.session.next_sequence,
             user_ref_num=entry["user_ref_num"], ip_id=self.ip_id & 0xFFFF)
         if data != expected:
-            raise AssertionError(f"order frame of UserRefNum {entry['user_ref_num']} differs "
+            raise LoopError(f"order frame of UserRefNum {entry['user_ref_num']} differs "
                                  f"from the encoder model's:\n{data.hex()}\n{expected.hex()}")
         if entry["length"] != order_formats.TCP_PAYLOAD_LENGTH:
-            raise AssertionError(f"order log length {entry['length']}")
+            raise LoopError(f"order log length {entry['length']}")
         self.ip_id += 1
 
     async def _settle(self, timeout=10.0):

@@ -10,8 +10,8 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from tickwire.sim import itch
-from tickwire.sim.closed_loop import default_configuration, run_closed_loop
+from tickwire.sim import closed_loop, itch
+from tickwire.sim.closed_loop import LoopError, default_configuration, run_closed_loop
 from tickwire.sim.exchange import EventKind
 from tickwire.sim.scenario import order_flow
 from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
@@ -179,3 +179,14 @@ def test_an_exchange_halt_shows_as_exchange_rejects():
     assert aapl and summary["exchange_rejects"] == {"0x0007": len(aapl)}
     assert summary["rejected"] == len(aapl) and summary["acknowledged"]["ok"]
     assert all(r["symbol"] != "AAPL" for r in summary["pnl"]["by_symbol"])
+
+
+def test_a_host_send_the_gateware_was_not_told_of_is_caught(monkeypatch):
+    """The host sends a heartbeat but does not load the new sequence number: the next order
+    frame is not the one the host's TCP state calls for, and the loop stops on it."""
+    async def careless(self):
+        self.session.heartbeat()
+
+    monkeypatch.setattr(closed_loop._Host, "keep_session", careless)
+    with pytest.raises(LoopError, match="differs from the encoder model's"):
+        run_closed_loop(3000, seed=2026, top=top(), drop_copy=False)
