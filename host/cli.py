@@ -48,7 +48,8 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from tickwire.host.config import ConfigError
-    from tickwire.sim.closed_loop import run_closed_loop, write_report
+    from tickwire.host.order_session import SessionError
+    from tickwire.sim.closed_loop import LoopError, run_closed_loop, write_report
 
     console = Console(stderr=True)
     if not all(0.0 <= p < 1.0 for p in loss):
@@ -67,6 +68,10 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
         except ConfigError as error:
             progress.stop()
             click.echo(str(error), err=True)
+            sys.exit(1)
+        except (LoopError, SessionError) as error:
+            progress.stop()
+            click.echo(f"the closed loop stopped: {error}", err=True)
             sys.exit(1)
     with console.status(f"writing the report to {out}"):
         written = write_report(result, out)
