@@ -198,13 +198,22 @@ def lobster_session(seed=3, events=400):
             out += list(bids[k]) if k < len(bids) else [-EMPTY, 0]
         return out
 
-    messages, books, next_id = [], [], 1
+    messages, books, next_id, sweep = [], [], 1, []
     for n in range(events):
         time = f"{34200 + n / 1000:.9f}"
         best_bid, best_ask = levels(1)[0][0], levels(-1)[0][0]
         action = rng.random()
         live = sorted(orders)
-        if n == 200:
+        if n % 100 == 40:            # clear the best three levels of one side: deeper ones show
+            side = 1 if n % 200 == 40 else -1
+            top3 = {price for price, _ in levels(side)[:3]}
+            sweep = [i for i in live if orders[i][0] == side and orders[i][1] in top3]
+        sweep = [i for i in sweep if i in orders]
+        if sweep:
+            order = sweep.pop(0)
+            side, price, size = orders.pop(order)
+            event = [3, order, size, price, side]
+        elif n == 200:
             event = [7, 0, 0, -1, -1]
         elif n == 100:
             event = [6, 0, 400, best_bid + 50, -1]
@@ -291,6 +300,9 @@ def test_lobster_translation_rebuilds_the_files_book(tmp_path):
         assert visible == shown(books[index]), f"after LOBSTER message {index}"
     assert any(m.message_type == b"A" for m in decoded[:recording.marks[0]]), \
         "the starting book is materialised as synthetic orders"
+    later_adds = sum(m.message_type == b"A" for m in decoded[recording.marks[0] + 1:])
+    assert later_adds > sum(e[1] == 1 for e in messages[1:]), \
+        "deeper levels revealed later are materialised too"
 
 
 # The gateware, through the command line ---------------------------------------------------------
