@@ -45,3 +45,24 @@ def test_arty_tree_is_archived_with_the_board_pins(tmp_path, monkeypatch):
     assert manifest["board"] == "arty" and folder.name == manifest["identity"]
     assert int(manifest["identity"], 16) == plan_identity(
         lambda ident: arty.prepare(parameters, ident, token))
+
+
+def test_build_command_writes_the_arty_tree_and_refuses_bad_parameters(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tickwire.host.cli import main
+
+    monkeypatch.setenv("TICKWIRE_CONTROL_TOKEN", "22" * 16)
+    runner = CliRunner()
+    bad = runner.invoke(main, ["build", "--board", "arty", "--param", "symbols=3"])
+    assert bad.exit_code == 2 and "power of two" in bad.output
+    unknown = runner.invoke(main, ["build", "--board", "ecpix5", "--param", "speed=9"])
+    assert unknown.exit_code == 2 and "unknown parameter 'speed'" in unknown.output
+    done = runner.invoke(main, ["build", "--board", "arty", "--out", str(tmp_path),
+                                "--param", "symbols=8", "--param", "ip=10.9.8.7"])
+    assert done.exit_code == 0, done.output
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert f"Vivado build tree (not run) in {folder}" in done.output
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parameters"]["symbols"] == 8 and manifest["parameters"]["ip"] == "10.9.8.7"
+    assert (folder / "tickwire-arty.zip").exists()
