@@ -443,7 +443,7 @@ class _DropCopy:
 
 async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval,
                 drop_copy):
-    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host",
+    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host", "marks",
                              "drop_copy"), 0.0)
 
     def timed(stage, started):
@@ -503,6 +503,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                 timed("exchange", started)
                 await present(feed[sent:], last=False)
                 sent = len(feed)
+                started = time.perf_counter()
                 for symbol in DEFAULT_SYMBOLS:
                     bid, ask = _best(exchange, symbol)
                     bbo.setdefault(symbol, []).append((exchange.time_ns, bid, ask))
@@ -510,8 +511,8 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                         marks[symbol] = Decimal(bid + ask) / 2
                         host.positions.mark(symbol, marks[symbol])
                 pnl_series.append((exchange.time_ns, host.positions.pnl().total))
+                started = timed("marks", started)
                 if drop_copy is not None:
-                    started = time.perf_counter()
                     drop_copy.send(exchange.events)
                     timed("drop_copy", started)
                 if progress is not None:
