@@ -771,9 +771,10 @@ def replay_command(file, symbols, bbo, check_book):
 
     FILE is a pcap of MoldUDP64/ITCH 5.0 frames, a Nasdaq ITCH 5.0 daily file (2-byte length
     + message, optionally gzip) or a LOBSTER message file (TICKER_date_start_end_message_N.csv,
-    its orderbook file beside it). The messages go through the whole device (feed handler,
-    book, ...) configured by the host's own code; the top of book reported is the gateware's
-    BookUpdate stream. Prices are ITCH Price(4) integers; an empty side is price 0, size 0.
+    its orderbook file beside it). The messages go through the device's feed handler and
+    order book, Verilated and configured by the host's own code; the top of book reported is
+    the gateware's BookUpdate stream. Prices are ITCH Price(4) integers; an empty side is
+    price 0, size 0.
     """
     from tickwire.sim import recorded
 
