@@ -162,6 +162,23 @@ IDENTITY_HELP = ("Expected design identity (16 hex digits); default: the identit
                  "gateware this host is built from.")
 
 
+MANIFEST_HELP = ("A board build's manifest.json (or its folder): use the board's register map "
+                 "and refuse a board whose design identity is not the manifest's.")
+
+
+async def _open(device, identity, manifest):
+    """The device, checked against --identity, or against --manifest (a board build's)."""
+    from tickwire.host import api
+
+    if manifest is None:
+        return await api.connect(device, identity=_identity(identity))
+    if identity is not None:
+        raise click.BadParameter("give --identity or --manifest, not both",
+                                 param_hint="--manifest")
+    from tickwire.bitstreams.manifest import connect_with_manifest
+    return await connect_with_manifest(device, manifest)
+
+
 def _identity(text):
     if text is None:
         return None
@@ -234,14 +251,15 @@ def regs(as_json, write_dir, check):
               help="sim only: load the default scenario's feed filters through the register "
               "bank and replay N messages of it at MAC rx first.")
 @click.option("--seed", default=2026, show_default=True, help="Scenario seed for --replay.")
-def status(device, identity, as_json, show_all, notices, replay, seed):
+@click.option("--manifest", type=click.Path(), default=None, help=MANIFEST_HELP)
+def status(device, identity, as_json, show_all, notices, replay, seed, manifest):
     """Counters, alarms, status registers and latency statistics of a device, read through
     its register bank."""
     from tickwire.host import api
     from tickwire.host.device import HISTOGRAM_BINS_SUFFIX
 
     async def work():
-        dev = await api.connect(device, identity=_identity(identity))
+        dev = await _open(device, identity, manifest)
         report = {"device": device}
         if replay is not None:
             report["frames_replayed"] = await api.replay_default_scenario(dev, replay, seed)
@@ -511,14 +529,24 @@ def watch(device, identity, interval, count, as_json, log_file, replay, promethe
 
 @main.command()
 @click.option("--device", default=None, help=DEVICE_HELP + " If given, compare with it.")
-def identity(device):
-    """Print the design identity of the gateware this host is built from; with --device, also
-    the device's, and exit non-zero if they differ."""
+@click.option("--manifest", type=click.Path(), default=None,
+              help="Compare with a board build's manifest instead of this host's gateware.")
+def identity(device, manifest):
+    """Print the design identity of the gateware this host is built from (or of a board
+    build's manifest); with --device, also the device's, and exit non-zero if they differ."""
     from tickwire.hdl.platform.device import design_identity
     from tickwire.host import api
 
-    ours = design_identity()
-    click.echo(f"host   {ours:016x}")
+    if manifest is None:
+        ours = design_identity()
+        click.echo(f"host   {ours:016x}")
+    else:
+        from tickwire.bitstreams.manifest import ManifestError, expected_identity, read_manifest
+        try:
+            ours = expected_identity(read_manifest(manifest))
+        except ManifestError as error:
+            raise click.BadParameter(str(error), param_hint="--manifest") from None
+        click.echo(f"build  {ours:016x}")
     if device is None:
         return
 
@@ -537,7 +565,8 @@ def identity(device):
 @click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
 @click.option("--identity", help=IDENTITY_HELP)
 @click.option("--check", is_flag=True, help="Validate against the build only; write nothing.")
-def load(configs, device, identity, check):
+@click.option("--manifest", type=click.Path(), default=None, help=MANIFEST_HELP)
+def load(configs, device, identity, check, manifest):
     """Load configuration files (TOML) into a device: feed filters, symbols, strategies, risk
     limits, the order session (see host/examples/*.toml).
 
@@ -547,8 +576,16 @@ def load(configs, device, identity, check):
     from tickwire.host import api
     from tickwire.host import config as configuration
 
+    if manifest is None:
+        regs = api.register_map()
+    else:
+        from tickwire.bitstreams.manifest import ManifestError, manifest_register_map
+        try:
+            regs = manifest_register_map(manifest)
+        except ManifestError as error:
+            raise click.BadParameter(str(error), param_hint="--manifest") from None
     try:    # before the device is even opened
-        plan = configuration.read(configs, api.register_map())
+        plan = configuration.read(configs, regs)
     except configuration.ConfigError as error:
         Console(stderr=True).print("[red]refused, nothing written:[/red]")
         click.echo(str(error), err=True)
@@ -559,7 +596,7 @@ def load(configs, device, identity, check):
         return
 
     async def work():
-        dev = await api.connect(device, identity=_identity(identity))
+        dev = await _open(device, identity, manifest)
         return await configuration.load(dev, configs)
 
     plan = _run(work)
@@ -570,16 +607,8 @@ def _trading_command(name, action, done, *options):
     def command(device, identity, manifest, **values):
         from tickwire.host import api
 
-        if manifest and identity:
-            raise click.BadParameter("give --identity or --manifest, not both",
-                                     param_hint="--manifest")
-
         async def work():
-            if manifest:
-                from tickwire.bitstreams.manifest import connect_with_manifest
-                dev = await connect_with_manifest(device, manifest)
-            else:
-                dev = await api.connect(device, identity=_identity(identity))
+            dev = await _open(device, identity, manifest)
             await action(api, dev, **values)
             return await dev.read("risk.killed"), await dev.read("risk.armed")
 
@@ -592,8 +621,7 @@ def _trading_command(name, action, done, *options):
 
     for option in (*options, click.option("--identity", help=IDENTITY_HELP),
                    click.option("--manifest", type=click.Path(), default=None,
-                                help="A board build's manifest.json (or its folder): refuse a "
-                                "board whose design identity is not the manifest's."),
+                                help=MANIFEST_HELP),
                    click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)):
         command = option(command)
     return main.command(name=name, help=action.__doc__)(command)

@@ -139,3 +139,18 @@ def test_flash_dry_run_prints_the_command_and_a_missing_tool_is_a_clear_error(tm
     assert absent.exit_code == 1 and "no bitstream" in absent.output
     assert flash.flash_command("arty", bit, to_flash=True)[1:4] == ["--board", "arty_a7_35t",
                                                                       "--write-flash"]
+
+
+def test_identity_and_status_check_the_board_against_its_manifest(tmp_path):
+    from tickwire.hdl.platform.device import design_identity
+
+    _manifest(tmp_path, design_identity() ^ 2)
+    runner = CliRunner()
+    compared = runner.invoke(main, ["identity", "--device", "sim", "--manifest", str(tmp_path)])
+    assert compared.exit_code == 1
+    assert f"build  {design_identity() ^ 2:016x}" in compared.output
+    assert "the device runs another design" in compared.output
+    refused = runner.invoke(main, ["status", "--device", "sim", "--manifest", str(tmp_path)])
+    assert refused.exit_code == 1 and "design identity mismatch" in refused.output
+    both = runner.invoke(main, ["disarm", "--manifest", str(tmp_path), "--identity", "12"])
+    assert both.exit_code == 2 and "not both" in both.output
