@@ -163,3 +163,59 @@ def test_one_level_filled_and_emptied_one_per_cycle(book):
     for k, e in enumerate(events, start=1):
         e["sequence"] = k
     check(book, events, [1] * (len(events) - 1) + [DRAIN])
+
+
+LADDER = [1000, 1010, 1020, 1030, 1040, 1050]     # more prices than PROP stores: some hidden
+HUGE = (1 << 32) - 60                              # two of these saturate a level
+
+
+@st.composite
+def replace_onto_its_own_side(draw):
+    """A side of several levels (one or two orders each, some near saturation) and a hidden
+    zone, then replaces, back to back, whose new order lands where their removal just acted:
+    the level it emptied or reduced, a level moved up by the removal, the hidden zone's last
+    order. The replace's add is compared against the side before the removal and corrected
+    for it; this checks that correction."""
+    side = draw(st.integers(0, 1))
+    events, live, ref = [], [], 1
+    for price in draw(st.lists(st.sampled_from(LADDER), min_size=4, max_size=6, unique=True)):
+        for _ in range(draw(st.integers(1, 2))):
+            shares = draw(st.sampled_from([1, 100, HUGE]))
+            events.append(event(ADD, locate=1, order_ref=ref, side=side, shares=shares,
+                                price=price))
+            live.append(ref)
+            ref += 1
+    for _ in range(draw(st.integers(1, 3))):
+        old = draw(st.sampled_from(live))
+        live.remove(old)
+        events.append(event(REPLACE, locate=1, order_ref=old, new_ref=ref,
+                            shares=draw(st.sampled_from([1, 70, HUGE])),
+                            price=draw(st.sampled_from([995, *LADDER, 1055]))))
+        live.append(ref)
+        ref += 1
+    for price in draw(st.lists(st.sampled_from([995, *LADDER, 1055]), max_size=3)):
+        events.append(event(ADD, locate=1, order_ref=ref, side=side, shares=5, price=price))
+        ref += 1
+    for k, e in enumerate(events, start=1):
+        e["sequence"] = k
+    return events, [1] * (len(events) - 1) + [DRAIN]
+
+
+@settings(max_examples=150, deadline=None)
+@given(replace_onto_its_own_side())
+def test_replace_adds_where_its_removal_acted(book, stream):
+    check(book, *stream)
+
+
+def test_replace_of_the_last_hidden_order_to_a_worse_price(book):
+    """The replace empties the hidden zone, then its add is worse than every stored level:
+    the new order alone is hidden, at its own price (a later better add must still show)."""
+    asks = [event(ADD, locate=1, order_ref=r, side=1, shares=10, price=1000 + 10 * r)
+            for r in range(PROP.depth + 1)]                # the worst one hidden
+    events = asks + [
+        event(REPLACE, locate=1, order_ref=PROP.depth, new_ref=50, shares=7, price=1045),
+        event(ADD, locate=1, order_ref=51, side=1, shares=3, price=990),
+    ]
+    for k, e in enumerate(events, start=1):
+        e["sequence"] = k
+    check(book, events, [1] * (len(events) - 1) + [DRAIN])

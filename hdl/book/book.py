@@ -5,7 +5,13 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from tickwire.hdl.book.levels import flags_layout, level_apply, level_compare, level_op, saturates
+from tickwire.hdl.book.levels import (
+    after_removal,
+    flags_layout,
+    level_apply,
+    level_compare,
+    saturates,
+)
 from tickwire.hdl.book.records import (
     BOOK_COUNTERS,
     PRICE_BITS,
@@ -241,7 +247,11 @@ class OrderBook(wiring.Component):
         x_from_ram, x_row, x_op_side = Signal(), Signal(row_shape), Signal()
         x_found = Signal()
         new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
-        vis_r = Signal(side_shape)
+        # R -> M (a replace): the side before the removal, the removal's and the add's flags
+        # against it, each level's shares less the removed shares.
+        r_side, r_flags, r_add_flags = Signal(side_shape), Signal(flags_layout(p)), \
+            Signal(flags_layout(p))
+        r_less = Signal(data.ArrayLayout(unsigned(SHARES_BITS), p.depth))
         # B: the change made (shift / merge).
         b_valid, b_row, b_side_in, b_vis = Signal(), Signal(row_shape), Signal(side_shape), \
             Signal(side_shape)
@@ -390,7 +400,7 @@ class OrderBook(wiring.Component):
             first(match, x_hit_way, x_hit)
             first(free, x_free_way, x_free_ok)
 
-        # --- X: R (a replace's removal) or A (compare) ----------------------------------------
+        # --- X: R (a replace's compares), then M (its removal made); or A (compare) -------
         ev, entry = x_ev, x_entry
         kind = ev.kind
         is_add = kind == BookEventKind.ADD
@@ -398,43 +408,13 @@ class OrderBook(wiring.Component):
                      | (kind == BookEventKind.CANCEL))
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
+        in_m = wire(m, in_a & x_after_r, "in_m")
         row_src = wire(m, Mux(x_from_ram, row_rd.data.as_value(), x_row.as_value()), "row_src",
                        row_shape)
-        row_ram = row_src
         found = wire(m, x_hit & (entry.slot == x_slot), "found")
 
-        # R: the original order leaves, in one step (both sides are given the circuit, so that
-        # no side select stands before or after it); the new reference's set is checked.
-        rm_row = Signal(row_shape)
-        rm_missing = []
-        for side, name in ((0, "bid"), (1, "ask")):
-            out, _, _, missing = level_op(
-                m, p, f"rm_{name}", getattr(row_ram, name), Const(side), entry.price, Const(0),
-                entry.shares, Const(1), in_r & found & (entry.side == side))
-            m.d.comb += getattr(rm_row, name).eq(out)
-            rm_missing.append(missing)
-        rm_missing = Cat(*rm_missing).any()
-        rm_in = side_of(row_ram, entry.side, "rm_in")
-        same_set = set_of(ev.new_ref) == set_of(ev.ref)
-        new_tag = tag_of(ev.new_ref)
-        freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
-        dup2 = [wire(m, ways[w].valid & ~freed[w] & (ways[w].tag == new_tag), f"dup2_{w}")
-                for w in range(p.ways)]
-        free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
-        with m.If(in_r):
-            m.d.sync += [x_row.eq(rm_row), vis_r.eq(rm_in), x_found.eq(found),
-                         new_dup.eq(Cat(*dup2).any()), x_from_ram.eq(0)]
-            first(free2, new_free_way, new_free_ok)
-            with m.If(found):
-                gone_entry = Signal(entry_shape)
-                m.d.comb += [gone_entry.eq(entry), gone_entry.valid.eq(0),
-                             gone_entry.shares.eq(0)]
-                schedule_write(x_hit_way, set_of(ev.ref), gone_entry)
-            with m.Else():
-                m.d.comb += hits["locate_mismatch"].eq(1)
-
-        # A: the flags of the change (for a replace after R: the new order's add).
-        row_in = row_src
+        # A (and R): the flags of the change; in R, those of the original order's removal
+        # (the event is not an add: the price is the entry's, the order goes).
         remaining = entry.shares
         over = wire(m, is_reduce & (ev.shares > remaining), "over")
         amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
@@ -448,13 +428,43 @@ class OrderBook(wiring.Component):
         op_gone = wire(m, ~x_after_r & gone, "op_gone")
         op_enable = wire(m, Mux(x_after_r, x_found & add2_ok, add_ok | (~is_add & found)),
                          "op_enable")
-        a_in = side_of(row_in, op_side, "a_in")
+        a_in = side_of(row_src, op_side, "a_in")
         flags = level_compare(m, p, "a", a_in, op_side, op_price, op_gone, ev.shares)
+
+        # R: the replace's add compared against the same side, beside its removal; the new
+        # reference's set is checked. M: the removal made, the add's flags corrected for it.
+        add_flags = level_compare(m, p, "r", a_in, op_side, ev.price, Const(0), ev.shares)
+        same_set = set_of(ev.new_ref) == set_of(ev.ref)
+        new_tag = tag_of(ev.new_ref)
+        freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
+        dup2 = [wire(m, ways[w].valid & ~freed[w] & (ways[w].tag == new_tag), f"dup2_{w}")
+                for w in range(p.ways)]
+        free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
+        with m.If(in_r):
+            m.d.sync += [x_row.eq(row_src), x_from_ram.eq(0), r_side.eq(a_in),
+                         r_flags.eq(flags), r_add_flags.eq(add_flags), x_found.eq(found),
+                         new_dup.eq(Cat(*dup2).any())]
+            m.d.sync += [r_less[i].eq(a_in.levels[i].shares - entry.shares)
+                         for i in range(p.depth)]
+            first(free2, new_free_way, new_free_ok)
+            with m.If(found):
+                gone_entry = Signal(entry_shape)
+                m.d.comb += [gone_entry.eq(entry), gone_entry.valid.eq(0),
+                             gone_entry.shares.eq(0)]
+                schedule_write(x_hit_way, set_of(ev.ref), gone_entry)
+            with m.Else():
+                m.d.comb += hits["locate_mismatch"].eq(1)
+        m_side, _, _, m_missing = level_apply(m, p, "m", r_side, r_flags, op_side, entry.price,
+                                              Const(0), entry.shares, Const(1), x_found)
+        m_flags = after_removal(m, p, "m", r_add_flags, r_flags, r_side, r_less, ev.shares,
+                                x_found)
+
         with m.If(in_a):
             m.d.sync += [
-                b_row.eq(row_in), b_side_in.eq(a_in),
-                b_vis.eq(Mux(x_after_r, vis_r.as_value(), a_in.as_value())),
-                b_flags.eq(flags), b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
+                b_row.eq(row_src), b_side_in.eq(Mux(x_after_r, m_side.as_value(), a_in.as_value())),
+                b_vis.eq(Mux(x_after_r, r_side.as_value(), a_in.as_value())),
+                b_flags.eq(Mux(x_after_r, m_flags.as_value(), flags.as_value())),
+                b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
                 b_shares.eq(op_shares), b_gone.eq(op_gone), b_enable.eq(op_enable),
                 b_slot.eq(x_slot), b_locate.eq(ev.locate), b_ts.eq(ev.timestamp),
                 b_seq.eq(ev.sequence),
@@ -502,7 +512,7 @@ class OrderBook(wiring.Component):
             wr_go.eq(wr_en & ~(wr_fit & saturates(b_flags))),
             hits["level_saturated"].eq(b_valid & b_saturated),
             hits["level_overflow"].eq(b_valid & b_overflow),
-            hits["level_missing"].eq((b_valid & b_missing) | rm_missing),
+            hits["level_missing"].eq((b_valid & b_missing) | (in_m & m_missing)),
         ]
         m.d.sync += c_valid.eq(b_valid)
         with m.If(b_valid):

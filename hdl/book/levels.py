@@ -7,8 +7,9 @@ the price falls in the hidden zone. `level_apply` takes those flags (registered 
 makes the new side: the increment (refused if it saturates) or decrement at the matching
 level, the insertion with its shift, the removal with its shift up, the hidden-zone
 bookkeeping. The compare half holds only carry chains fed by the side (price compares, the
-aggregate's overflow); every reduction over levels is left to the apply half. Chained
-combinationally they are one whole change (`level_op`).
+aggregate's overflow); every reduction over levels is left to the apply half.
+`after_removal` corrects an add's flags for a removal applied ahead of it (a replace: both
+compared against the same side, in one cycle).
 """
 
 from amaranth.hdl import Cat, Mux, Signal, unsigned
@@ -117,8 +118,27 @@ def level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable):
     return out, saturated, overflow, missing
 
 
-def level_op(m, p, name, side_in, side, price, add, shares, gone, enable):
-    """One whole change in one combinational step. Returns (side, saturated, overflow,
-    missing)."""
-    f = level_compare(m, p, name, side_in, side, price, gone, shares)
-    return level_apply(m, p, name, side_in, f, side, price, add, shares, gone, enable)
+def after_removal(m, p, name, fa, fr, side_in, less, added, enable):
+    """The flags `fa` of an add, found against `side_in`, corrected for a removal made first
+    (its flags `fr`, applied by `level_apply` if `enable`): what `level_compare` would find
+    against the side after the removal, without comparing again. A level emptied moves the
+    ones below it up (their flags too); a level only reduced keeps its flags but its carry,
+    found from `less` (each level's shares minus the removed shares, as `level_apply`
+    computes them); the hidden zone's last order leaving empties it."""
+    L = p.depth
+    f = Signal(flags_layout(p), name=f"{name}_flags")
+    hit = fr.match.any()
+    shifted = wire(m, enable & (fr.match & fr.emptied).any(), f"{name}_shifted")
+    reduced = wire(m, enable & hit & ~(fr.match & fr.emptied).any(), f"{name}_reduced")
+    for i in range(L):
+        moved = shifted & fr.match[:i + 1].any()          # level i takes level i + 1
+        for field in ("used", "match", "better", "carry", "emptied"):
+            flag = getattr(fa, field)
+            below = flag[i + 1] if i + 1 < L else 0
+            m.d.comb += getattr(f, field)[i].eq(Mux(moved, below, flag[i]))
+        summed = wire(m, less[i] + added, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
+        with m.If(reduced & fr.match[i]):
+            m.d.comb += f.carry[i].eq(summed[SHARES_BITS])
+    emptied_hidden = enable & ~hit & (side_in.hidden == 1)
+    m.d.comb += f.in_hidden.eq(fa.in_hidden & ~emptied_hidden)
+    return f
