@@ -17,6 +17,7 @@ import csv
 import functools
 import gzip
 import inspect
+import itertools
 import re
 import struct
 from array import array
@@ -609,16 +610,21 @@ class Replayed(NamedTuple):
     cycles: int
     seconds: float        # wall time of framing and clocking the model
 
-    def tops(self, name):
-        """The gateware's top of book of `name` after each message of the file."""
+    def tops(self, name, form=tuple):
+        """The gateware's top of book of `name` after each message of the file, as
+        `form` of (ask price, ask size, bid price, bid size), one per message."""
+        import bisect
+
         sequences, values = self.updates.get(self.symbols[name], ([], []))
-        marks = self.recording.marks
-        current, j = (0, 0, 0, 0), 0
-        for index in range(self.recording.messages):
-            sequence = (marks[index] if marks is not None else index) + 1
-            while j < len(sequences) and sequences[j] <= sequence:
-                current, j = values[j], j + 1
-            yield current
+        marks, count = self.recording.marks, self.recording.messages
+        out, current = [], form((0, 0, 0, 0))
+        for sequence, value in zip(sequences, values, strict=True):
+            # the first message after which this update (of message `sequence` - 1) is seen
+            start = (sequence - 1 if marks is None else bisect.bisect_left(marks, sequence - 1))
+            out += [current] * (min(start, count) - len(out))
+            current = form(value)
+        out += [current] * (count - len(out))
+        return out
 
 
 def resolve(recording, names):
@@ -682,17 +688,13 @@ def write_bbo(replayed, path):
     """The CSV of ``--bbo``: per message and symbol, the gateware's top of book (prices in
     ITCH Price(4) units, an empty side as price 0, size 0)."""
     names = list(replayed.symbols)
+    indices = [f"{index}," for index in range(replayed.recording.messages)]
+    columns = [list(map(str.__add__, indices, replayed.tops(
+        name, lambda top, name=name: f"{name},{top[0]},{top[1]},{top[2]},{top[3]}\n")))
+        for name in names]
     with open(path, "w") as out:
         out.write(",".join(BBO_HEADER) + "\n")
-        columns = [replayed.tops(name) for name in names]
-        lines = []
-        for index, row in enumerate(zip(*columns, strict=True)):
-            for name, top in zip(names, row, strict=True):
-                lines.append(f"{index},{name},{top[0]},{top[1]},{top[2]},{top[3]}\n")
-            if len(lines) >= 65536:
-                out.write("".join(lines))
-                lines = []
-        out.write("".join(lines))
+        out.writelines(itertools.chain.from_iterable(zip(*columns, strict=True)))
 
 
 def check_book(replayed, name):
