@@ -160,6 +160,12 @@ def test_bad_files_are_refused_clearly(tmp_path, flow):
     pcapng.write_bytes(b"\x0a\x0d\x0d\x0a" + bytes(40))
     with pytest.raises(ReplayError, match="pcapng"):
         read_recording(pcapng)
+    from scapy.all import UDP, Ether, Raw, wrpcap
+    capture = tmp_path / "cut.pcap"
+    wrpcap(str(capture), [Ether() / UDP() / Raw(bytes(100))] * 3)
+    capture.write_bytes(capture.read_bytes()[:-5])
+    with pytest.raises(ReplayError, match="cut off: the file is truncated"):
+        read_recording(capture)
     lonely = tmp_path / "AAPL_2012-06-21_34200000_57600000_message_3.csv"
     lonely.write_text("34200.1,1,1,100,1000000,1\n")
     with pytest.raises(ReplayError, match="orderbook file .* is missing"):
