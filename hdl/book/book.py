@@ -272,34 +272,42 @@ class OrderBook(wiring.Component):
         # An add's entry is scheduled in A and made in B (`wr_fit`) only if B finds that its
         # level does not saturate (`wr_go`): the saturation's reduction stays out of A.
         wr_fit, wr_go = Signal(), Signal()
-        lw_en, lw_set, lw_way, lw_val = Signal(), Signal(p.set_bits), Signal(range(p.ways)), \
-            Signal(entry_shape)
+        lw_val = Signal(entry_shape)
+        # Whether a read missed a write is found a cycle early (the sets compared as the read
+        # is issued): `wr_same`, the write scheduled is to the set being read; `lw_hit`, per
+        # way, the write being made is.
+        wr_same, lw_hit = Signal(), Signal(p.ways)
 
         # --- the order table: reads, writes, forwarding -------------------------------------
         read_set = Signal(p.set_bits)
-        rd_set = Signal(p.set_bits)                  # the set read in the previous cycle
         m.d.comb += read_set.eq(Mux(l_valid, set_of(l_ev.new_ref), set_of(head.ref)))
-        m.d.sync += rd_set.eq(read_set)
-        ways = []
+        ways, from_wr = [], []
         for w in range(p.ways):
             m.d.comb += [ways_rd[w].addr.eq(read_set),
                          ways_wr[w].en.eq(wr_go & (wr_way == w)), ways_wr[w].addr.eq(wr_set),
                          ways_wr[w].data.eq(wr_val)]
+            m.d.sync += lw_hit[w].eq(wr_go & (wr_way == w) & (wr_set == read_set))
             view = Signal(entry_shape, name=f"way{w}_seen")
-            from_wr = wr_go & (wr_way == w) & (wr_set == rd_set)
-            from_lw = lw_en & (lw_way == w) & (lw_set == rd_set)
-            m.d.comb += view.eq(Mux(from_wr, wr_val.as_value(), Mux(
-                from_lw, lw_val.as_value(), ways_rd[w].data.as_value())))
+            from_wr.append(wire(m, wr_go & (wr_way == w) & wr_same, f"from_wr{w}"))
+            m.d.comb += view.eq(Mux(from_wr[w], wr_val.as_value(), Mux(
+                lw_hit[w], lw_val.as_value(), ways_rd[w].data.as_value())))
             ways.append(view)
-        m.d.sync += [lw_en.eq(wr_go), lw_set.eq(wr_set), lw_way.eq(wr_way), lw_val.eq(wr_val),
-                     wr_en.eq(0)]
+        m.d.sync += [lw_val.eq(wr_val), wr_en.eq(0)]
+
+        def holds(w, tag):
+            """`ways[w]` is valid with `tag`: compared on each source of the entry, then
+            chosen (the compare does not wait for the forwarding select)."""
+            def live(entry):
+                return entry.valid & (entry.tag == tag)
+            return Mux(from_wr[w], live(wr_val), Mux(lw_hit[w], live(lw_val),
+                                                     live(ways_rd[w].data)))
 
         def schedule_write(way, set_, value, enable=1, fit=0):
             """Write `value` in the next cycle if `enable` (and, with `fit`, if the add does
             not saturate its level): what is written never waits for whether it is (the entry
             goes into `wr_*` regardless)."""
             m.d.sync += [wr_en.eq(enable), wr_way.eq(way), wr_set.eq(set_), wr_val.eq(value),
-                         wr_fit.eq(fit)]
+                         wr_fit.eq(fit), wr_same.eq(set_ == read_set)]
 
         # --- BookUpdates leave through a small FIFO; an event is only taken when its update
         # and those of the (at most two) events ahead of it will have room.
@@ -372,7 +380,7 @@ class OrderBook(wiring.Component):
         sub = sub_rd.data
         subscribed = sub.valid & (l_ev.locate[p.locate_bits:] == 0)
         ref_tag = tag_of(l_ev.ref)
-        match = [wire(m, ways[w].valid & (ways[w].tag == ref_tag), f"match{w}")
+        match = [wire(m, holds(w, ref_tag), f"match{w}")
                  for w in range(p.ways)]
         free = [wire(m, ~ways[w].valid, f"free{w}") for w in range(p.ways)]
         any_match = wire(m, Cat(*match).any(), "any_match")
@@ -437,7 +445,7 @@ class OrderBook(wiring.Component):
         same_set = set_of(ev.new_ref) == set_of(ev.ref)
         new_tag = tag_of(ev.new_ref)
         freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
-        dup2 = [wire(m, ways[w].valid & ~freed[w] & (ways[w].tag == new_tag), f"dup2_{w}")
+        dup2 = [wire(m, holds(w, new_tag) & ~freed[w], f"dup2_{w}")
                 for w in range(p.ways)]
         free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
         with m.If(in_r):
