@@ -37,6 +37,7 @@ from . import itch
 from . import moldudp64 as mold
 from .scenario import FEED_GROUP_A, FEED_PORT, default_filters
 from .toolchain import cache_dir, digest, locked
+from .verilated import HarnessBus, StreamHarness
 
 #: The replay build: the default book (16,384 orders, 10 stored levels, 8 visible) with 16
 #: symbol slots and every locate a Nasdaq file can name.
@@ -124,13 +125,11 @@ def _device_verilog(book):
     return device, source.read_text()
 
 
-class ReplayTop:
+class ReplayTop(HarnessBus):
     """The `ReplayDevice` Verilated with the batch harness; a transport for
     `tickwire.host.device.Device` (register bus), and a batch runner for frames."""
 
     def __init__(self, book=REPLAY_BOOK):
-        from .verilated import StreamHarness
-
         self.device, verilog = _device_verilog(book)
         self.register_map = self.device.register_map
         self.identity = self.device.bank.identity
@@ -154,26 +153,6 @@ class ReplayTop:
 
     def idle(self, cycles=1):
         self._collect_idle(self.harness.run([None] * cycles))
-
-    # The register bus, for `tickwire.host.device.Device` (the transport interface).
-    async def read_word(self, address):
-        h = self.harness
-        h.set("bus__addr", address)
-        h.set("bus__r_stb", 1)
-        self.idle()
-        h.set("bus__r_stb", 0)
-        return h.get("bus__r_data")
-
-    async def write_word(self, address, value):
-        h = self.harness
-        h.set("bus__addr", address)
-        h.set("bus__w_data", value)
-        h.set("bus__w_stb", 1)
-        self.idle()
-        h.set("bus__w_stb", 0)
-
-    def close(self):
-        pass
 
     def __str__(self):
         return "verilated feed handler and order book (replay)"

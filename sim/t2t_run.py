@@ -20,7 +20,7 @@ from tickwire.hdl.platform.device import DEVICE_NAME, device_verilog
 
 from .feed_run import message_ends, schedule
 from .records import unpack
-from .verilated import StreamHarness
+from .verilated import HarnessBus, StreamHarness
 
 #: The reduced build the test suite simulates (quick to Verilate; the same circuit): 16 book
 #: slots, 2,048 orders, 4 stored levels.
@@ -34,7 +34,7 @@ class SentFrame(NamedTuple):
     cycle: int      # the cycle its first beat was valid at tx
 
 
-class VerilatedTop:
+class VerilatedTop(HarnessBus):
     """A `TickToTrade` (with its design identity) compiled by Verilator; `parameters` are the
     top level's."""
 
@@ -71,33 +71,6 @@ class VerilatedTop:
 
     def idle(self, cycles=1):
         self._collect(self.harness.run([None] * cycles))
-
-    # The register bus, for `tickwire.host.device.Device` (the transport interface); an access
-    # waits while a UDP control request holds the bus.
-    def _wait_for_bus(self):
-        while self.harness.get("bus_busy"):
-            self.idle()
-
-    async def read_word(self, address):
-        h = self.harness
-        self._wait_for_bus()
-        h.set("bus__addr", address)
-        h.set("bus__r_stb", 1)
-        self.idle()
-        h.set("bus__r_stb", 0)
-        return h.get("bus__r_data")
-
-    async def write_word(self, address, value):
-        h = self.harness
-        self._wait_for_bus()
-        h.set("bus__addr", address)
-        h.set("bus__w_data", value)
-        h.set("bus__w_stb", 1)
-        self.idle()
-        h.set("bus__w_stb", 0)
-
-    def close(self):
-        pass
 
     def __str__(self):
         return "verilated TickToTrade"

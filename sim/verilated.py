@@ -207,3 +207,36 @@ class StreamHarness:
                 items.append((value, stamps[s][j]))
             results.append(items)
         return results
+
+
+class HarnessBus:
+    """The register bus of a device in a `StreamHarness` (``self.harness``; ``self.idle()``
+    clocks one cycle), as the transport interface of `tickwire.host.device.Device`. An access
+    waits while the device's ``bus_busy`` (the UDP control channel holding the bus), if it has
+    one, is high."""
+
+    def _wait_for_bus(self):
+        if "bus_busy" in self.harness.ports:
+            while self.harness.get("bus_busy"):
+                self.idle()
+
+    async def read_word(self, address):
+        h = self.harness
+        self._wait_for_bus()
+        h.set("bus__addr", address)
+        h.set("bus__r_stb", 1)
+        self.idle()
+        h.set("bus__r_stb", 0)
+        return h.get("bus__r_data")
+
+    async def write_word(self, address, value):
+        h = self.harness
+        self._wait_for_bus()
+        h.set("bus__addr", address)
+        h.set("bus__w_data", value)
+        h.set("bus__w_stb", 1)
+        self.idle()
+        h.set("bus__w_stb", 0)
+
+    def close(self):
+        pass
