@@ -18,7 +18,8 @@ from tickwire.hdl.top import TickToTrade
 
 from .mii import MiiMac, mii_signature
 
-#: LED blink lengths, in core cycles as powers of two (about 0.13 s and 1 Hz at 62.5 MHz).
+#: LED blink lengths, in core cycles as powers of two (0.21 s and 0.86 s per half period at
+#: the ECPIX-5's 39.06 MHz core clock).
 ACTIVITY_BITS = 23
 HEARTBEAT_BITS = 26
 
