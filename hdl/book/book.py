@@ -116,42 +116,47 @@ class OrderBook(wiring.Component):
     - F (issue): the FIFO head (or, the FIFO being empty, the event arriving this cycle)
       addresses the subscription map and its order set (all ways).
     - L (lookup): the subscription gives the slot, which addresses the level row; the ways
-      are compared with the reference (hit, free way), the entry is registered.
-    - R (a replace whose original reference is in the table): the original order leaves its
-      level in one step (compare, shift up; nothing if it belongs to another symbol); the new
-      reference's set, read in L, is checked.
+      are compared with the reference (hit, free way), the entry is registered; the row to
+      forward, if the event ahead changes this slot, is chosen.
+    - R (a replace whose original reference is in the table): the original order's removal
+      and the new order's add are both compared against the row's side (two sets of flags);
+      the new reference's set, read in L, is checked.
     - A (compare): the row's side against the event: which level holds the price, which are
-      better, each level's sum, the hidden zone, saturation. The order-table write is decided
-      here and made in the next cycle.
-    - B (change): the new side from A's flags (increment, decrement, insertion, removal).
+      better, whether each level's sum overflows, the hidden zone. The order-table write is
+      decided here and made in the next cycle. After R, this cycle is M instead: the removal
+      is made and the add's flags are corrected for it (`levels.after_removal`: levels moved
+      up by an emptied level take their flags along, a reduced level's carry is found again,
+      the hidden zone's last order leaving empties it), without comparing again.
+    - B (change): the new side from the flags (increment unless it saturates, decrement,
+      insertion, removal); an add's order-table write, made this cycle, is dropped if its
+      level saturates.
     - C (emit): the new row is written back; the visible levels before and after are
       compared and the BookUpdate, if any, goes into the update FIFO.
 
-    Hazards are forwarded, never stalled: the row an event reads in L while the row of the
-    event ahead of it is still in B or C (or was written in the same cycle) comes from that
-    event's C register (or the register of the row written last, D) instead of the block RAM;
-    an order-table read that missed a write (made the cycle it was issued, or the cycle its
-    data arrive) sees the written entry instead of the block RAM's.
+    Hazards are forwarded, never stalled: the row an event reads in L while the event ahead
+    of it on the same slot is still in B (or in C, written in the same cycle) is taken from
+    B's new row (or C's), chosen in L into one register, so that only a 2:1 select stands
+    before A's compares; an order-table read that missed a write (made the cycle it was
+    issued, or the cycle its data arrive) sees the written entry instead of the block RAM's,
+    which of them is decided as the read is issued and the tag compared on each.
 
     Latency: 5 cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid
-    (6 for a replace), one more than the single-step APPLY had: the price of three short
-    stages instead of one long one (the FIFO is bypassed when empty, which pays back one of
-    the two cycles the split added). Throughput: one event every 2 cycles (a replace 3):
-    0.485 events per cycle on the benchmark's realistic mix, 0.333 on chained replaces
-    (sim/book_bench.py's rate measurement, Verilator); latency there min 5, median 5, p99 6,
-    max 6. An event is issued while the one ahead of it is in A; issuing one every cycle needs
-    A's flags corrected for the change still in B on the same slot and side (the flag masks
-    shifted by B's insertion or removal position), not done yet.
+    (6 for a replace). Throughput: one event every 2 cycles (a replace 3): 0.485 events per
+    cycle on the benchmark's realistic mix, 0.333 on chained replaces (sim/book_bench.py's
+    rate measurement, Verilator); latency there min 5, median 5, p99 6, max 6. An event is
+    issued while the one ahead of it is in A; issuing one every cycle needs A's flags
+    corrected for the change still in B on the same slot and side (as `after_removal` does
+    for a replace's removal), not done yet.
 
-    Timing: A holds the row read (or forwarded) and the compares; B the shift; C the wide
-    compare of the visible levels; only R (replaces) holds a compare and a shift, as the
-    single APPLY did, but for a removal only and without a side select. The reduced build
-    (tests/test_book_synthesis.py's parameters) routes at 86.6 MHz on the LFE5UM5G-85F
-    (nextpnr-ecp5, seed 1), up from about 46 MHz. Its critical path is now A: the one-hot
-    row-source select (high fan-out), the side select, a level's price compare and sum (carry
-    chains), the saturation flag. Reaching 156.25 MHz needs A split again (price compares in
-    one cycle, sums and saturation in the next, with the entry write moved after them and
-    forwarded one cycle further) and R split (which costs a replace a cycle).
+    Timing: every stage is a select and compares (A, R), or a reduction of registered flags
+    and a shift (B, M), or a wide compare (C); registers whose validity is tracked elsewhere
+    load every cycle, so that no late enable fans out to them. The reduced build
+    (tests/test_book_synthesis.py's parameters) routes at 111.45 MHz on the LFE5UM5G-85F
+    (nextpnr-ecp5, seed 1), up from 86.6 MHz (about 46 MHz before the pipeline). Its
+    critical path is now C: the visible levels' compare, whether anything changed, the
+    update FIFO's write enable and level counter (9.0 ns, about half of it routing). Next:
+    the FIFO written every event with a changed bit (skipped at its output), and A's
+    compares against B's output precomputed.
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -369,8 +374,7 @@ class OrderBook(wiring.Component):
                 m.next = "IDLE"
 
         m.d.sync += l_valid.eq(take)
-        with m.If(take):
-            m.d.sync += l_ev.eq(head)
+        m.d.sync += l_ev.eq(head)      # every cycle: `l_valid` says whether it was taken
 
         # --- L: subscription, order lookup ---------------------------------------------------
         # (B's new side is made here, ahead of L, which forwards it.)
@@ -397,7 +401,10 @@ class OrderBook(wiring.Component):
             m.d.sync += [x_valid.eq(go), x_after_r.eq(0),
                          x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE) & any_match)]
         l_entry = wire(m, Mux(any_match, _select(ways, match), 0), "l_entry", entry_shape)
-        with m.If(go):
+        # X's registers load whenever L holds an event (whether it goes on is `x_valid`): X
+        # is never in R then, and `go`, late (it waits for the subscription), would otherwise
+        # enable every one of them.
+        with m.If(l_valid):
             # B and C never both hold an event (events are issued at least 2 cycles apart, and
             # R holds the issue), so the row to forward is chosen by `b_valid` alone.
             m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_entry.eq(l_entry),
@@ -448,12 +455,13 @@ class OrderBook(wiring.Component):
         dup2 = [wire(m, holds(w, new_tag) & ~freed[w], f"dup2_{w}")
                 for w in range(p.ways)]
         free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
+        # R's results load every cycle (only M, right after R, reads them): a late enable
+        # would stand before each of them.
+        m.d.sync += [r_side.eq(a_in), r_flags.eq(flags), r_add_flags.eq(add_flags),
+                     x_found.eq(found), new_dup.eq(Cat(*dup2).any())]
+        m.d.sync += [r_less[i].eq(a_in.levels[i].shares - entry.shares) for i in range(p.depth)]
         with m.If(in_r):
-            m.d.sync += [x_row.eq(row_src), x_from_ram.eq(0), r_side.eq(a_in),
-                         r_flags.eq(flags), r_add_flags.eq(add_flags), x_found.eq(found),
-                         new_dup.eq(Cat(*dup2).any())]
-            m.d.sync += [r_less[i].eq(a_in.levels[i].shares - entry.shares)
-                         for i in range(p.depth)]
+            m.d.sync += [x_row.eq(row_src), x_from_ram.eq(0)]
             first(free2, new_free_way, new_free_ok)
             with m.If(found):
                 gone_entry = Signal(entry_shape)
@@ -467,16 +475,17 @@ class OrderBook(wiring.Component):
         m_flags = after_removal(m, p, "m", r_add_flags, r_flags, r_side, r_less, ev.shares,
                                 x_found)
 
+        # B's registers load every cycle (`b_valid` says whether they hold an event).
+        m.d.sync += [
+            b_row.eq(row_src), b_side_in.eq(Mux(x_after_r, m_side.as_value(), a_in.as_value())),
+            b_vis.eq(Mux(x_after_r, r_side.as_value(), a_in.as_value())),
+            b_flags.eq(Mux(x_after_r, m_flags.as_value(), flags.as_value())),
+            b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
+            b_shares.eq(op_shares), b_gone.eq(op_gone), b_enable.eq(op_enable),
+            b_slot.eq(x_slot), b_locate.eq(ev.locate), b_ts.eq(ev.timestamp),
+            b_seq.eq(ev.sequence),
+        ]
         with m.If(in_a):
-            m.d.sync += [
-                b_row.eq(row_src), b_side_in.eq(Mux(x_after_r, m_side.as_value(), a_in.as_value())),
-                b_vis.eq(Mux(x_after_r, r_side.as_value(), a_in.as_value())),
-                b_flags.eq(Mux(x_after_r, m_flags.as_value(), flags.as_value())),
-                b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
-                b_shares.eq(op_shares), b_gone.eq(op_gone), b_enable.eq(op_enable),
-                b_slot.eq(x_slot), b_locate.eq(ev.locate), b_ts.eq(ev.timestamp),
-                b_seq.eq(ev.sequence),
-            ]
             with m.If(x_after_r):
                 with m.If(x_found):
                     m.d.comb += [
