@@ -151,12 +151,13 @@ class OrderBook(wiring.Component):
     Timing: every stage is a select and compares (A, R), or a reduction of registered flags
     and a shift (B, M), or a wide compare (C); registers whose validity is tracked elsewhere
     load every cycle, so that no late enable fans out to them. The reduced build
-    (tests/test_book_synthesis.py's parameters) routes at 111.45 MHz on the LFE5UM5G-85F
-    (nextpnr-ecp5, seed 1), up from 86.6 MHz (about 46 MHz before the pipeline). Its
-    critical path is now C: the visible levels' compare, whether anything changed, the
-    update FIFO's write enable and level counter (9.0 ns, about half of it routing). Next:
-    the FIFO written every event with a changed bit (skipped at its output), and A's
-    compares against B's output precomputed.
+    (tests/test_book_synthesis.py's parameters) routes at 110.9 MHz on the LFE5UM5G-85F
+    (nextpnr-ecp5, seed 1; 111.45 before the update FIFO took every event), up from 86.6 MHz
+    (about 46 MHz before the pipeline). The worst paths now sit near 9 ns in several stages,
+    about half of each routing: L (a way's block RAM, the tag compare, the entry's side
+    select into `x_op_side`), C's visible compare before the FIFO took every event. Next:
+    L split (the tag compare registered, the entry chosen in R/A), A's compares against B's
+    output precomputed.
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -316,10 +317,16 @@ class OrderBook(wiring.Component):
 
         # --- BookUpdates leave through a small FIFO; an event is only taken when its update
         # and those of the (at most two) events ahead of it will have room.
-        m.submodules.out_fifo = out_q = fifo.SyncFIFO(width=update_layout(p).size, depth=8)
-        upd = Signal(update_layout(p))
-        m.d.comb += [out_q.w_data.eq(upd), self.updates.valid.eq(out_q.r_rdy),
-                     self.updates.payload.eq(out_q.r_data), out_q.r_en.eq(self.updates.ready)]
+        # Every event's outcome goes in, with whether it changed the visible book: the FIFO's
+        # write enable does not wait for C's wide compare; one that did not is dropped at the
+        # head (the cycle it gets there, so it never delays an update behind it).
+        m.submodules.out_fifo = out_q = fifo.SyncFIFO(width=update_layout(p).size + 1, depth=8)
+        upd, upd_changed = Signal(update_layout(p)), Signal()
+        head_changed = out_q.r_data[-1]
+        m.d.comb += [out_q.w_data.eq(Cat(upd, upd_changed)),
+                     self.updates.valid.eq(out_q.r_rdy & head_changed),
+                     self.updates.payload.eq(out_q.r_data[:-1]),
+                     out_q.r_en.eq(self.updates.ready | ~head_changed)]
 
         # --- host requests and the issue of events (F) ---------------------------------------
         snap = self.snapshot
@@ -556,8 +563,8 @@ class OrderBook(wiring.Component):
             m.d.comb += upd.levels[i].eq(c_after.levels[i])
         with m.If(c_valid):
             m.d.comb += [row_wr.en.eq(1), row_wr.addr.eq(c_slot), row_wr.data.eq(c_row)]
-            with m.If(any_change):
-                m.d.comb += [out_q.w_en.eq(1), hits["updates"].eq(1)]
+            m.d.comb += [out_q.w_en.eq(1), upd_changed.eq(any_change),
+                         hits["updates"].eq(any_change)]
 
         # --- counters and alarms ------------------------------------------------------------
         hits_q = {name: Signal(name=f"hit_{name}") for name in BOOK_COUNTERS}
