@@ -55,7 +55,7 @@ from .dropcopy import DropCopyAcceptor
 from .exchange import Exchange, OrderEntryServer, RerequestServer, serve_in_thread
 from .ouch import Template, order_frame
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
-from .t2t_bench import first_prices
+from .t2t_bench import first_prices, order_section
 from .t2t_run import TEST_PARAMETERS, VerilatedTop, message_arrivals
 
 __all__ = ["CLOCK_MHZ", "LoopError", "LoopResult", "check_acknowledged", "closed_loop_figures",
@@ -98,20 +98,7 @@ def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
 
 #: The order session's identity when the configuration gives none (addresses and ports are
 #: replaced by the live connection's).
-ORDER_SECTION = """[order]
-src_mac = "02:00:00:00:00:01"
-dst_mac = "02:00:00:00:00:02"
-src_ip = "127.0.0.1"
-dst_ip = "127.0.0.1"
-src_port = 40001
-dst_port = 15000
-ttl = 64
-display = "Y"
-capacity = "P"
-intermarket_sweep = "N"
-cross_type = "N"
-clordid_prefix = "TWSIM1"
-"""
+ORDER_SECTION = order_section("TWSIM1", src_ip="127.0.0.1", dst_ip="127.0.0.1")
 
 
 @dataclasses.dataclass

@@ -60,11 +60,27 @@ def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margi
               "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
               "[risk.default]", "max_quantity = 10000", "max_notional = 100000000",
               "collar_bps = 100", f"position_limit = {position_limit}", "",
-              "[order]", 'src_mac = "02:00:00:00:00:01"', 'dst_mac = "02:00:00:00:00:02"',
-              'src_ip = "10.0.0.1"', 'dst_ip = "10.0.0.2"', "src_port = 40001",
-              "dst_port = 15000", "ttl = 64", 'display = "Y"', 'capacity = "P"',
-              'intermarket_sweep = "N"', 'cross_type = "N"', 'clordid_prefix = "BENCH1"']
-    return "\n".join(lines) + "\n"
+              order_section("BENCH1")]
+    return "\n".join(lines)
+
+
+def order_section(clordid_prefix, *, src_ip="10.0.0.1", dst_ip="10.0.0.2"):
+    """The ``[order]`` TOML of the benches and simulations: the order session's addresses
+    (the host's and the exchange's), ports and OUCH codes, and a ClOrdID prefix."""
+    return f"""[order]
+src_mac = "02:00:00:00:00:01"
+dst_mac = "02:00:00:00:00:02"
+src_ip = "{src_ip}"
+dst_ip = "{dst_ip}"
+src_port = 40001
+dst_port = 15000
+ttl = 64
+display = "Y"
+capacity = "P"
+intermarket_sweep = "N"
+cross_type = "N"
+clordid_prefix = "{clordid_prefix}"
+"""
 
 
 CHUNK_FRAMES = 100

@@ -28,6 +28,7 @@ from tickwire.host.device import Device
 from tickwire.sim import itch
 from tickwire.sim import moldudp64 as mold
 from tickwire.sim.scenario import FEED_GROUP_A, FEED_PORT
+from tickwire.sim.t2t_bench import order_section
 from tickwire.sim.t2t_run import configure_and_arm
 
 IDENTITY = int(os.environ["TICKWIRE_IDENTITY"], 16)
@@ -56,20 +57,7 @@ max_notional = 1000000
 collar_bps = 50
 position_limit = 100000
 
-[order]
-src_mac = "02:00:00:00:00:01"
-dst_mac = "02:00:00:00:00:02"
-src_ip = "10.0.0.1"
-dst_ip = "10.0.0.2"
-src_port = 40001
-dst_port = 15000
-ttl = 64
-display = "Y"
-capacity = "P"
-intermarket_sweep = "N"
-cross_type = "N"
-clordid_prefix = "BOARD1"
-"""
+""" + order_section("BOARD1")
 
 
 class TB:
