@@ -381,12 +381,12 @@ def _value(text):
 @click.option("--index", type=int, help="Table entry.")
 @click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
 @click.option("--identity", help=IDENTITY_HELP)
-def read(name, index, device, identity):
+@click.option("--manifest", type=click.Path(), default=None, help=MANIFEST_HELP)
+def read(name, index, device, identity, manifest):
     """Read a register (or a table entry with --index) by name; prints JSON."""
-    from tickwire.host import api
 
     async def work():
-        dev = await api.connect(device, identity=_identity(identity))
+        dev = await _open(device, identity, manifest)
         register = dev.register(name)
         if register.depth > 1 and index is None:
             return await dev.read_table(name)
@@ -403,18 +403,17 @@ def read(name, index, device, identity):
 @click.option("--index", type=int, help="Table entry.")
 @click.option("--device", default="sim", show_default=True, help=DEVICE_HELP)
 @click.option("--identity", help=IDENTITY_HELP)
-def write(name, value, index, device, identity):
+@click.option("--manifest", type=click.Path(), default=None, help=MANIFEST_HELP)
+def write(name, value, index, device, identity, manifest):
     """Write a register by name: VALUE is an integer or field=value pairs, e.g.
     `tickwire write feed.filters --index 0 group=0xE9360C6F port=26477 feed=0 line=0 enable=1`.
 
     The value is checked against the register map first (writable, fits, fields exist);
     nothing is written if it is refused."""
-    from tickwire.host import api
-
     parsed = _value(value)
 
     async def work():
-        dev = await api.connect(device, identity=_identity(identity))
+        dev = await _open(device, identity, manifest)
         await dev.write(name, parsed, index)
 
     _run(work)
@@ -444,8 +443,9 @@ def write(name, value, index, device, identity):
 @click.option("--prometheus-linger", type=click.FloatRange(min=0), default=60.0,
               show_default=True, metavar="S",
               help="With --count: seconds to wait for a scrape of the last sample.")
+@click.option("--manifest", type=click.Path(), default=None, help=MANIFEST_HELP)
 def watch(device, identity, interval, count, as_json, log_file, replay, prometheus_port,
-          prometheus_addr, prometheus_linger):
+          prometheus_addr, prometheus_linger, manifest):
     """Live counters and alarms of a device, refreshed every --interval seconds; raised alarms
     are logged with timestamps. With --prometheus PORT, also a Prometheus exporter (one device
     sample per interval, every scrape serves the latest)."""
@@ -479,7 +479,7 @@ def watch(device, identity, interval, count, as_json, log_file, replay, promethe
         return table
 
     async def work():
-        dev = await api.connect(device, identity=_identity(identity))
+        dev = await _open(device, identity, manifest)
         between = api.scenario_feeder(dev, replay) if replay else None
         last, live, exporter, server = None, None, None, None
         if prometheus_port is not None:

@@ -154,3 +154,29 @@ def test_identity_and_status_check_the_board_against_its_manifest(tmp_path):
     assert refused.exit_code == 1 and "design identity mismatch" in refused.output
     both = runner.invoke(main, ["disarm", "--manifest", str(tmp_path), "--identity", "12"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_read_write_and_watch_take_a_manifest(tmp_path):
+    from tickwire.hdl.platform.device import design_identity
+
+    other, same = tmp_path / "other", tmp_path / "same"
+    other.mkdir()
+    same.mkdir()
+    _manifest(other, design_identity() ^ 4)
+    _manifest(same, design_identity())
+    runner = CliRunner()
+    for command in (["read", "id.magic"], ["write", "risk.armed", "1"],
+                    ["watch", "--count", "1", "--json"]):
+        refused = runner.invoke(main, [*command, "--device", "sim", "--manifest", str(other)])
+        assert refused.exit_code == 1 and "design identity mismatch" in refused.output, command
+    read = runner.invoke(main, ["read", "id.magic", "--device", "sim", "--manifest", str(same)])
+    assert read.exit_code == 0 and json.loads(read.output) == int.from_bytes(b"TWRM", "big")
+    wrote = runner.invoke(main, ["write", "risk.armed", "1", "--device", "sim", "--manifest",
+                                 str(same)])
+    assert wrote.exit_code == 0, wrote.output
+    watched = runner.invoke(main, ["watch", "--count", "1", "--json", "--interval", "0",
+                                   "--device", "sim", "--manifest", str(same)])
+    assert watched.exit_code == 0, watched.output
+    assert json.loads(watched.output.splitlines()[-1])["identity"] == f"{design_identity():016x}"
+    both = runner.invoke(main, ["read", "id.magic", "--manifest", str(same), "--identity", "1"])
+    assert both.exit_code == 2 and "not both" in both.output
