@@ -19,8 +19,9 @@ def simulate(dut, testbench, vcd=None):
         sim.run()
 
 
-def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None):
-    """Present `frames` back to back (plus their idle cycles) at rx of a `FeedHandler`."""
+def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None, recover=0):
+    """Present `frames` back to back (plus their idle cycles) at rx of a `FeedHandler`
+    (`recover`: its gap-recovery bits, one per feed)."""
     dut = dut or FeedHandler()
     cycles, starts = schedule(frames)
     events, notices = [], []
@@ -29,6 +30,7 @@ def run_feed_handler(frames, filters, *, dut=None, drain_cycles=8, vcd=None):
     async def testbench(ctx):
         ctx.set(dut.filters.as_value(), filters_value(filters, dut.filter_entries))
         ctx.set(dut.notices.ready, 1)
+        ctx.set(dut.recover, recover)
         for cycle, beat in enumerate(cycles + [None] * drain_cycles):
             ctx.set(dut.rx.valid, beat is not None)
             if beat is not None:

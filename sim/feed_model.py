@@ -59,12 +59,15 @@ class FeedModel:
         self.session = [None] * feeds
         self.ended = [False] * feeds
         self.expected = [1] * feeds
+        self.recover = [False] * feeds     # host's recovery bit per feed
+        self.recover_to = [0] * feeds      # sequence number after the last held packet
         self.events = []
         self.sequencing = []   # GAP / END_OF_SESSION notices, in order
         self.control = []      # notices from ITCH messages, in order
 
     def resync(self, feed):
         self.session[feed], self.ended[feed], self.expected[feed] = None, False, 1
+        self.recover_to[feed] = 0
 
     # --- Ethernet / IPv4 / UDP -----------------------------------------------------------
     def receive_frame(self, frame, bad=False):
@@ -154,15 +157,29 @@ class FeedModel:
             c["wrong_session"] += 1
             return
         base = 1 if fresh else self.expected[f]
+        if fresh:
+            self.recover_to[f] = 0
+        recovering = base < self.recover_to[f]
         self.session[f], self.ended[f] = session, False
-        self.expected[f] = max(base, sequence)
-        if sequence > base:
+        # Recovery on: a packet beyond the expected number is held (nothing delivered).
+        held = sequence > base and self.recover[f]
+        if not held:
+            self.expected[f] = max(base, sequence)
+        else:
+            c["held_packets"] += 1
+            end = sequence + (0 if count == mold.END_OF_SESSION_COUNT else count)
+            self.recover_to[f] = max(self.recover_to[f], end)
+        if sequence > base and not (held and recovering):
             c["gaps"] += 1
             self.sequencing.append(notice(kind=NoticeKind.GAP.value, feed=f, sequence=base,
                                         value=sequence - base))
         skip = max(0, base - sequence)
         wanted = count
-        if count == mold.END_OF_SESSION_COUNT:
+        if held:
+            wanted = 0 if count == mold.END_OF_SESSION_COUNT else count
+            if count == mold.HEARTBEAT_COUNT:
+                c["heartbeats"] += 1
+        elif count == mold.END_OF_SESSION_COUNT:
             self.ended[f], wanted = True, 0
             c["end_of_session"] += 1
             self.sequencing.append(notice(kind=NoticeKind.END_OF_SESSION.value, feed=f,
@@ -190,7 +207,9 @@ class FeedModel:
             if p.bad_beat is not None and end - 1 >= p.bad_beat:
                 c["corrupt"] += 1
                 return
-            if k >= skip:
+            if held:
+                pass
+            elif k >= skip:
                 c["messages"] += 1
                 self.expected[f] = sequence + k + 1
                 self._itch(data[position + 2:end], sequence + k, f)

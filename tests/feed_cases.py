@@ -39,16 +39,17 @@ def patch_ip(frame, offset, value, length=1, fix_checksum=True, ip_start=14):
     return frame._replace(data=bytes(data))
 
 
-def model_of(frames, filters=FILTERS):
+def model_of(frames, filters=FILTERS, recover=0):
     model = FeedModel(filters)
+    model.recover = [bool(recover >> f & 1) for f in range(model.feeds)]
     for frame in frames:
         model.receive_frame(frame.data, frame.bad)
     return model
 
 
-def assert_matches_model(run, frames, filters=FILTERS, counters_before=None):
+def assert_matches_model(run, frames, filters=FILTERS, counters_before=None, recover=0):
     """The gateware's outputs equal the reference model's, stream by stream."""
-    model = model_of(frames, filters)
+    model = model_of(frames, filters, recover)
     assert run.events == model.events
     assert [n for n in run.notices if n["kind"] in SEQUENCING] == model.sequencing
     assert [n for n in run.notices if n["kind"] not in SEQUENCING] == model.control

@@ -41,4 +41,4 @@ def test_map_has_no_overlaps_and_covers_every_host_port():
     assert sorted(used) == list(range(regs.size))
     ports = {r.name.split(".")[1] for r in regs if r.name.startswith("feed.")}
     assert ports == {"filters", "resync", "counters", "alarms", "clear_alarms", "notices",
-                     "next_sequence"}
+                     "next_sequence", "recover", "recover_to"}

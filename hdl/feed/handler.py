@@ -21,9 +21,13 @@ FEED_REGISTERS = (
     Config("filters", "(multicast group, UDP port) -> (feed, line); an entry is used while "
            "`enable` is set"),
     Strobe("resync", "write 1 << feed: forget that feed's session and expected sequence"),
+    Config("recover", "bit per feed: on a gap hold the expected sequence (packets beyond it "
+           "are held, counted) until the host's re-requested packets fill it"),
     Strobe("clear_alarms", "write 1: clear the sticky alarms"),
     Status("alarms", "sticky alarms: integrity, gap, overflow"),
     Status("next_sequence", "per feed, the next expected MoldUDP64 sequence number"),
+    Status("recover_to", "per feed, the sequence number after the last held packet: "
+           "re-request until `next_sequence` reaches it"),
     Counters("counters", "32-bit wrapping event counter"),
     Fifo("notices", "host notices: gaps, end of session, S/R/H messages, malformed messages; "
          "a notice lost to a full FIFO is counted in `feed.counters.notice_overflow`",
@@ -53,9 +57,11 @@ class FeedHandler(wiring.Component):
     rx : In(MacBeat stream, always ready)
     filters : In(FilterEntry array): (group, port) -> (feed, line)
     resync : In(feeds): forget a feed's session and sequence
+    recover : In(feeds): gap recovery by re-request (see `MoldUdp64Receiver`)
     events : Out(BookEvent stream, always ready)
     notices : Out(FeedNotice stream)
     next_sequence : Out(per feed, next expected MoldUDP64 sequence number)
+    recover_to : Out(per feed, re-request until ``next_sequence`` reaches it)
     counters : Out(``udp``, ``mold`` and ``itch`` counter groups and ``notice_overflow``)
     alarms : Out(Alarms), clear_alarms : In(1)
 
@@ -75,9 +81,11 @@ class FeedHandler(wiring.Component):
             "rx": In(mac_rx_signature()),
             "filters": In(data.ArrayLayout(FilterEntry, filter_entries)),
             "resync": In(feeds),
+            "recover": In(feeds),
             "events": Out(event_signature()),
             "notices": Out(stream.Signature(FeedNotice)),
             "next_sequence": Out(data.ArrayLayout(64, feeds)),
+            "recover_to": Out(data.ArrayLayout(64, feeds)),
             "counters": Out(data.StructLayout({
                 "udp": self.udp.counters.shape(), "mold": self.mold.counters.shape(),
                 "itch": self.itch.counters.shape(), "notice_overflow": unsigned(32)})),
@@ -99,7 +107,9 @@ class FeedHandler(wiring.Component):
         m.d.comb += [
             udp.filters.eq(self.filters),
             mold.resync.eq(self.resync),
+            mold.recover.eq(self.recover),
             self.next_sequence.eq(mold.next_sequence),
+            self.recover_to.eq(mold.recover_to),
             self.counters.udp.eq(udp.counters),
             self.counters.mold.eq(mold.counters),
             self.counters.itch.eq(itch.counters),

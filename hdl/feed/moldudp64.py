@@ -15,7 +15,7 @@ HEADER_LENGTH = 20          # session 10, sequence 8, count 2 (MoldUDP64 1.00, s
 END_OF_SESSION = 0xFFFF
 MOLD_COUNTERS = ("packets", "messages", "heartbeats", "end_of_session", "gaps",
                  "duplicate_packets", "duplicate_messages", "wrong_session", "after_end",
-                 "truncated", "bad_length", "count_mismatch", "corrupt")
+                 "truncated", "bad_length", "count_mismatch", "corrupt", "held_packets")
 _FRAMING_ERRORS = ("truncated", "bad_length", "count_mismatch", "corrupt")   # order of `errors_now`
 
 
@@ -57,6 +57,17 @@ class MoldUdp64Receiver(wiring.Component):
     beyond the expected one raises a `GAP` notice (first missing, count) and moves on; count 0
     is a heartbeat (it can reveal a gap too); count 0xFFFF ends the session (`END_OF_SESSION`).
 
+    Recovery (``recover`` bit of the feed set by the host): a packet beyond the expected
+    sequence number is *held*: none of its messages is delivered, the expected number stays,
+    the packet is counted in ``held_packets`` and its end (first sequence number + message
+    count) raises ``recover_to`` of the feed. The first held packet of an episode raises the
+    `GAP` notice (first missing, count); while the expected number is below ``recover_to``
+    the feed is recovering and further held packets raise no notice. The host re-requests
+    from ``next_sequence`` and presents the retransmitted packets at rx (their first sequence
+    number is the expected one, so they are delivered like any packet) until ``next_sequence``
+    reaches ``recover_to``; then the live lines are delivered again. A held end of session
+    does not end the session (the host sees it again once recovered).
+
     Nothing malformed is half-used: a message length below the shortest ITCH message (zero
     included), a length field or message running past the payload, more messages than the
     count or fewer, or a message ending in a beat flagged ``bad``: the packet is dropped from
@@ -72,7 +83,9 @@ class MoldUdp64Receiver(wiring.Component):
     messages : Out(MoldMessage stream, always ready)
     notices : Out(FeedNotice stream, always ready): GAP and END_OF_SESSION
     resync : In(feeds): forget the session and sequence of a feed (strobe per feed)
+    recover : In(feeds): hold packets beyond a gap instead of skipping it (bit per feed)
     next_sequence : Out(per feed, the next sequence number expected)
+    recover_to : Out(per feed, the sequence number after the last held packet)
     counters : Out(one 32-bit counter per name in MOLD_COUNTERS)
 
     Latency: 1 cycle from the beat holding a message's last byte to the message.
@@ -86,7 +99,9 @@ class MoldUdp64Receiver(wiring.Component):
             "messages": Out(message_signature()),
             "notices": Out(notice_signature()),
             "resync": In(feeds),
+            "recover": In(feeds),
             "next_sequence": Out(data.ArrayLayout(64, feeds)),
+            "recover_to": Out(data.ArrayLayout(64, feeds)),
             "counters": Out(counter_layout(MOLD_COUNTERS)),
         })
 
@@ -248,9 +263,16 @@ class MoldUdp64Receiver(wiring.Component):
         # The feed's session state, copied when the verdict names the feed.
         feed_known = Signal()
         feed_ended = Signal()
+        hold = Signal()                 # recovery: packets beyond a gap are held
+        held_through = Array(Signal(64, name=f"held_through{f}") for f in range(self.feeds))
+        for f in range(self.feeds):
+            m.d.comb += self.recover_to[f].eq(held_through[f])
+        feed_held_through = Signal(64)
         with m.If(verdict.valid & verdict.p.accept):
             m.d.sync += [feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
-                         feed_ended.eq(ended.bit_select(verdict.p.feed, 1))]
+                         feed_ended.eq(ended.bit_select(verdict.p.feed, 1)),
+                         hold.eq(self.recover.bit_select(verdict.p.feed, 1)),
+                         feed_held_through.eq(held_through[verdict.p.feed])]
         # The session bytes (0-9) complete at least one beat before the header does, so they
         # are compared, from the buffer, with the feed's session the cycle before the decision.
         stored_session = buffer[0:80]
@@ -288,6 +310,9 @@ class MoldUdp64Receiver(wiring.Component):
         # number of leading messages already delivered (saturating: a count fits in 16 bits).
         # A fresh session's base is 1; `fresh` only selects between the two outcomes.
         settled = Signal()
+        held = Signal()                 # this packet is held (from the cycle after decide)
+        recovering = Signal()           # ...and its feed was already recovering
+        held_end = Signal(64)
         base = Signal(64)
         last_sequence = Signal(65)
         gap = Signal()
@@ -295,19 +320,40 @@ class MoldUdp64Receiver(wiring.Component):
         all_behind = Signal()           # ...unless the packet is 2^17 or more behind
         behind = wire(m, current - hdr_sequence, "behind", signed(65))
         first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
+        gap_now = Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)
+        with m.If(decide):
+            m.d.sync += [held.eq(hold & gap_now),
+                         recovering.eq(~fresh & (current < feed_held_through))]
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
                      last_sequence.eq(hdr_sequence + hdr_count),
-                     gap.eq(Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)),
+                     held_end.eq(hdr_sequence + Mux(end_of_session, 0, hdr_count)),
+                     gap.eq(gap_now),
                      skip.eq(Mux(fresh, first_is_zero, Mux(behind < 0, 0, behind[0:17]))),
                      all_behind.eq(~fresh & (behind >= (1 << 17)))]
         delivered_any = Signal()
-        with m.If(settled & gap & ~delivered_any):
+        with m.If(settled & gap & ~held & ~delivered_any):
             m.d.sync += current.eq(hdr_sequence)
-        count(m, self.counters, "gaps", settled & gap)
-        count(m, self.counters, "end_of_session", settled & end_of_session)
+        new_gap = wire(m, settled & gap & ~(held & recovering), "new_gap")
+        count(m, self.counters, "gaps", new_gap)
+        count(m, self.counters, "held_packets", settled & held)
+        count(m, self.counters, "end_of_session", settled & end_of_session & ~held)
         count(m, self.counters, "heartbeats", settled & (hdr_count == 0))
         count(m, self.counters, "duplicate_packets", settled & (hdr_count != 0)
               & ~end_of_session & (last_sequence <= base))
+
+        # A held packet raises its feed's `recover_to` (a cycle later, off the decision's path;
+        # a fresh session starts from nothing) and does not end the session.
+        extend = Signal()
+        m.d.sync += extend.eq(settled & held & (fresh | (held_end > feed_held_through)))
+        with m.If(settled & held):
+            m.d.sync += ended.bit_select(feed, 1).eq(0)
+        for f in range(self.feeds):
+            with m.If(self.resync[f]):
+                m.d.sync += held_through[f].eq(0)
+            with m.Elif(extend & (feed == f)):
+                m.d.sync += held_through[f].eq(held_end)
+            with m.Elif(restart & (feed == f)):
+                m.d.sync += held_through[f].eq(0)
 
         # --- Messages --------------------------------------------------------------------------
         wanted = wire(m, Mux(end_of_session, 0, hdr_count), "wanted")   # messages in the packet
@@ -334,12 +380,22 @@ class MoldUdp64Receiver(wiring.Component):
         stored_sequence = Cat(*reversed([buffer[8 * j:8 * j + 8] for j in range(10, 18)]))
         stored_not_behind = Signal()
         stored_nonzero = Signal()
+        stored_at_current = Signal()
+        stored_is_one = Signal()
         m.d.sync += [stored_not_behind.eq(stored_sequence >= current),
-                     stored_nonzero.eq(stored_sequence != 0)]
+                     stored_nonzero.eq(stored_sequence != 0),
+                     stored_at_current.eq(stored_sequence == current),
+                     stored_is_one.eq(stored_sequence == 1)]
+        # While holding, only a packet starting exactly at the expected number delivers in the
+        # decision cycle; one beyond it is held, not a duplicate.
+        new_at_decide = Mux(fresh, Mux(hold, stored_is_one, stored_nonzero),
+                            Mux(hold, stored_at_current, stored_not_behind))
+        old_at_decide = Mux(fresh, ~stored_nonzero, ~stored_not_behind)
         # From the cycle after, messages within a packet are consecutive: message `index` is new
         # once `skip` duplicates have gone by, a 17-bit comparison of registers.
-        not_seen = wire(m, Mux(decide, Mux(fresh, stored_nonzero, stored_not_behind),
-                               ~all_behind & (index >= skip)), "not_seen")
+        not_seen = wire(m, Mux(decide, new_at_decide, ~held & ~all_behind & (index >= skip)),
+                        "not_seen")
+        duplicate = wire(m, Mux(decide, old_at_decide, ~held & ~not_seen), "duplicate")
         fresh_message = wire(m, usable & not_seen, "fresh_message")
         with m.If(message_done):
             m.d.sync += [index.eq(index + 1), message_sequence_reg.eq(message_sequence + 1)]
@@ -366,7 +422,7 @@ class MoldUdp64Receiver(wiring.Component):
             with m.Elif(write_back & (feed == f)):
                 m.d.sync += expected[f].eq(current)
         count(m, self.counters, "messages", fresh_message)
-        count(m, self.counters, "duplicate_messages", usable & ~not_seen)
+        count(m, self.counters, "duplicate_messages", usable & duplicate)
 
         out = self.messages
         m.d.sync += out.valid.eq(fresh_message)
@@ -469,12 +525,12 @@ class MoldUdp64Receiver(wiring.Component):
         notice = self.notices
         eos_pending = Signal()
         m.d.sync += [notice.valid.eq(0), eos_pending.eq(0)]
-        with m.If(settled & gap):
+        with m.If(new_gap):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.GAP), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(base), notice.p.value.eq(hdr_sequence - base),
-                         eos_pending.eq(end_of_session)]
-        with m.Elif((settled & end_of_session) | eos_pending):
+                         eos_pending.eq(end_of_session & ~held)]
+        with m.Elif((settled & end_of_session & ~held) | eos_pending):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(hdr_sequence)]
