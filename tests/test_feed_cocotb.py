@@ -11,7 +11,7 @@ from tickwire.sim.cocotb_run import CocotbFailure, run_cocotb
 def test_feed_handler_verilog_under_cocotb():
     ran = run_cocotb(AxiStreamFeedHandler(), "feed_axis", "feed_bench",
                      module_dir=Path(__file__).parent / "cocotb")
-    assert ran == 2
+    assert ran == 3
 
 
 def test_a_failing_cocotb_test_fails_the_caller():

@@ -25,6 +25,7 @@ from tickwire.sim.records import unpack
 from tickwire.sim.scenario import order_flow
 
 GROUP, PORT = "233.54.12.111", 26477
+REPLY_IP, REPLY_PORT = "10.1.2.3", 40000      # our unicast address for re-request replies
 
 
 class TB:
@@ -39,7 +40,8 @@ class TB:
     async def reset(self):
         self.dut.rst.value = 1
         self.dut.notices__ready.value = 1
-        self.dut.filters.value = filters_value([FilterEntry(ip(GROUP), PORT, 0, 0)])
+        self.dut.filters.value = filters_value([FilterEntry(ip(GROUP), PORT, 0, 0),
+                                                FilterEntry(ip(REPLY_IP), REPLY_PORT, 0, 1)])
         await ClockCycles(self.dut.clk, 4)
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 2)
@@ -138,3 +140,43 @@ async def bad_fcs_and_truncation_are_counted(dut):
     assert sequences == sorted(set(sequences)), "every message delivered exactly once"
     assert {s for s in sequences} == {s for s, m in enumerate(flow[:10], 1)
                                       if m[0:1] in b"AFECXDU"}
+
+
+@cocotb.test()
+async def loss_on_both_lines_is_recovered_by_retransmission(dut):
+    """Recovery on: every third packet lost on both lines. The bench, as the host, reads the
+    GAP notice, `next_sequence` and `recover_to`, and presents the re-requested messages (a
+    unicast UDP reply from another address); every message is decoded once, like itchfeed."""
+    tb = TB(dut)
+    await tb.reset()
+    session = b"COCOTB0003"
+    dut.recover.value = 1
+    flow = order_flow(300, seed=5)
+    sequence, expected = 1, list(enumerate(flow, 1))
+    for index in range(0, len(flow), 10):
+        if index % 30 != 10:
+            packet = mold.encode_packet(session, sequence, flow[index:index + 10])
+            await tb.source.send(AxiStreamFrame(scapy_frame(packet, 0, 0, index)))
+        sequence += len(flow[index:index + 10])
+    await tb.source.send(AxiStreamFrame(scapy_frame(mold.heartbeat(session, sequence), 0, 0, 0)))
+    await tb.source.wait()
+    await ClockCycles(dut.clk, 10)
+    gaps = [n for n in tb.notices if n["kind"] == NoticeKind.GAP.value]
+    assert [(n["sequence"], n["value"]) for n in gaps] == [(11, 10)]
+    rounds = 0
+    while (next_sequence := int(dut.next_sequence.value) & (2**64 - 1)) < (
+            int(dut.recover_to.value) & (2**64 - 1)):
+        reply = mold.encode_packet(session, next_sequence,
+                                   flow[next_sequence - 1:next_sequence - 1 + 7])
+        frame = bytes(Ether() / IP(dst=REPLY_IP, src="10.9.9.9") / UDP(sport=PORT + 1,
+                                                                      dport=REPLY_PORT)
+                      / Raw(reply))
+        await tb.source.send(AxiStreamFrame(frame))
+        await tb.source.wait()
+        await ClockCycles(dut.clk, 10)
+        rounds += 1
+    assert rounds > 0
+    book = [(s, m) for s, m in expected if m[0:1] in b"AFECXDU"]
+    assert [e["sequence"] for e in tb.events] == [s for s, _ in book]
+    for event, (sequence, message) in zip(tb.events, book, strict=True):
+        check_event(event, message, sequence)
