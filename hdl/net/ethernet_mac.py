@@ -121,6 +121,9 @@ class GmiiRx(wiring.Component):
         crc = Signal(32, init=CRC_INIT)
         length = Signal(range(MIN_FRAME + 1))     # bytes after the SFD, saturating at 64
         error = Signal()
+        # The FCS check of the bytes so far, registered beside ``crc`` so that no 32-bit
+        # compare sits between ``crc`` and the last beat (the receive FIFO's write)
+        fcs_ok = Signal()
         delay = Signal(8 * FCS_BYTES)             # oldest byte in [0:8]
         acc = Signal(64)
         lanes = Signal(range(9))
@@ -136,7 +139,8 @@ class GmiiRx(wiring.Component):
                 with m.If(dv):
                     with m.If(rxd == SFD_BYTE):
                         m.d.sync += [state.eq(_RxState.DATA), crc.eq(CRC_INIT), length.eq(0),
-                                     error.eq(er), lanes.eq(0), acc.eq(0), first.eq(1)]
+                                     error.eq(er), lanes.eq(0), acc.eq(0), first.eq(1),
+                                     fcs_ok.eq(0)]
                     with m.Elif((rxd == PREAMBLE_BYTE) & ~er):
                         m.d.sync += state.eq(_RxState.PREAMBLE)
                     with m.Else():
@@ -147,7 +151,7 @@ class GmiiRx(wiring.Component):
             with m.Case(_RxState.DATA):
                 with m.If(dv):
                     m.d.sync += [crc.eq(crc_after), delay.eq(Cat(delay[8:], rxd)),
-                                 error.eq(error | er)]
+                                 error.eq(error | er), fcs_ok.eq(crc_after == CRC_RESIDUE)]
                     with m.If(length != MIN_FRAME):
                         m.d.sync += length.eq(length + 1)
                     with m.If(length >= FCS_BYTES):
@@ -164,7 +168,7 @@ class GmiiRx(wiring.Component):
                 with m.Else():
                     m.d.sync += state.eq(_RxState.IDLE)
                     runt = length < MIN_FRAME
-                    bad_fcs = crc != CRC_RESIDUE
+                    bad_fcs = ~fcs_ok
                     keep = Signal(8)
                     for k in range(8):
                         m.d.comb += keep[k].eq(lanes > k)
@@ -254,7 +258,9 @@ class GmiiTx(wiring.Component):
             m.d.sync += [beat.eq(beats.p), index.eq(0),
                          last_index.eq(sum(beats.p.keep[k] for k in range(8)) - 1)]
 
-        byte = wire(m, beat.data.word_select(index, 8), "tx_byte")
+        # The beat's data shift down a byte per byte sent (no byte-select multiplexer between
+        # ``index`` and the CRC); ``index`` only counts to the last lane
+        byte = wire(m, beat.data[:8], "tx_byte")
         with m.Switch(state):
             with m.Case(_TxState.IDLE):
                 with m.If(beats.valid & beats.p.first):
@@ -277,7 +283,8 @@ class GmiiTx(wiring.Component):
                 value = wire(m, (state == _TxState.DATA).replicate(8) & byte, "tx_value")
                 crc_after = wire(m, crc32_next(crc, value), "tx_crc_after")
                 m.d.comb += [gmii.txd.eq(value), gmii.tx_en.eq(1)]
-                m.d.sync += [crc.eq(crc_after), index.eq(index + 1)]
+                m.d.sync += [crc.eq(crc_after), index.eq(index + 1),
+                             beat.data.eq(beat.data >> 8)]
                 with m.If(sent != MIN_PAYLOAD):
                     m.d.sync += sent.eq(sent + 1)
                 frame_done = Signal()

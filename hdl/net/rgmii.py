@@ -39,7 +39,7 @@ BEAT_BITS = MacBeat.as_shape().size
 
 #: Latency bounds in ns over all clock phases, 156.25 MHz core and 125 MHz RGMII clocks (see
 #: `Mac`); the tests check the measured latencies fall within them.
-RX_LATENCY_NS = (3 * 8.0 + 6.4, 3 * 8.0 + 2 * 6.4)
+RX_LATENCY_NS = (4 * 8.0 + 6.4, 4 * 8.0 + 2 * 6.4)
 TX_LATENCY_NS = (2 * 8.0, 3 * 8.0)
 
 #: The host's view of `Mac`'s ports (see `tickwire.hdl.platform.device`).
@@ -208,7 +208,7 @@ class Mac(wiring.Component):
     beat, and counted in ``rx_overflows``.
 
     Transmit takes beats into an `AsyncFIFO` (``tx_depth`` beats) and starts a frame on the wire
-    only once it may not underrun:
+    only once it may not underrun (a beat outside a frame without ``first`` is dropped):
 
     - ``store_and_forward=False`` (default, cut-through): the frame starts when its first beat
       has crossed. `mac_tx_signature` requires a frame's beats on consecutive core cycles, so the
@@ -234,10 +234,11 @@ class Mac(wiring.Component):
     tests/test_mac_cocotb.py under Verilator and by `tickwire.sim.mac_bench.mac_figures`):
 
     - receive, from the rising ``rx_clk`` edge that samples the low nibble of a frame's last
-      FCS byte to the core edge after which its last beat is on ``rx``: 3 ``rgmii_rx`` cycles
-      (the DDR input register; the next byte time, with DV low, when `GmiiRx` puts out the
-      last beat; the FIFO write) then the FIFO's 2-stage synchroniser, 1 to 2 core cycles by
-      phase: 30.4 to 36.8 ns (`RX_LATENCY_NS`), 6 core cycles at worst.
+      FCS byte to the core edge after which its last beat is on ``rx``: 4 ``rgmii_rx`` cycles
+      (the DDR input register; the register in the fabric; the next byte time, with DV low,
+      when `GmiiRx` puts out the last beat; the FIFO write) then the FIFO's 2-stage
+      synchroniser, 1 to 2 core cycles by phase: 38.4 to 44.8 ns (`RX_LATENCY_NS`), 7 core
+      cycles at worst.
     - transmit (cut-through, MAC idle), from the core edge that takes a frame's first beat to
       the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges;
       `GmiiTx` puts out the first preamble byte in the cycle the beat shows) and the DDR output
@@ -284,9 +285,12 @@ class Mac(wiring.Component):
             m.domains.rgmii_tx90 = ClockDomain(local=True, reset_less=True)
             m.d.comb += ClockSignal("rgmii_tx90").eq(self.clk125_90)
 
-        # Receive: PHY -> GmiiRx -> guard -> AsyncFIFO -> rx
+        # Receive: PHY -> register -> GmiiRx -> guard -> AsyncFIFO -> rx. The DDR input
+        # registers sit in the I/O cells, spread along the bank: the register in the fabric
+        # keeps that route out of GmiiRx's logic (one more rgmii_rx cycle of latency).
         m.submodules.gmii_rx = gmii_rx = DomainRenamer("rgmii_rx")(GmiiRx())
-        wiring.connect(m, phy.gmii_rx, gmii_rx.gmii)
+        for name in ("rxd", "rx_dv", "rx_er"):
+            m.d.rgmii_rx += getattr(gmii_rx.gmii, name).eq(getattr(phy.gmii_rx, name))
         m.submodules.rx_guard = guard = DomainRenamer("rgmii_rx")(_RxOverflowGuard())
         m.submodules.rx_fifo = rx_fifo = fifo.AsyncFIFO(
             width=BEAT_BITS, depth=self.rx_depth, w_domain="rgmii_rx", r_domain="sync")
@@ -298,36 +302,50 @@ class Mac(wiring.Component):
             rx_fifo.r_en.eq(rx_fifo.r_rdy),
         ]
 
-        # Transmit: tx -> AsyncFIFO (+ frame start tokens) -> GmiiTx -> PHY
+        # Transmit: tx -> AsyncFIFO (+ frame start tokens, store-and-forward) -> GmiiTx -> PHY
         m.submodules.tx_fifo = tx_fifo = fifo.AsyncFIFO(
             width=BEAT_BITS, depth=self.tx_depth, w_domain="sync", r_domain="rgmii_tx")
-        m.submodules.tx_starts = starts = fifo.AsyncFIFO(
-            width=1, depth=self.tx_depth, w_domain="sync", r_domain="rgmii_tx")
         tx = self.tx
         in_frame = Signal()   # a frame's first beat was taken, not yet its last
-        started = Signal()    # its start token was written
         taken = tx.valid & tx.ready
-        m.d.comb += [tx.ready.eq(tx_fifo.w_rdy & starts.w_rdy), tx_fifo.w_data.eq(tx.payload),
-                     tx_fifo.w_en.eq(taken)]
-        with m.If(taken):
-            m.d.sync += [in_frame.eq(~tx.p.last), started.eq(0)]
-        if self.store_and_forward:
-            start = (taken & tx.p.last & ~(in_frame & started)) | \
-                    (in_frame & ~started & ~tx_fifo.w_rdy)
-        else:
-            start = taken & tx.p.first
-        m.d.comb += starts.w_en.eq(start)
-        with m.If(start & ~(taken & tx.p.last)):
-            m.d.sync += started.eq(1)
+        # A beat outside a frame without ``first`` is dropped here (not written), so that every
+        # frame in the FIFO begins at a first beat and the read side can tell a frame's start by
+        # position alone
+        kept = taken & (in_frame | tx.p.first)
+        m.d.comb += [tx_fifo.w_data.eq(tx.payload), tx_fifo.w_en.eq(kept)]
+        with m.If(kept):
+            m.d.sync += in_frame.eq(~tx.p.last)
 
+        # The read side decides from registers and FIFO levels only: `at_start` (the head beat
+        # begins a frame: the previous one read was a last) stands for the head's ``first``, so
+        # no path runs from the FIFO's block RAM output through GmiiTx's ``ready`` back to its
+        # read address.
         m.submodules.gmii_tx = gmii_tx = DomainRenamer("rgmii_tx")(GmiiTx())
         head = MacBeat(tx_fifo.r_data)
-        m.d.comb += [
-            gmii_tx.beats.valid.eq(tx_fifo.r_rdy & (~head.first | starts.r_rdy)),
-            gmii_tx.beats.payload.eq(head),
-            tx_fifo.r_en.eq(gmii_tx.beats.valid & gmii_tx.beats.ready),
-            starts.r_en.eq(gmii_tx.beats.valid & gmii_tx.beats.ready & head.first),
-        ]
+        at_start = Signal(init=1)
+        popped = gmii_tx.beats.valid & gmii_tx.beats.ready
+        m.d.comb += [gmii_tx.beats.payload.eq(head), gmii_tx.beats.payload.first.eq(at_start),
+                     tx_fifo.r_en.eq(popped)]
+        with m.If(popped):
+            m.d.rgmii_tx += at_start.eq(head.last)
+
+        if self.store_and_forward:
+            # A start token per frame, written when its last beat is (or when the FIFO is full)
+            m.submodules.tx_starts = starts = fifo.AsyncFIFO(
+                width=1, depth=self.tx_depth, w_domain="sync", r_domain="rgmii_tx")
+            started = Signal()    # the current frame's token was written
+            start = (kept & tx.p.last & ~(in_frame & started)) | \
+                    (in_frame & ~started & ~tx_fifo.w_rdy)
+            with m.If(kept):
+                m.d.sync += started.eq(0)
+            with m.If(start & ~(kept & tx.p.last)):
+                m.d.sync += started.eq(1)
+            m.d.comb += [tx.ready.eq(tx_fifo.w_rdy & starts.w_rdy), starts.w_en.eq(start),
+                         gmii_tx.beats.valid.eq(tx_fifo.r_rdy & (~at_start | starts.r_rdy)),
+                         starts.r_en.eq(popped & at_start)]
+        else:
+            # Cut-through: a frame starts as soon as its first beat has crossed
+            m.d.comb += [tx.ready.eq(tx_fifo.w_rdy), gmii_tx.beats.valid.eq(tx_fifo.r_rdy)]
         wiring.connect(m, gmii_tx.gmii, phy.gmii_tx)
 
         # Counters: events cross to the core's domain one pulse at a time (each at most once a
