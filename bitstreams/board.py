@@ -14,6 +14,7 @@ from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.net.rgmii import Mac, rgmii_signature
+from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap
 from tickwire.hdl.top import TickToTrade
 
 from .mii import MiiMac, mii_signature
@@ -22,6 +23,25 @@ from .mii import MiiMac, mii_signature
 #: the ECPIX-5's 39.06 MHz core clock).
 ACTIVITY_BITS = 23
 HEARTBEAT_BITS = 26
+
+
+class BoardTickToTrade(TickToTrade):
+    """`TickToTrade` whose register map also has the board's MAC (``mac.counters``: frames,
+    bad FCS, runts, PHY errors, bad preambles, receive FIFO overflows, frames sent,
+    underruns), after every block of the core, so every core address stays where it is.
+
+    The MAC is not a submodule of the core: the bank reads its counters (in ``sync``) across
+    the hierarchy. The bus width must not change (the control responder and the bus arbiter
+    were sized with the core's map)."""
+
+    def __init__(self, *, mac, identity=0, **top):
+        super().__init__(identity=identity, **top)
+        width = self.register_map.address_width
+        self.register_map = RegisterMap([*self.register_map.blocks,
+                                         Block("mac", mac, mac.registers)])
+        if self.register_map.address_width != width:
+            raise ValueError(f"the MAC's registers widen the register bus past {width} bits")
+        self.bank = RegisterBank(self.register_map, identity)
 
 
 class BoardCore(wiring.Component):
@@ -39,7 +59,8 @@ class BoardCore(wiring.Component):
     -----
     rgmii : Out(rgmii_signature()), RGMII without ``pins``; mii : Out(mii_signature()), MII
     clk125, clk125_90 : In(1), RGMII only: the transmit clock and the same 90 degrees later
-    bus : In(register bus) of `TickToTrade`, for a board with a host bus (PCIe) and for tests;
+    bus : In(register bus) of the core (`BoardTickToTrade` with RGMII: the MAC's counters are
+        in its map as ``mac.counters``), for a board with a host bus (PCIe) and for tests;
         a board without one ties its strobes to 0 (the UDP control channel is its host port)
     bus_busy : Out(1), `TickToTrade`'s: a control request holds the bus
     activity : Out(1), high for 2**`ACTIVITY_BITS` cycles after each frame received
@@ -48,21 +69,21 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, *, identity=0, top=None, pins=None, phy="rgmii"):
-        self.t2t = TickToTrade(identity=identity, **dict(top or {}))
-        members = {
-            "bus": In(self.t2t.bus.signature.flip()), "bus_busy": Out(1),
-            "activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
-        }
+        members = {"activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
+                   "bus_busy": Out(1)}
         if phy == "rgmii":
             self.mac = Mac(pins=pins)
+            self.t2t = BoardTickToTrade(mac=self.mac, identity=identity, **dict(top or {}))
             members.update({"clk125": In(1), "clk125_90": In(1)})
             if pins is None:
                 members["rgmii"] = Out(rgmii_signature())
         elif phy == "mii":
-            self.mac = MiiMac()
+            self.mac = MiiMac()     # keeps no counters
+            self.t2t = TickToTrade(identity=identity, **dict(top or {}))
             members["mii"] = Out(mii_signature())
         else:
             raise ValueError(f"phy must be 'rgmii' or 'mii', not {phy!r}")
+        members["bus"] = In(self.t2t.bus.signature.flip())
         super().__init__(members)
 
     def elaborate(self, platform):

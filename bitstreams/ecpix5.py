@@ -47,7 +47,7 @@ ECPIX5_PARAMETERS = {
     "ref_bits": 36, "fifo_depth": 64,
     "feeds": 2, "filter_entries": 4, "notice_depth": 64,
     **CONTROL_PARAMETERS,
-    "core_div": 16,     # 39.06 MHz: placed at 62.5 MHz, the core's estimate was 44.5 MHz
+    "core_div": 20,     # 31.25 MHz: placed at 62.5 MHz, the core's estimate was 44.5 MHz
 }
 
 #: Below these the design was optimised away (a build with no used outputs keeps nothing).

@@ -146,7 +146,13 @@ def identified_plan(prepare):
 
 def register_map_json(parameters):
     """The register map (JSON) of a board build with these parameters, for the host."""
-    from tickwire.hdl.platform.device import describe_only
-    from tickwire.hdl.top import TickToTrade
+    return board_register_map(parameters).to_json()
 
-    return describe_only(TickToTrade(**top_parameters(parameters))).register_map.to_json()
+
+def board_register_map(parameters, phy="rgmii"):
+    """The register map of a board build: the core's, then the MAC's counters (RGMII)."""
+    from tickwire.hdl.platform.device import describe_only
+
+    from .board import BoardCore
+
+    return describe_only(BoardCore(top=top_parameters(parameters), phy=phy)).t2t.register_map

@@ -21,7 +21,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from tickwire.bitstreams.ecpix5 import ECPIX5_PARAMETERS
-from tickwire.bitstreams.plan import CONTROL_PARAMETERS, top_parameters
+from tickwire.bitstreams.plan import CONTROL_PARAMETERS, board_register_map
 from tickwire.host import api
 from tickwire.host import udp_control as wire
 from tickwire.host.device import Device
@@ -99,7 +99,7 @@ class TB:
         dut.bus__w_stb.value = 0
 
     async def device(self):
-        regs = api.register_map(**top_parameters(ECPIX5_PARAMETERS))
+        regs = board_register_map(ECPIX5_PARAMETERS)
         device = await Device.open(self, regs, identity=IDENTITY)
         await configure_and_arm(device, CONFIG, SESSION, "board.toml")
         return device
@@ -176,9 +176,22 @@ async def feed_frames_on_rgmii_give_order_frames_on_rgmii(dut):
                                                       price)
         assert order["clordid"] == b"BOARD1" + f"{k + 1:08X}".encode()
     assert int(dut.activity.value) == 1
+    # a frame with a wrong FCS and a runt (30 bytes with a right FCS): counted by the MAC
+    good = feed_frame(9, [add(9, b"B", 1, 1_0000)])
+    fcs = zlib.crc32(good).to_bytes(4, "little")
+    await tb.source.send(GmiiFrame.from_raw_payload(good + bytes(b ^ 0xFF for b in fcs)))
+    await tb.source.send(GmiiFrame.from_raw_payload(
+        good[:30] + zlib.crc32(good[:30]).to_bytes(4, "little")))
+    await tb.source.wait()
+    await ClockCycles(dut.clk, 100)
     counters = await device.counters()
     assert counters["feed.counters.udp.accepted"] == 3, counters
     assert [e["sent"] for e in await device.drain("order.log")] == [1, 1]
+    mac = {k.removeprefix("mac.counters."): v for k, v in counters.items()
+           if k.startswith("mac.")}
+    assert mac == {"rx_frames": 5, "rx_bad_fcs": 1, "rx_runts": 1, "rx_errors": 0,
+                   "rx_bad_preamble": 0, "rx_overflows": 0, "tx_frames": 2,
+                   "tx_underruns": 0}, mac
 
 
 @cocotb.test()
@@ -254,7 +267,7 @@ async def the_host_driver_over_udp_control_on_the_pins_reads_identity_and_arms(d
     tb = TB(dut)
     await tb.reset()
     control = RgmiiControl(tb)
-    regs = api.register_map(**top_parameters(ECPIX5_PARAMETERS))
+    regs = board_register_map(ECPIX5_PARAMETERS)
     device = await Device.open(control, regs, identity=IDENTITY)   # magic and identity, by UDP
     assert device.identity == IDENTITY
     await api.arm(device)
