@@ -14,6 +14,7 @@ from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.net.rgmii import Mac, rgmii_signature
+from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap
 from tickwire.hdl.top import TickToTrade
 
@@ -41,6 +42,7 @@ class BoardTickToTrade(TickToTrade):
                                          Block("mac", mac, mac.registers)])
         if self.register_map.address_width != width:
             raise ValueError(f"the MAC's registers widen the register bus past {width} bits")
+        describe_only(self.bank)        # the core's own bank, replaced before elaboration
         self.bank = RegisterBank(self.register_map, identity)
 
 

@@ -180,3 +180,18 @@ def test_read_write_and_watch_take_a_manifest(tmp_path):
     assert json.loads(watched.output.splitlines()[-1])["identity"] == f"{design_identity():016x}"
     both = runner.invoke(main, ["read", "id.magic", "--manifest", str(same), "--identity", "1"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_the_board_register_map_adds_the_mac_counters_after_the_core_registers():
+    from tickwire.hdl.net.ethernet_mac import MAC_COUNTERS
+    from tickwire.hdl.platform.registers import RegisterMap
+    from tickwire.hdl.top import TickToTrade
+
+    parameters = ecpix5.complete({})
+    board = RegisterMap.from_json(plan.register_map_json(parameters))
+    core = describe_only(TickToTrade(**plan.top_parameters(parameters))).register_map
+    for register in core:
+        assert board[register.name].address == register.address, register.name
+    mac = [r.name for r in board if r.name.startswith("mac.")]
+    assert mac == ["mac.counters.snapshot"] + [f"mac.counters.{n}" for n in MAC_COUNTERS]
+    assert board.address_width == core.address_width
