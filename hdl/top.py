@@ -48,9 +48,10 @@ from tickwire.hdl.risk.records import RiskParameters
 from tickwire.hdl.strategy.engine import StrategyEngine
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 
-#: Cycles the intent path waits between the strategies and the risk gate, so that the gate's
-#: collar reference already includes the BookUpdate an intent was decided on (the fastest
-#: strategy, the taker, decides in `TAKER_LATENCY_CYCLES`).
+#: Cycles the book-triggered taker's intents wait in the strategy engine (``taker_delay``), so
+#: that the risk gate's collar reference already includes the BookUpdate an intent was decided
+#: on (the taker decides in `TAKER_LATENCY_CYCLES`). The event-triggered taker's intents do
+#: not wait: their collar reference is the BBO before their event.
 ALIGNMENT_CYCLES = max(0, UPDATE_DELAY_CYCLES - TAKER_LATENCY_CYCLES)
 
 #: Arrival stamps are kept for this many recent events, indexed by the low bits of their
@@ -99,9 +100,15 @@ class TickToTrade(wiring.Component):
         ``bus.counters.refused``)
 
     Latency, last byte of the triggering message at ``rx`` to the first byte of its order at
-    ``tx``, with nothing queued: 15 cycles = feed handler 3 + book 5 + taker 3 + alignment
-    `ALIGNMENT_CYCLES` 1 + risk gate 3 + order encoder 0 (pairs: 6 more). Measured by
-    ``make bench`` (``t2t.*``) and by the encoder's own statistics.
+    ``tx``, with nothing queued: event-triggered taker (TAKER_EVENT) 10 cycles = feed handler
+    3 + subscription lookup 1 + taker 3 + risk gate 3 + order encoder 0; book-triggered taker
+    15 cycles = feed handler 3 + book 5 + taker 3 + alignment `ALIGNMENT_CYCLES` 1 + risk gate
+    3 + order encoder 0 (pairs: 6 more than that). Measured by ``make bench`` (``t2t.*``) and
+    by the encoder's own statistics.
+
+    The strategy engine's copy of the subscription map is written with the book's own
+    subscription strobes (the same cycle the bank pulses them; the book applies them once its
+    pipeline is empty): subscribe before arming.
 
     Arrival stamps are kept by the low `ARRIVAL_BITS` bits of the MoldUDP64 sequence number;
     with several feeds running at once, two feeds' messages with the same low bits within
@@ -115,7 +122,7 @@ class TickToTrade(wiring.Component):
         self.control_defaults = c = ControlDefaults(*(control or ControlDefaults()))
         self.feed = FeedHandler(**self.feed_parameters)
         self.book = BookControl(p)
-        self.strategy = StrategyEngine(p)
+        self.strategy = StrategyEngine(p, taker_delay=ALIGNMENT_CYCLES)
         self.risk = RiskGate(RiskParameters(symbols=p.symbols), book=p)
         self.order = OrderEncoder(slots=p.symbols)
         self.clock = CycleCounter()
@@ -187,18 +194,13 @@ class TickToTrade(wiring.Component):
                      stamp_write.addr.eq(feed.events.payload.sequence[:ARRIVAL_BITS]),
                      stamp_write.data.eq(now - FEED_LATENCY_CYCLES),
                      stamp_read.addr.eq(strategy.intents.payload.sequence[:ARRIVAL_BITS])]
-        # The risk gate's collar reference for a BookUpdate is ready UPDATE_DELAY_CYCLES after
-        # it; intents that a strategy decides sooner are held until then (`ALIGNMENT_CYCLES`),
-        # so that every intent is checked against the BBO it was decided on.
-        m.d.comb += strategy.intents.ready.eq(1)
-        valid, payload = strategy.intents.valid, Signal.like(strategy.intents.payload)
+        # The strategy engine holds the book taker's intents for the risk gate's collar
+        # reference (`ALIGNMENT_CYCLES`); the book's subscriptions go to its own map too.
+        m.d.comb += [strategy.intents.ready.eq(1), strategy.subscribe.eq(book.subscribe)]
+        payload = Signal.like(strategy.intents.payload)
         m.d.comb += [payload.eq(strategy.intents.payload), payload.arrival.eq(stamp_read.data)]
-        for stage in range(ALIGNMENT_CYCLES):
-            held_valid = Signal(name=f"intent_valid_{stage}")
-            held = Signal.like(payload, name=f"intent_{stage}")
-            m.d.sync += [held_valid.eq(valid), held.eq(payload)]
-            valid, payload = held_valid, held
-        m.d.comb += [risk.intents.valid.eq(valid), risk.intents.payload.eq(payload)]
+        m.d.comb += [risk.intents.valid.eq(strategy.intents.valid),
+                     risk.intents.payload.eq(payload)]
 
         wiring.connect(m, risk.orders, order.orders)
         m.d.comb += [order.kill.eq(risk.killed), order.now.eq(now)]

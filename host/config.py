@@ -256,7 +256,10 @@ def _slot(c, source, where, plan, name):
 
 
 TAKER_KEYS = {"symbol", "buy_at_or_below", "sell_at_or_above", "quantity", "cooldown_cycles",
-              "enabled"}
+              "enabled", "trigger"}
+#: ``trigger``: "book" decides on the settled book (BookUpdates), "event" on the raw Adds
+#: before the book (see `tickwire.hdl.strategy.taker.ThresholdTaker`).
+TAKER_TRIGGERS = {"book": "TAKER", "event": "TAKER_EVENT"}
 PAIR_KEYS = {"leg_a", "leg_b", "beta", "offset", "entry", "exit", "quantity", "max_position",
              "enabled"}
 
@@ -284,15 +287,19 @@ def _strategy(c, source, section, plan):
         cooldown = c.integer(source, f"{where}.cooldown_cycles",
                              item.get("cooldown_cycles", 0), 0, (1 << 32) - 1)
         enabled = c.boolean(source, f"{where}.enabled", item.get("enabled", True))
+        mode = TAKER_TRIGGERS.get(item.get("trigger", "book"))
+        if mode is None:
+            c.problem(source, f"{where}.trigger", f"{item['trigger']!r} is not one of "
+                                                  f"{', '.join(sorted(TAKER_TRIGGERS))}")
         if slot is not None and slot in routed:
             c.problem(source, where, f"{item['symbol']} already runs {routed[slot]}")
-        if None in (slot, buy, sell, quantity, cooldown, enabled):
+        if None in (slot, buy, sell, quantity, cooldown, enabled, mode):
             continue
         routed[slot] = f"strategy.taker[{i}]"
         plan.add("strategy.taker_params", {"write": 1, "index": slot, "enable": int(enabled),
                                            "buy_price": buy, "sell_price": sell,
                                            "quantity": quantity, "cooldown": cooldown})
-        plan.add("strategy.selection", {"write": 1, "index": slot, "mode": "TAKER"})
+        plan.add("strategy.selection", {"write": 1, "index": slot, "mode": mode})
     pairs = c.array(source, "strategy.pair", strategy.get("pair", []), "[[strategy.pair]]")
     capacity = 1 << c.width("strategy.pair_params", "index")
     if len(pairs) > capacity:

@@ -8,13 +8,20 @@ presented; output: the intents with the cycle each was valid (and taken) at ``in
 Timing rules the model shares with the gateware:
 - an update arriving at cycle t is evaluated against the tables as written by host writes
   presented at cycles < t (a write at cycle w applies from the update arriving at w + 1);
-- the taker's intents of an update arriving at t are offered at t + `taker_latency`, the pairs
-  strategy's at t + `pairs_latency`, into one queue (see `EngineModel`).
+- the taker's intents of an update arriving at t are offered at t + `taker_latency` (+ the
+  engine's ``taker_delay``), the pairs strategy's at t + `pairs_latency`, into one queue (see
+  `EngineModel`);
+- an event arriving at cycle e finds its slot in the subscription map as written before e,
+  and is evaluated by the event taker at e + `EVENT_LOOKUP_CYCLES` (its routing and taker
+  tables as written before then, the BBOs of the updates that arrived before then); its
+  intent is offered at e + `EVENT_TAKER_LATENCY_CYCLES`.
 """
 
 from collections import deque
 
 from tickwire.hdl.strategy.engine import (
+    EVENT_LOOKUP_CYCLES,
+    EVENT_TAKER_LATENCY_CYCLES,
     QUEUE_DEPTH,
     STRATEGY_COUNTERS,
     StrategyMode,
@@ -25,7 +32,10 @@ from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 BUY, SELL = 0, 1
 IOC = 1
 TAKER_ID, PAIRS_ID = 0, 1
-OFF, TAKER, PAIRS = (StrategyMode.OFF.value, StrategyMode.TAKER.value, StrategyMode.PAIRS.value)
+OFF, TAKER, PAIRS, TAKER_EVENT = (StrategyMode.OFF.value, StrategyMode.TAKER.value,
+                                  StrategyMode.PAIRS.value, StrategyMode.TAKER_EVENT.value)
+ADD = 1                 # BookEventKind.ADD (ITCH A and F)
+EVENT_BUY, EVENT_SELL = 0, 1   # BookEvent.side
 LEG_A, LEG_B = 0, 1
 FRACTION_BITS = 16
 
@@ -70,6 +80,33 @@ class TakerModel:
             out.append(intent(u, slot=u["slot"], locate=u["locate"], side=side,
                               quantity=prm["quantity"], price=price, strategy=TAKER_ID))
         return out
+
+    def event(self, t, e, slot, bbo, counts):
+        """The intent (or none) of the Add `e` of `slot`, evaluated at cycle `t` against `bbo`
+        = (bid, ask, has bid, has ask) of the slot's last BookUpdate. An ask Add takes the
+        touch (buy) when it makes a new best ask at or below ``buy_price``, a bid Add (sell)
+        when it makes a new best bid at or above ``sell_price``; then the cooldown rule."""
+        prm = self.params.get(slot)
+        if not prm or not prm["enable"]:
+            return []
+        bid, ask, has_bid, has_ask = bbo
+        price = e["price"]
+        if e["side"] == EVENT_SELL:
+            side = BUY
+            wanted = (not has_ask or price < ask) and price <= prm["buy_price"]
+        else:
+            side = SELL
+            wanted = (not has_bid or price > bid) and price >= prm["sell_price"]
+        if not wanted:
+            return []
+        last = self.memory.get((slot, side))
+        if last is not None and (price == last[0] or t - last[1] < prm["cooldown"]):
+            counts["taker_cooldown"] += 1
+            return []
+        self.memory[(slot, side)] = (price, t)
+        counts["taker_fired"] += 1
+        return [intent(e, slot=slot, locate=e["locate"], side=side, quantity=prm["quantity"],
+                       price=price, strategy=TAKER_ID)]
 
 
 def spread(pair, a, b):
@@ -145,11 +182,16 @@ class EngineModel:
     be an intent offered this very cycle) is at ``intents``; it leaves when ``ready``."""
 
     def __init__(self, *, queue_depth=QUEUE_DEPTH, taker_latency=TAKER_LATENCY_CYCLES,
-                 pairs_latency=PAIRS_LATENCY_CYCLES):
+                 pairs_latency=PAIRS_LATENCY_CYCLES, taker_delay=0, locates=None):
         self.queue_depth = queue_depth
-        self.taker_latency, self.pairs_latency = taker_latency, pairs_latency
+        self.taker_latency = taker_latency + taker_delay
+        self.pairs_latency = pairs_latency
+        self.locates = locates            # the map's size (None: any locate)
         self.taker, self.pairs = TakerModel(), PairsModel()
+        self.event_taker = TakerModel()
         self.selection = {}   # slot -> (mode, pair, leg)
+        self.subscriptions = {}   # locate -> slot
+        self.bbo = {}         # slot -> (bid, ask, has bid, has ask) of its latest update
         self.counters = dict.fromkeys(STRATEGY_COUNTERS, 0)
         self.alarms = {"lost": 0, "position_limit": 0}
 
@@ -159,6 +201,14 @@ class EngineModel:
             self.selection[index] = (mode, entry.get("pair", 0), entry.get("leg", 0))
         elif table == "taker_params":
             self.taker.write(index, entry)
+            self.event_taker.write(index, entry)
+        elif table == "subscribe":
+            locate = entry["locate"]
+            if self.locates is None or locate < self.locates:
+                if entry.get("enable", 1):
+                    self.subscriptions[locate] = entry["slot"]
+                else:
+                    self.subscriptions.pop(locate, None)
         elif table == "pair_params":
             self.pairs.write(index, entry)
         else:
@@ -176,33 +226,61 @@ class EngineModel:
             self.alarms["position_limit"] = 1
         return taker, pairs
 
-    def run(self, updates=(), writes=(), *, cycles=None, ready=None):
+    def evaluate_event(self, t, e, slot):
+        """The event taker's intents of the event `e` of `slot`, evaluated at cycle `t`."""
+        if self.selection.get(slot, (OFF, 0, 0))[0] != TAKER_EVENT:
+            return []
+        bbo = self.bbo.get(slot, (0, 0, False, False))
+        return self.event_taker.event(t, e, slot, bbo, self.counters)
+
+    def run(self, updates=(), writes=(), *, events=(), cycles=None, ready=None):
         """Run to `cycles` (default: until everything has left). `updates`: (cycle, update);
-        `writes`: (cycle, table, index, entry); `ready(cycle)`: the consumer's ready (default
-        always). Returns [(cycle, intent)]: each intent with the cycle it left."""
-        by_cycle = {}
+        `events`: (cycle, BookEvent dict); `writes`: (cycle, table, index, entry) (for
+        ``subscribe``, the entry holds locate, slot, enable); `ready(cycle)`: the consumer's
+        ready (default always). Returns [(cycle, intent)]: each intent with the cycle it
+        left."""
+        by_cycle, event_at = {}, {}
         for t, u in updates:
             if t in by_cycle:
                 raise ValueError(f"two updates at cycle {t}")
             by_cycle[t] = u
+        for t, e in events:
+            if t in event_at:
+                raise ValueError(f"two events at cycle {t}")
+            event_at[t] = e
         host = {}
         for w, table, index, entry in writes:
             host.setdefault(w, []).append((table, index, entry))
-        offered = {}    # cycle -> [taker intents, pairs intents]
+        offered = {}    # cycle -> [event taker intents, taker intents, pairs intents]
+        looked_up = {}  # cycle -> (event, slot): events due at the event taker
         queue, out = deque(), []
-        last = max([*by_cycle, *host, -1])
+        last = max([*by_cycle, *event_at, *host, -1])
         end = cycles if cycles is not None else last + self.pairs_latency + 1
+        lag = EVENT_TAKER_LATENCY_CYCLES - EVENT_LOOKUP_CYCLES
         c = 0
-        while c < end or (cycles is None and (queue or any(k >= c for k in offered))):
+        while c < end or (cycles is None and (queue or any(k >= c for k in offered)
+                                              or any(k >= c for k in looked_up))):
+            if c in event_at:
+                e = event_at[c]
+                slot = self.subscriptions.get(e["locate"])
+                if e["kind"] == ADD and e["shares"] and slot is not None:
+                    looked_up[c + EVENT_LOOKUP_CYCLES] = (e, slot)
+            if c in looked_up:
+                e, slot = looked_up.pop(c)
+                fast = self.evaluate_event(c, e, slot)
+                offered.setdefault(c + lag, [[], [], []])[0].extend(fast)
             if c in by_cycle:
-                taker, pairs = self.evaluate(c, by_cycle[c])
-                offered.setdefault(c + self.taker_latency, [[], []])[0].extend(taker)
-                offered.setdefault(c + self.pairs_latency, [[], []])[1].extend(pairs)
+                u = by_cycle[c]
+                taker, pairs = self.evaluate(c, u)
+                offered.setdefault(c + self.taker_latency, [[], [], []])[1].extend(taker)
+                offered.setdefault(c + self.pairs_latency, [[], [], []])[2].extend(pairs)
+                self.bbo[u["slot"]] = (u["bid_price"], u["ask_price"], u["bid_shares"] != 0,
+                                       u["ask_shares"] != 0)
             for table, index, entry in host.get(c, ()):
                 self.write(table, index, entry)
-            taker, pairs = offered.pop(c, ([], []))
+            fast, taker, pairs = offered.pop(c, ([], [], []))
             level = len(queue)
-            for item in taker:
+            for item in fast + taker:
                 if level < self.queue_depth:
                     queue.append(item)
                     level += 1
@@ -227,17 +305,21 @@ class EngineModel:
 def table_writes(writes):
     """Port-form writes (cycle, port, {index, ...fields}), as `run_strategy` takes them, in the
     model's form (cycle, table, index, entry)."""
-    return [(c, port, d["index"], {k: v for k, v in d.items() if k != "index"})
+    return [(c, port, d.get("index"), {k: v for k, v in d.items() if k != "index"})
             for c, port, d in writes]
 
 
-def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
+def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000, locates=16):
     """A random script for the engine: routing and parameters for `slots` book slots and
-    `pairs` pairs, then `updates` BookUpdates (bursts of back-to-back updates, repeats of one
-    slot, one-sided books, prices walking across the thresholds) with table rewrites in
-    between, and a consumer that is sometimes not ready. `rng` is a `random.Random`.
+    `pairs` pairs, subscriptions of locates to slots, then `updates` BookUpdates (bursts of
+    back-to-back updates, repeats of one slot, one-sided books, prices walking across the
+    thresholds) and BookEvents (Adds on both sides around the touch, some with zero shares,
+    other kinds, locates not subscribed or beyond the map's `locates`) with table rewrites and
+    resubscriptions in between, and a consumer that is sometimes not ready. `rng` is a
+    `random.Random`.
 
-    Returns (writes in port form, updates as (cycle, dict), set of cycles not ready)."""
+    Returns (writes in port form, updates as (cycle, dict), events as (cycle, dict), set of
+    cycles not ready)."""
     tick = 1 << (FRACTION_BITS + 1)
     writes, cycle = [], 0
     mids = {s: base + rng.randint(-20, 20) for s in range(slots)}
@@ -249,7 +331,7 @@ def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
                     cooldown=rng.choice([0, 0, 1, 2, 3, 8, 30]))
 
     def selection_entry(slot):
-        mode = rng.choice([OFF, TAKER, TAKER, PAIRS, PAIRS])
+        mode = rng.choice([OFF, TAKER, TAKER, PAIRS, PAIRS, TAKER_EVENT, TAKER_EVENT])
         return dict(index=slot, mode=mode, pair=rng.randrange(pairs), leg=rng.randrange(2))
 
     def pair_entry(index, selection):
@@ -266,6 +348,18 @@ def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
                     max_position=rng.randint(0, 3))
 
     selection = {}
+    subscribed = {}                   # locate -> slot, as subscribed last
+
+    def subscription(locate):
+        slot = rng.randrange(slots)
+        enable = int(rng.random() < 0.9)
+        if enable:
+            subscribed[locate] = slot
+        return dict(locate=locate, slot=slot, enable=enable)
+
+    for locate in rng.sample(range(locates), min(locates, slots + 2)):
+        writes.append((cycle, "subscribe", subscription(locate)))
+        cycle += 1
     for slot in range(slots):
         selection[slot] = selection_entry(slot)
         writes.append((cycle, "selection", selection[slot]))
@@ -275,8 +369,24 @@ def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
         writes.append((cycle, "pair_params", pair_entry(index, selection)))
         cycle += 1
 
-    out, slot, sequence = [], 0, 0
+    out, events, slot, sequence = [], [], 0, 0
     cycle += rng.randint(0, 3)
+    by_slot = {}
+    for locate, s in subscribed.items():
+        by_slot.setdefault(s, []).append(locate)
+
+    def event(at):
+        """An event at cycle `at`, mostly an Add on a subscribed locate near its touch."""
+        s = rng.randrange(slots)
+        choices = by_slot.get(s) or [rng.randrange(locates)]
+        locate = rng.choice(choices) if rng.random() < 0.9 else rng.randrange(2 * locates)
+        side = rng.randrange(2)               # 0 a bid (buy side), 1 an ask
+        price = mids[s] + (1 if side else -1) * rng.randint(-3, 3)
+        kind = ADD if rng.random() < 0.85 else rng.randint(2, 6)
+        shares = 0 if rng.random() < 0.05 else rng.randint(1, 900)
+        events.append((at, dict(kind=kind, side=side, locate=locate, price=max(0, price),
+                                shares=shares, sequence=sequence, order_ref=at)))
+
     for _ in range(updates):
         if rng.random() > 0.4:
             slot = rng.randrange(slots)
@@ -290,9 +400,15 @@ def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
                                 bid_price=bid if bid_shares or rng.random() < 0.3 else 0,
                                 bid_shares=bid_shares, ask_shares=ask_shares,
                                 ask_price=ask if ask_shares or rng.random() < 0.3 else 0)))
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            at = cycle + rng.randint(0, 3)
+            if all(at != c for c, _ in events):
+                event(at)
         r = rng.random()
         at = cycle + rng.choice([0, 0, 1])
-        if r < 0.03:
+        if r < 0.01:
+            writes.append((at, "subscribe", subscription(rng.randrange(locates))))
+        elif r < 0.03:
             writes.append((at, "taker_params", taker_entry(rng.randrange(slots))))
         elif r < 0.05:
             s = rng.randrange(slots)
@@ -310,4 +426,5 @@ def random_scenario(rng, *, slots=6, pairs=4, updates=100, base=1000):
     for _ in range(rng.choice([0, 0, 1, 3])):
         start = rng.randrange(cycle + 1)
         closed.update(range(start, start + rng.randint(1, 30)))
-    return unique, out, closed
+    events.sort(key=lambda e: e[0])
+    return unique, out, events, closed

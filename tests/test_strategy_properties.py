@@ -1,9 +1,10 @@
 """Property tier: random scripts through the engine in Amaranth's simulator, against the model.
 
-Random routing and parameters over several slots and pairs, BBO streams in bursts (back-to-back
-updates, repeats of one slot), one-sided books, prices walking across the taker's thresholds
-and the pairs' bands, table rewrites mid-stream, and a consumer that is sometimes not ready
-(with a small queue, so that intents are lost and counted): the intents, their cycles, the
+Random routing and parameters over several slots and pairs, subscriptions, BBO streams in bursts
+(back-to-back updates, repeats of one slot) and raw events for the event taker (Adds around the
+touch, other kinds, unsubscribed locates), one-sided books, prices walking across the taker's
+thresholds and the pairs' bands, table rewrites mid-stream, and a consumer that is sometimes not
+ready (with a small queue, so that intents are lost and counted): the intents, their cycles, the
 counters and the alarms must equal `EngineModel`'s exactly."""
 
 from hypothesis import given, settings
@@ -19,17 +20,20 @@ PAIRS = 4
 
 
 def check(rng, queue_depth):
-    writes, updates, closed = random_scenario(rng, slots=6, pairs=PAIRS,
-                                              updates=rng.randint(1, 120))
-    end = max(c for c, *_ in writes + updates) + 60
+    writes, updates, events, closed = random_scenario(rng, slots=6, pairs=PAIRS,
+                                                      updates=rng.randint(1, 120),
+                                                      locates=P.locates)
+    end = max(c for c, *_ in writes + updates + events) + 60
+    delay = rng.choice([0, 1])
 
     def ready(cycle):
         return cycle not in closed
 
-    run = run_strategy(StrategyEngine(P, pairs=PAIRS, queue_depth=queue_depth), updates,
-                       writes=writes, ready=ready, cycles=end)
-    model = EngineModel(queue_depth=queue_depth)
-    expected = model.run(updates, table_writes(writes), ready=ready, cycles=end)
+    run = run_strategy(StrategyEngine(P, pairs=PAIRS, queue_depth=queue_depth,
+                                      taker_delay=delay),
+                       updates, events=events, writes=writes, ready=ready, cycles=end)
+    model = EngineModel(queue_depth=queue_depth, taker_delay=delay, locates=P.locates)
+    expected = model.run(updates, table_writes(writes), events=events, ready=ready, cycles=end)
     assert run.intents == expected
     assert run.counters == model.counters
     assert run.alarms == model.alarms

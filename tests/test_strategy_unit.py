@@ -13,7 +13,12 @@ from tickwire.hdl.book.records import BookParameters
 from tickwire.hdl.feed.events import Side
 from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap, bus_signature
-from tickwire.hdl.strategy.engine import STRATEGY_COUNTERS, StrategyEngine, StrategyMode
+from tickwire.hdl.strategy.engine import (
+    EVENT_TAKER_LATENCY_CYCLES,
+    STRATEGY_COUNTERS,
+    StrategyEngine,
+    StrategyMode,
+)
 from tickwire.hdl.strategy.pairs import PAIRS_LATENCY_CYCLES
 from tickwire.hdl.strategy.records import OrderIntent, strategy_signature
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
@@ -24,6 +29,7 @@ from tickwire.sim.strategy_run import run_strategy
 P = BookParameters(symbols=16, locates=16)
 PAIRS = 4
 TAKER, PAIRS_MODE, OFF = StrategyMode.TAKER, StrategyMode.PAIRS, StrategyMode.OFF
+EVENT = StrategyMode.TAKER_EVENT
 TICK = 1 << 17          # one Price(4) unit of a mid, in spread units
 
 
@@ -49,16 +55,28 @@ def pair(cycle, index, a, b, *, beta=1 << 16, offset=0, entry=10 * TICK, exit=2 
 
 
 def model_writes(writes):
-    return [(c, port, d["index"], {k: v for k, v in d.items() if k != "index"})
+    return [(c, port, d.get("index"), {k: v for k, v in d.items() if k != "index"})
             for c, port, d in writes]
 
 
-def run_both(updates, writes, *, ready=None, queue_depth=16, cycles=None, extra=()):
-    dut = StrategyEngine(P, pairs=PAIRS, queue_depth=queue_depth)
-    end = cycles or max([c for c, _ in updates] + [c for c, *_ in writes]) + 40
-    run = run_strategy(dut, updates, writes=list(writes) + list(extra), ready=ready, cycles=end)
-    model = EngineModel(queue_depth=queue_depth)
-    expected = model.run(updates, model_writes(writes), ready=ready, cycles=end)
+def subscribe(cycle, locate, slot, enable=1):
+    return (cycle, "subscribe", dict(locate=locate, slot=slot, enable=enable))
+
+
+def add(side, price, seq, *, locate=5, shares=100, kind=1):
+    """A BookEvent: side 0 a bid (buy order), 1 an ask."""
+    return dict(kind=kind, side=side, locate=locate, price=price, shares=shares, sequence=seq,
+                order_ref=seq)
+
+
+def run_both(updates, writes, *, events=(), ready=None, queue_depth=16, cycles=None, extra=(),
+             taker_delay=0):
+    dut = StrategyEngine(P, pairs=PAIRS, queue_depth=queue_depth, taker_delay=taker_delay)
+    end = cycles or max([c for c, _ in [*updates, *events]] + [c for c, *_ in writes]) + 40
+    run = run_strategy(dut, updates, events=events, writes=list(writes) + list(extra),
+                       ready=ready, cycles=end)
+    model = EngineModel(queue_depth=queue_depth, taker_delay=taker_delay, locates=P.locates)
+    expected = model.run(updates, model_writes(writes), events=events, ready=ready, cycles=end)
     assert run.intents == expected
     assert run.counters == model.counters
     assert run.alarms == model.alarms
@@ -237,7 +255,8 @@ def test_register_declarations_resolve_to_a_map():
                                                   "sell_price", "quantity", "cooldown"]
     assert [f.name for f in regs["strategy.pair_params"].fields][:4] == [
         "write", "index", "enable", "slot_a"]
-    assert regs["strategy.selection"].fields[2].enum == {"OFF": 0, "TAKER": 1, "PAIRS": 2}
+    assert regs["strategy.selection"].fields[2].enum == {"OFF": 0, "TAKER": 1, "PAIRS": 2,
+                                                         "TAKER_EVENT": 3}
     assert {f"strategy.counters.{name}" for name in STRATEGY_COUNTERS} <= set(regs.by_name)
     assert regs["strategy.alarms"].kind == "status"
 
@@ -376,3 +395,81 @@ def test_a_rewrite_between_back_to_back_updates_resets_the_memory():
                (32, upd(1, 0, 997, 5))]       # the rewrite at 31 reset it: fires
     out, _ = run_both(updates, writes)
     assert [i["sequence"] for _, i in out] == [1, 2, 3, 5]
+
+
+def event_setup(**kw):
+    return [subscribe(0, 5, 1), select(1, 1, EVENT), taker(2, 1, **kw)]
+
+
+def test_event_taker_fires_on_an_add_making_a_new_touch_in_four_cycles():
+    writes = event_setup(buy=1000, sell=1010, quantity=7)
+    updates = [(10, upd(1, 990, 1005, 1, locate=5))]
+    events = [(20, add(1, 1003, 2)),              # new best ask, above the threshold
+              (22, add(1, 1000, 3)),              # new best ask at the threshold: buy
+              (24, add(1, 1000, 4)),              # same price again: the memory refuses
+              (26, add(0, 1012, 5)),              # new best bid above 1010: sell
+              (28, add(0, 1011, 6, shares=0)),    # no shares: ignored
+              (30, add(0, 1020, 7, kind=5)),      # a Delete: ignored
+              (32, add(0, 1020, 8, locate=6)),    # not subscribed: ignored
+              (34, add(1, 1005, 9)),              # at the BBO's ask: not a new touch
+              (36, add(0, 990, 10))]              # at the BBO's bid: not a new touch
+    out, model = run_both(updates, events=events, writes=writes)
+    assert [(c, i["sequence"], i["side"], i["price"], i["quantity"], i["slot"], i["locate"])
+            for c, i in out] == [(22 + EVENT_TAKER_LATENCY_CYCLES, 3, BUY, 1000, 7, 1, 5),
+                                 (26 + EVENT_TAKER_LATENCY_CYCLES, 5, SELL, 1012, 7, 1, 5)]
+    assert EVENT_TAKER_LATENCY_CYCLES == 4
+    assert model.counters["taker_fired"] == 2 and model.counters["taker_cooldown"] == 1
+    assert model.counters["taker_one_sided"] == 0
+
+
+def test_event_taker_compares_with_the_last_update_before_it():
+    writes = event_setup(buy=1010)
+    events = [(21, add(1, 1000, 2)),     # the update of 20 (ask 999) is seen: no touch
+              (30, add(1, 1001, 4)),     # the update of 30 (ask 1002) is seen: buy
+              (40, add(1, 1000, 6)),     # the update of 41 (ask 999) is not: buy
+              (50, add(1, 1009, 8))]     # no ask shown at all: buy
+    updates = [(20, upd(1, 990, 999, 1, locate=5)), (30, upd(1, 990, 1002, 3, locate=5)),
+               (41, upd(1, 990, 999, 5, locate=5)), (45, upd(1, 990, 0, 7, locate=5,
+                                                             ask_shares=0))]
+    out, _ = run_both(updates, events=events, writes=writes)
+    assert [i["sequence"] for _, i in out] == [4, 6, 8]
+
+
+def test_event_taker_routing_subscription_and_cooldown():
+    writes = [subscribe(0, 5, 1), subscribe(0 + 1, 7, 2), select(2, 1, EVENT),
+              select(3, 2, TAKER), taker(4, 1, buy=1000, cooldown=6), taker(5, 2, buy=1000),
+              subscribe(40, 5, 1, enable=0),          # events from 41 on: not subscribed
+              subscribe(50, 5, 3), select(50, 3, EVENT), taker(50, 3, buy=2000)]
+    events = [(10, add(1, 999, 1)),                # fires
+              (12, add(1, 998, 2)),                # within the cooldown of 6 (evaluated 13)
+              (16, add(1, 997, 3)),                # 6 cycles later: fires
+              (20, add(1, 900, 4, locate=7)),      # slot 2 runs the book taker: not here
+              (40, add(1, 996, 5)),                # the unsubscription is at 40: fires
+              (41, add(1, 995, 6)),                # unsubscribed: ignored
+              (50, add(1, 1500, 7)),               # the map write at 50 is not seen yet
+              (51, add(1, 1500, 8))]               # now slot 3 with buy 2000: fires
+    out, model = run_both([], events=events, writes=writes)
+    assert [(i["sequence"], i["slot"]) for _, i in out] == [(1, 1), (3, 1), (5, 1), (8, 3)]
+    assert model.counters["taker_cooldown"] == 1
+
+
+def test_event_taker_back_to_back_events_of_one_slot_see_each_other():
+    writes = event_setup(buy=1000, sell=1000, cooldown=0)
+    prices = [1000, 1000, 999, 999, 1000, 998, 998, 997]
+    events = [(10 + k, add(1, p, k)) for k, p in enumerate(prices)]
+    events += [(30 + k, add(0, p, 10 + k)) for k, p in enumerate([1001, 1002, 1002])]
+    out, _ = run_both([], events=events, writes=writes)
+    assert [(i["side"], i["price"]) for _, i in out] == [
+        (BUY, 1000), (BUY, 999), (BUY, 1000), (BUY, 998), (BUY, 997), (SELL, 1001),
+        (SELL, 1002)]
+
+
+def test_book_taker_delay_and_the_lane_order_of_both_takers():
+    writes = [subscribe(0, 5, 1), select(1, 1, EVENT), select(2, 2, TAKER),
+              taker(3, 1, buy=1000), taker(4, 2, buy=1000, sell=900)]
+    # The update of 10 (+ 3 + 1) and the event of 10 (+ 4) offer in the same cycle.
+    updates = [(10, upd(2, 950, 990, 1))]
+    events = [(10, add(1, 980, 2))]
+    out, _ = run_both(updates, events=events, writes=writes, taker_delay=1)
+    assert [(c, i["sequence"], i["side"]) for c, i in out] == [(14, 2, BUY), (15, 1, BUY),
+                                                               (16, 1, SELL)]

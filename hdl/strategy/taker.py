@@ -9,7 +9,8 @@ from tickwire.hdl.book.records import PRICE_BITS, BookParameters, update_layout
 from tickwire.hdl.signals import wire
 from tickwire.hdl.strategy.records import OrderIntent, Side, TimeInForce
 
-#: Cycles from a BookUpdate valid at ``updates`` to the taker's intents valid.
+#: Cycles from a BookUpdate valid at ``updates`` (book trigger) or an event valid at
+#: ``events`` (event trigger) to the taker's intents valid.
 TAKER_LATENCY_CYCLES = 3
 #: The free-running cycle counter cooldowns are measured with (wraps after 20.8 days at
 #: 156.25 MHz; the device is reset daily).
@@ -55,6 +56,21 @@ def _side_memory():
                               "deadline": unsigned(TIME_BITS)})
 
 
+def event_input_layout(p):
+    """What the event-triggered taker takes of a `BookEvent`, its slot already looked up:
+    ``add`` is set for an Add (ITCH A or F) with non-zero shares, the only event that can
+    make a new touch whose side the feed names (a Replace's side is only in the book)."""
+    return data.StructLayout({"slot": unsigned(p.slot_bits), "locate": unsigned(16),
+                              "side": Side, "add": unsigned(1),
+                              "price": unsigned(PRICE_BITS), "sequence": unsigned(64)})
+
+
+def _bbo_layout():
+    """A slot's BBO as the last BookUpdate showed it (``*_ok``: that side has shares)."""
+    return data.StructLayout({"bid": unsigned(PRICE_BITS), "ask": unsigned(PRICE_BITS),
+                              "bid_ok": unsigned(1), "ask_ok": unsigned(1)})
+
+
 def _row_layout():
     return data.StructLayout({"epoch": unsigned(EPOCH_BITS), "params": TakerParams})
 
@@ -98,24 +114,50 @@ class ThresholdTaker(wiring.Component):
     with a mux of those results and writes the memory; the intents are registered. So
     back-to-back updates of one slot see each other without a stall.
 
+    **Event trigger** (``trigger="event"``): the same rule, table and memories, decided on the
+    raw event instead of the settled book. Per event at ``events`` (an Add, its slot already
+    looked up) of a slot routed here: **buy** IOC at the event's price when it is a sell-side
+    Add that makes a new best ask (the slot's last BookUpdate showed no ask, or an ask above
+    the price) and the price is ``<= buy_price``; **sell** likewise for a buy-side Add making a
+    new best bid at ``>= sell_price``; then the cooldown rule above. The best ask falls, and
+    the best bid rises, only through such an Add (or a Replace, whose side the feed does not
+    carry: left to the book trigger), so "ask <= buy_price" first becomes true on one: the
+    event trigger fires there without waiting for the book. It does not fire where the book
+    trigger also fires on a touch that *rises* into the band (a level removed, uncovering
+    the next one), on a Replace, or on a refire at an unchanged touch after the cooldown.
+    "Last BookUpdate": the latest one of the slot presented at ``updates`` at least one cycle
+    before the event reached the taker; updates still in the book's pipeline or FIFO are not
+    seen, so under bursts the reference can be stale (the cooldown memory still refuses a
+    second fire at the same price). The book may still refuse the Add (duplicate reference,
+    full order set): the taker does not know. ``one_sided`` never pulses.
+
     Ports
     -----
-    updates : In(BookUpdate stream, always ready)
-    active : In(1): the engine routes the update presented the cycle before to the taker
+    updates : In(BookUpdate stream, always ready): the trigger (book), or the slots' BBOs
+        (event: written to a table, one per cycle)
+    events : In(`event_input_layout` stream, always ready), event trigger only
+    active : In(1): the engine routes the update (event) presented the cycle before to the
+        taker
     write : In(`taker_write_layout`): a table write (``write`` set for one cycle)
     buy, sell : Out(OrderIntent stream, always ready): one-cycle pulses
     fired, cooldown : Out(2): per side (bit 0 buy, bit 1 sell), the cycle before the intent
     one_sided : Out(1): likewise
 
-    Latency: 3 cycles from an update valid at ``updates`` to its intents valid (read, compare,
-    decide), one update per cycle sustained. Two cycles (compare and decide in the cycle after
-    the read) were built and measured first: 111-113 MHz on the ECP5, the block RAM output and
-    its routing taking half of the 6.4 ns of 156.25 MHz.
+    Latency: 3 cycles from an update (event) valid at ``updates`` (``events``) to its intents
+    valid (read, compare, decide), one per cycle sustained. Two cycles (compare and decide in
+    the cycle after the read) were built and measured first: 111-113 MHz on the ECP5, the
+    block RAM output and its routing taking half of the 6.4 ns of 156.25 MHz.
     """
 
-    def __init__(self, parameters=None, **overrides):
+    def __init__(self, parameters=None, *, trigger="book", **overrides):
         self.p = p = (parameters or BookParameters())._replace(**overrides).check()
+        if trigger not in ("book", "event"):
+            raise ValueError(f"trigger must be 'book' or 'event', not {trigger!r}")
+        self.trigger = trigger
+        events = ({"events": In(stream.Signature(event_input_layout(p), always_ready=True))}
+                  if trigger == "event" else {})
         super().__init__({
+            **events,
             "updates": In(stream.Signature(update_layout(p), always_ready=True)),
             "active": In(1),
             "write": In(taker_write_layout(p)),
@@ -151,27 +193,39 @@ class ThresholdTaker(wiring.Component):
             m.d.sync += epoch.eq(epoch + 1)
 
         # --- stage 0: read the slot's entry and both sides' memories ------------------------
-        u = self.updates
+        event = self.trigger == "event"
+        u = self.events if event else self.updates
+        shape = event_input_layout(p) if event else update_layout(p)
         m.d.comb += prd.addr.eq(u.p.slot)
         for rd, _ in memories.values():
             m.d.comb += rd.addr.eq(u.p.slot)
-        u1 = Signal(update_layout(p))
+        u1 = Signal(shape)
         v1 = Signal()
         m.d.sync += [u1.eq(u.p), v1.eq(u.valid)]
+        if event:
+            # The slots' BBOs from the BookUpdates, read beside the entry.
+            m.submodules.bbo = bbo_mem = Memory(shape=_bbo_layout(), depth=p.symbols, init=[])
+            brd, bwr = bbo_mem.read_port(), bbo_mem.write_port()
+            b = self.updates.p
+            m.d.comb += [brd.addr.eq(u.p.slot), bwr.en.eq(self.updates.valid),
+                         bwr.addr.eq(b.slot), bwr.data.bid.eq(b.bid_price),
+                         bwr.data.ask.eq(b.ask_price), bwr.data.bid_ok.eq(b.bid_shares != 0),
+                         bwr.data.ask_ok.eq(b.ask_shares != 0)]
+            bbo = brd.data
 
         # --- stage 1: every compare, against the memory as read and against the writes not
         # in it (the update two ahead wrote as this one's read was issued: in `last_*` now;
         # the update one ahead may write this cycle: what would follow is decided here) ------
         row = prd.data
         prm = row.params
-        u2 = Signal(update_layout(p))
+        u2 = Signal(shape)
         v2 = Signal()
         small_cooldown2 = Signal()      # cooldown <= 1: the next cycle may fire again
         go = wire(m, v1 & self.active & prm.enable, "go")
         one_sided2 = Signal()
-        m.d.sync += [u2.eq(u1), v2.eq(v1),
-                     small_cooldown2.eq(prm.cooldown <= 1),
-                     one_sided2.eq(go & ((u1.bid_shares == 0) | (u1.ask_shares == 0)))]
+        m.d.sync += [u2.eq(u1), v2.eq(v1), small_cooldown2.eq(prm.cooldown <= 1)]
+        if not event:
+            m.d.sync += one_sided2.eq(go & ((u1.bid_shares == 0) | (u1.ask_shares == 0)))
         # The update one ahead: same slot, and no write of the slot in the cycle it arrived
         # (the writes of the last two cycles kept by index: no epoch compare on this path).
         writes = [(Signal(name=f"write{n}_valid"), Signal(p.slot_bits, name=f"write{n}_index"))
@@ -183,11 +237,20 @@ class ThresholdTaker(wiring.Component):
         m.d.sync += ahead_same.eq(v2 & (u2.slot == u1.slot) & ~rewritten)
         last_slot = Signal(p.slot_bits)
         fired = []
-        for bit, side, exists, price, ahead_price, wanted in (
+        if event:
+            # A new touch: an Add on the side, better than the BBO the book last showed.
+            sides = (
+                (0, "buy", u1.add & (u1.side == Side.SELL) & (~bbo.ask_ok | (u1.price < bbo.ask)),
+                 u1.price, u2.price, u1.price <= prm.buy_price),
+                (1, "sell", u1.add & (u1.side == Side.BUY) & (~bbo.bid_ok | (u1.price > bbo.bid)),
+                 u1.price, u2.price, u1.price >= prm.sell_price))
+        else:
+            sides = (
                 (0, "buy", u1.ask_shares != 0, u1.ask_price, u2.ask_price,
                  u1.ask_price <= prm.buy_price),
                 (1, "sell", u1.bid_shares != 0, u1.bid_price, u2.bid_price,
-                 u1.bid_price >= prm.sell_price)):
+                 u1.bid_price >= prm.sell_price))
+        for bit, side, exists, price, ahead_price, wanted in sides:
             rd, wr = memories[side]
             last_written = Signal(name=f"{side}_last_written")
             last = Signal(_side_memory(), name=f"{side}_last")
@@ -251,5 +314,5 @@ class ThresholdTaker(wiring.Component):
         return m
 
 
-__all__ = ["ThresholdTaker", "TakerParams", "TAKER_LATENCY_CYCLES", "table_write_layout",
-           "taker_write_layout"]
+__all__ = ["ThresholdTaker", "TakerParams", "TAKER_LATENCY_CYCLES", "event_input_layout",
+           "table_write_layout", "taker_write_layout"]

@@ -1,8 +1,9 @@
 """cocotb bench of the Verilated strategy engine (the generated Verilog, its own port names).
 
-Random scripts (`random_scenario`: routing, taker and pair tables, bursts of BBO updates, table
-rewrites mid-stream, a consumer that stalls) are driven at the ports cycle by cycle; the intents
-taken at ``intents`` (with their cycles), the counters and the alarms must equal `EngineModel`'s.
+Random scripts (`random_scenario`: routing, subscriptions, taker and pair tables, bursts of BBO
+updates and raw events for the event taker, table rewrites mid-stream, a consumer that stalls)
+are driven at the ports cycle by cycle; the intents taken at ``intents`` (with their cycles), the
+counters and the alarms must equal `EngineModel`'s.
 """
 
 import json
@@ -14,6 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.feed.events import BookEvent
 from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.strategy.engine import StrategyEngine
 from tickwire.hdl.strategy.records import OrderIntent
@@ -28,13 +30,15 @@ def config():
     return p, c
 
 
-async def run_script(dut, engine, writes, updates, closed, end):
+async def run_script(dut, engine, writes, updates, events, closed, end):
     update_shape = engine.signature.members["updates"].signature.members["payload"].shape
-    ports = ("selection", "taker_params", "pair_params")
+    ports = ("subscribe", "selection", "taker_params", "pair_params")
     shapes = {port: engine.signature.members[port].shape for port in ports}
     per_cycle = {}
     for cycle, u in updates:
         per_cycle.setdefault(cycle, {})["updates"] = encode(update_shape, u)
+    for cycle, e in events:
+        per_cycle.setdefault(cycle, {})["events"] = encode(BookEvent, e)
     for cycle, port, value in writes:
         per_cycle.setdefault(cycle, {})[port] = encode(shapes[port], {"write": 1, **value})
     intents = []
@@ -42,6 +46,8 @@ async def run_script(dut, engine, writes, updates, closed, end):
         now = per_cycle.get(cycle, {})
         dut.updates__valid.value = int("updates" in now)
         dut.updates__payload.value = now.get("updates", 0)
+        dut.events__valid.value = int("events" in now)
+        dut.events__payload.value = now.get("events", 0)
         for port in ports:
             getattr(dut, port).value = now.get(port, 0)
         dut.intents__ready.value = int(cycle not in closed)
@@ -58,7 +64,8 @@ async def a_random_script_matches_the_model(dut):
     reset, and the model starts empty, as the Verilated model does."""
     p, c = config()
     cocotb.start_soon(Clock(dut.clk, 6.4, unit="ns").start())
-    engine = describe_only(StrategyEngine(p, pairs=c["pairs"], queue_depth=c["queue_depth"]))
+    engine = describe_only(StrategyEngine(p, pairs=c["pairs"], queue_depth=c["queue_depth"],
+                                          taker_delay=c["taker_delay"]))
     dut.rst.value = 1
     dut.clear_alarms.value = 0
     dut.updates__valid.value = 0
@@ -66,13 +73,23 @@ async def a_random_script_matches_the_model(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
-    writes, updates, closed = random_scenario(random.Random(c["seed"]), slots=c["slots"],
-                                              pairs=c["pairs"], updates=c["updates"])
-    end = max(cy for cy, *_ in writes + updates) + 80
-    got = await run_script(dut, engine, writes, updates, closed, end)
-    model = EngineModel(queue_depth=c["queue_depth"])
-    expected = model.run(updates, table_writes(writes), ready=lambda cy: cy not in closed,
-                         cycles=end)
+    writes, updates, events, closed = random_scenario(
+        random.Random(c["seed"]), slots=c["slots"], pairs=c["pairs"], updates=c["updates"],
+        locates=p.locates)
+    end = max(cy for cy, *_ in writes + updates + events) + 80
+    got = await run_script(dut, engine, writes, updates, events, closed, end)
+    model = EngineModel(queue_depth=c["queue_depth"], taker_delay=c["taker_delay"],
+                        locates=p.locates)
+    fired = [0]
+    evaluate = model.evaluate_event
+
+    def counted(*args):
+        out = evaluate(*args)
+        fired[0] += len(out)
+        return out
+    model.evaluate_event = counted
+    expected = model.run(updates, table_writes(writes), events=events,
+                         ready=lambda cy: cy not in closed, cycles=end)
     for k, (mine, theirs) in enumerate(zip(got, expected, strict=False)):
         assert mine == theirs, (k, mine, theirs)
     assert len(got) == len(expected)
@@ -83,3 +100,4 @@ async def a_random_script_matches_the_model(dut):
     assert counters == model.counters
     assert alarms == model.alarms
     assert len(got) > 100 and counters["pairs_fired"] > 0 and counters["taker_fired"] > 0
+    assert fired[0] > 0           # the event taker fired
