@@ -23,6 +23,15 @@ QuickFIX at both ends); at the end the host reconciles the order log, the OUCH r
 drop copy (`tickwire.host.reconcile`). Positions are kept from OUCH (the fast path, which the
 risk gate's position check needs) and, for comparison, from the drop copy alone.
 
+Gap recovery: the feed handler's recovery bit is set, so a message lost on both lines holds
+the feed (nothing later is delivered) and raises a GAP notice; after each round the host reads
+``feed.next_sequence`` and ``feed.recover_to``, sends MoldUDP64 re-requests over UDP to the
+exchange's `RerequestServer` and presents each answer at MAC rx as the unicast UDP frame a NIC
+would receive, until the feed has caught up; then the live lines are delivered again. Nothing
+is lost and nothing is delivered twice (``gap_messages`` 0, ``feed.counters.mold.messages`` =
+the feed's length), and at the end the gateware's books are compared, level by level, with the
+exchange's (`LoopResult.book_mismatches`).
+
 Orders reach the exchange at the end of the round that triggered them: the exchange has then
 applied up to `chunk` messages beyond the trigger (the loop's reaction time in market messages;
 the gateware's own is a few dozen cycles). Smaller chunks are closer to the wire, larger ones
@@ -35,12 +44,17 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import socket
 import struct
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
+from amaranth.lib import data
+
+from tickwire.hdl.book.records import level_layout
+from tickwire.hdl.feed.events import NoticeKind
 from tickwire.hdl.order import formats as order_formats
 from tickwire.host import api
 from tickwire.host.config import parse_documents
@@ -51,9 +65,14 @@ from tickwire.host.positions import Positions
 from tickwire.host.reconcile import reconcile
 from tickwire.host.store import ExecutionStore
 
+from . import moldudp64 as mold
 from .dropcopy import DropCopyAcceptor
 from .exchange import Exchange, OrderEntryServer, RerequestServer, serve_in_thread
+from .feed_model import FilterEntry
+from .feed_run import Frame
+from .frames import ip, udp_frame
 from .ouch import Template, order_frame
+from .records import unpack
 from .scenario import DEFAULT_SYMBOLS, ab_frames, default_filters, order_flow
 from .t2t_bench import first_prices, order_section
 from .t2t_run import TEST_PARAMETERS, VerilatedTop, message_arrivals
@@ -72,6 +91,15 @@ FEED_SESSION = b"20261122A1"
 ORDER_SESSION, USERNAME, PASSWORD = "TWIRE00001", "tw", "secret"
 LOCALHOST = 0x7F_00_00_01
 CHUNK = 250
+#: Where the re-request server's answers come from and go to (our unicast address and port).
+REREQUEST_SOURCE = ip("206.200.131.10")
+RECOVERY_IP, RECOVERY_PORT = ip("10.26.11.22"), 26_478
+
+
+def loop_filters():
+    """Lines A and B of the scenario's feed, and the unicast address the re-request server
+    answers (the same feed: a retransmission is delivered like a live packet)."""
+    return [*default_filters(), FilterEntry(RECOVERY_IP, RECOVERY_PORT, 0, 0)]
 
 
 def default_configuration(flow, *, band=0.10, quantity=100, position_limit=500):
@@ -139,7 +167,9 @@ class LoopResult:
     problems: list              # check_acknowledged's findings
     reports: list | None        # the drop copy's ExecutionReports, as the host stored them
     reconciliation: object      # `tickwire.host.reconcile.Reconciliation` (with the drop copy)
-    gaps: int
+    gaps: int                   # feed messages the gateware never delivered
+    recovery: dict              # GAP notices, re-requests, messages re-sent, held packets
+    book_mismatches: list       # (symbol, side, gateware levels, exchange levels) at the end
 
     def _reconciliation(self):
         if self.reconciliation is None:
@@ -169,6 +199,9 @@ class LoopResult:
             "packets": self.packets,
             "frames": len(self.feed_frames),
             "gap_messages": self.gaps,
+            "recovery": self.recovery,
+            "books_match_exchange": not self.book_mismatches,
+            "book_mismatches": [list(map(str, m)) for m in self.book_mismatches[:8]],
             "intents": self.counters.get("risk.counters.intents", 0),
             "orders": len(self.orders()),
             "accepted": kinds["A"], "rejected": kinds["J"], "canceled": kinds["C"],
@@ -386,6 +419,57 @@ class _Host:
             self.loaded_ack = self.session.ack
 
 
+class _Recovery:
+    """The host's gap recovery (MoldUDP64 1.00 section 3): while the feed handler holds the
+    feed (``feed.next_sequence`` below ``feed.recover_to``), ask the re-request server for
+    the missing messages over UDP and present each answer at MAC rx, as the unicast frame the
+    NIC receives."""
+
+    def __init__(self, server_port, timeout=5.0):
+        self.server = ("127.0.0.1", server_port)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(timeout)
+        self.counters = collections.Counter(gap_notices=0, rerequests=0, messages=0)
+
+    def close(self):
+        self.socket.close()
+
+    async def notices(self, device):
+        """Drain the feed's notices; count the GAP notices (one per episode)."""
+        for notice in await device.drain("feed.notices"):
+            if notice["kind"] == NoticeKind.GAP.value:
+                self.counters["gap_notices"] += 1
+
+    async def catch_up(self, device, top, feed=0):
+        """Re-request until the feed has caught up; returns the frames presented and the cycle
+        each started."""
+        frames, starts = [], []
+        await self.notices(device)
+        while True:
+            expected = await device.read("feed.next_sequence", index=feed)
+            target = await device.read("feed.recover_to", index=feed)
+            if expected >= target:
+                return frames, starts
+            count = min(target - expected, mold.MAX_MESSAGE_COUNT)
+            self.socket.sendto(mold.request(FEED_SESSION, expected, count), self.server)
+            self.counters["rerequests"] += 1
+            try:
+                answer = self.socket.recv(65_536)
+            except TimeoutError:
+                raise LoopError(f"no answer to the re-request of {count} messages from "
+                                f"{expected}") from None
+            answered = mold.decode_packet(answer)
+            if answered.sequence != expected or not answered.messages:
+                raise LoopError(f"re-request from {expected} answered from "
+                                f"{answered.sequence} with {len(answered.messages)} messages")
+            self.counters["messages"] += len(answered.messages)
+            frame = Frame(udp_frame(answer, src_ip=REREQUEST_SOURCE, dst_ip=RECOVERY_IP,
+                                    dst_port=RECOVERY_PORT), idle_after=0)
+            frames.append(frame)
+            starts += top.replay([frame], drain_cycles=48)
+
+
 class _DropCopy:
     """The FIX 4.4 drop copy beside the order session: the exchange's acceptor sends an
     ExecutionReport for each of its order events; the host's initiator stores each once, by
@@ -428,10 +512,39 @@ class _DropCopy:
         return [report for _, report in self.store.reports()]
 
 
+async def _compare_books(device, top, exchange, plan):
+    """[(symbol, side, the gateware's levels, the exchange's)] for each side of each traded
+    symbol where the gateware's visible levels (price, shares, orders; best first) are not the
+    exchange's own book: all of its top levels, or, on a side the book flags not complete
+    (orders hidden beyond its stored depth), as many of them as it shows."""
+    mismatches, book = [], top.top.book_parameters
+    for symbol, (locate, _slot) in plan.symbols.items():
+        await device.write("book.snapshot_request", {"write": 1, "locate": locate})
+        top.idle(32)
+        (snapshot,) = await device.drain("book.snapshot")
+        levels = {"B": {}, "S": {}}
+        for order in exchange.resting(symbol):
+            shares, orders = levels[order.side].get(order.price, (0, 0))
+            levels[order.side][order.price] = (shares + order.shares, orders + 1)
+        for bit, (side, name) in enumerate((("B", "bid"), ("S", "ask"))):
+            shown = unpack(data.ArrayLayout(level_layout(book), book.visible), snapshot[name])
+            shown = [shown[i] for i in sorted(shown)]
+            ours = [(lv["price"], lv["shares"], lv["orders"]) for lv in shown if lv["shares"]]
+            best = sorted(levels[side], reverse=side == "B")[:len(shown)]
+            theirs = [(price, *levels[side][price]) for price in best]
+            if not snapshot["complete"] >> bit & 1:
+                # Orders beyond the stored depth are hidden: the levels shown are exact, and
+                # fewer than there are (`OrderBook`'s hidden zone).
+                theirs = theirs[:len(ours)] if len(ours) < len(shown) else None
+            if ours != theirs:
+                mismatches.append((symbol, side, ours, theirs))
+    return mismatches
+
+
 async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartbeat_interval,
-                drop_copy):
-    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "host", "marks",
-                             "drop_copy"), 0.0)
+                drop_copy, recover):
+    seconds = dict.fromkeys(("exchange", "framing", "verilator", "latency", "recovery", "host",
+                             "marks", "drop_copy"), 0.0)
 
     def timed(stage, started):
         seconds[stage] += time.perf_counter() - started
@@ -443,7 +556,8 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
     feed, feed_frames, feed_starts, pnl_series, arrivals, marks, bbo = [], [], [], [], {}, {}, {}
     rerequest = RerequestServer(FEED_SESSION, feed)
     packets, first_cycle = 0, top.cycle
-    with serve_in_thread(server, rerequest):
+    with serve_in_thread(server, rerequest), contextlib.closing(
+            _Recovery(rerequest.port)) as recovery:
         with OrderSession("127.0.0.1", server.port, username=USERNAME, password=PASSWORD,
                           heartbeat_interval=heartbeat_interval) as session:
             session.login()
@@ -454,7 +568,8 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                                        device.map)
             template = _template(plan, session, server.port)
             if "feed.filters" not in plan:
-                await api.load_filters(device, default_filters())
+                await api.load_filters(device, loop_filters())
+            await device.write("feed.recover", int(recover))
             for write in plan.writes:
                 value = template if write.register == "order.template" else write.value
                 await device.write(write.register, value, index=write.index)
@@ -472,10 +587,18 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                 started = timed("framing", started)
                 starts = top.replay(frames, drain_cycles=48)
                 started = timed("verilator", started)
-                arrivals.update(message_arrivals(frames, starts, default_filters()))
+                arrivals.update(message_arrivals(frames, starts, loop_filters()))
                 feed_frames.extend(frames)
                 feed_starts.extend(starts)
                 started = timed("latency", started)
+                if recover:
+                    # Messages held live arrive again in the retransmissions: those copies
+                    # are the ones the gateware delivers (the update replaces the held ones).
+                    again, again_starts = await recovery.catch_up(device, top)
+                    arrivals.update(message_arrivals(again, again_starts, loop_filters()))
+                    feed_frames.extend(again)
+                    feed_starts.extend(again_starts)
+                    started = timed("recovery", started)
                 await host.round_trip(top, len(feed))
                 await host.keep_session()
                 timed("host", started)
@@ -511,7 +634,14 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
             server.end_session()
             feed.extend(exchange.published())
             await present(feed[sent:], last=True)
+            ended = "feed.counters.mold.end_of_session"
+            if recover and not (await device.counters(ended)).get(ended):
+                # The end of session came while the feed was held: the exchange repeats it.
+                eos = ab_frames(FEED_SESSION, [], seed=seed, idle=0, first_sequence=len(feed) + 1)
+                feed_starts.extend(top.replay(eos, drain_cycles=48))
+                feed_frames.extend(eos)
             await host._take(session.wait_for_end())
+            book_mismatches = await _compare_books(device, top, exchange, plan)
             counters = await device.counters()
             reports = reconciliation = None
             if drop_copy is not None:
@@ -542,12 +672,15 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
         reports=reports, reconciliation=reconciliation,
         problems=check_acknowledged(host.log, session.replies, host.symbols,
                                     template["clordid_prefix"].to_bytes(6, "big").decode()),
-        gaps=len(feed) - delivered)
+        gaps=len(feed) - delivered, book_mismatches=book_mismatches,
+        recovery=dict(recovery.counters,
+                      held_packets=counters.get("feed.counters.mold.held_packets", 0),
+                      resent_by_exchange=rerequest.counters["messages_resent"]))
 
 
 def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, loss=(0.0, 0.0),
                     top=None, progress=None, parameters=None, flow=None,
-                    heartbeat_interval=1.0, drop_copy=True):
+                    heartbeat_interval=1.0, drop_copy=True, recover=True):
     """Run the default scenario (`messages` ITCH messages of `seed`) through the whole loop.
 
     `configs`: [(source name, TOML text)] for the host's parser (default:
@@ -557,7 +690,9 @@ def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, lo
     scenario messages done after each round; `flow` replaces the scenario's ITCH messages
     (`messages` is then ignored); `heartbeat_interval`: the host's SoupBinTCP idle time before
     a heartbeat (seconds of wall time); `drop_copy`: run the FIX drop copy (QuickFIX, both
-    ends) and reconcile it with the order log and the OUCH replies."""
+    ends) and reconcile it with the order log and the OUCH replies; `recover`: gap recovery by
+    re-request (off: a message lost on both lines is lost, as the feed handler's GAP notice
+    says)."""
     flow = order_flow(messages, seed=seed) if flow is None else list(flow)
     configs = configs or [("default configuration", default_configuration(flow))]
     if top is None:
@@ -570,7 +705,7 @@ def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, lo
             work = stack.enter_context(tempfile.TemporaryDirectory(prefix="tickwire-fix-"))
             fix = stack.enter_context(_DropCopy(work))
         return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
-                                 heartbeat_interval, fix))
+                                 heartbeat_interval, fix, recover))
 
 
 def closed_loop_figures(messages=20_000, seed=2026, runs=3):

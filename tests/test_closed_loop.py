@@ -4,6 +4,7 @@ host's positions. The oracles are the exchange's own execution log (`Exchange.ev
 view of the order frames, and P&L recomputed here from the exchange's executions as cash plus
 position at the mark (no lot matching)."""
 
+import collections
 from decimal import Decimal
 
 import pytest
@@ -190,3 +191,38 @@ def test_a_host_send_the_gateware_was_not_told_of_is_caught(monkeypatch):
     monkeypatch.setattr(closed_loop._Host, "keep_session", careless)
     with pytest.raises(LoopError, match="differs from the encoder model's"):
         run_closed_loop(3000, seed=2026, top=top(), drop_copy=False)
+
+
+def itch_counts(counters):
+    return {name.removeprefix("feed.counters.itch."): value for name, value in counters.items()
+            if name.startswith("feed.counters.itch.") and value}
+
+
+def test_loss_on_both_lines_is_recovered_by_re_request():
+    """A fifth of the packets lost on each line: every message lost on both is re-requested
+    from the exchange's re-request server and delivered once. Oracles: the exchange's feed
+    (its length, its message types against the gateware's ITCH counters), the re-request
+    server's own count, and the exchange's books against the gateware's snapshots."""
+    from tickwire.hdl.feed.itch import counter_name
+
+    loop = run_closed_loop(3000, seed=2026, top=top(), loss=(0.2, 0.2))
+    summary, recovery = loop.summary(), loop.recovery
+    assert recovery["gap_notices"] > 0 and recovery["held_packets"] > 0
+    assert recovery["messages"] == recovery["resent_by_exchange"] > 0
+    assert summary["gap_messages"] == 0
+    assert loop.counters["feed.counters.mold.messages"] == len(loop.feed)
+    kinds = collections.Counter(counter_name(m[:1]) for m in loop.feed)
+    assert itch_counts(loop.counters) == dict(kinds)
+    assert summary["books_match_exchange"], summary["book_mismatches"]
+    assert summary["acknowledged"]["ok"] and summary["reconciliation"]["ok"]
+    assert summary["hardware_latency_agrees"]
+
+
+def test_without_recovery_a_loss_on_both_lines_is_lost():
+    """The same run with the recovery bit clear: the feed handler skips each gap (its GAP
+    notice), so messages are missing and the books part from the exchange's."""
+    loop = run_closed_loop(3000, seed=2026, top=top(), loss=(0.2, 0.2), recover=False,
+                           drop_copy=False)
+    summary = loop.summary()
+    assert summary["gap_messages"] > 0 and summary["recovery"]["rerequests"] == 0
+    assert not summary["books_match_exchange"]
