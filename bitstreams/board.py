@@ -20,8 +20,8 @@ from tickwire.hdl.top import TickToTrade
 
 from .mii import MiiMac, mii_signature
 
-#: LED blink lengths, in core cycles as powers of two (0.21 s and 0.86 s per half period at
-#: the ECPIX-5's 39.06 MHz core clock).
+#: LED blink lengths, in core cycles as powers of two (0.27 s lit after a frame, 1.07 s per
+#: heartbeat half period at the ECPIX-5's 31.25 MHz core clock).
 ACTIVITY_BITS = 23
 HEARTBEAT_BITS = 26
 
@@ -177,7 +177,7 @@ class Ecpix5Top(Elaboratable):
     The core runs at the PLL's CLKOS2, held in reset until the PLL locks and while the reset
     button is pressed. The PHY's reset is released at configuration; MDIO is left idle (the
     PHY's strapped defaults: autonegotiation, RGMII receive clock delay). LEDs (active low on
-    the board, inverted by the platform): LD1 green, a frame received in the last 0.13 s; LD2
+    the board, inverted by the platform): LD1 green, a frame received in the last 0.27 s; LD2
     green, armed; LD3 red, the kill switch; LD4 blue, the heartbeat (the core clock runs)."""
 
     def __init__(self, *, identity=0, top=None, core_div=10):
