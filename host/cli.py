@@ -32,9 +32,12 @@ def main():
 @click.option("--no-drop-copy", is_flag=True,
               help="Leave out the FIX 4.4 drop copy (QuickFIX, both ends) and its "
                    "reconciliation with the order log and the OUCH replies.")
+@click.option("--no-recovery", is_flag=True,
+              help="Leave the feed handler's gap recovery off: a message lost on both lines "
+                   "is skipped (GAP notice) instead of re-requested from the exchange.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the summary as JSON to this file.")
-def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
+def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, json_out):
     """Trade the bundled default scenario end to end in simulation.
 
     The simulated exchange publishes the scenario's ITCH flow as MoldUDP64 on lines A and B;
@@ -64,6 +67,7 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
         try:
             result = run_closed_loop(messages, seed, configs=documents, chunk=chunk, loss=loss,
                                      top=top, drop_copy=not no_drop_copy,
+                                     recover=not no_recovery,
                                      progress=lambda done: progress.update(task, completed=done))
         except ConfigError as error:
             progress.stop()
@@ -85,6 +89,13 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, json_out):
         console.print("[red]orders without a matching OUCH answer: "
                       + "; ".join(summary["acknowledged"]["problems"]))
         sys.exit(1)
+    if not no_recovery and (summary["gap_messages"]
+                            or summary["books_match_exchange"] is False):
+        console.print(f"[red]the gateware's feed or books differ from the exchange's: "
+                      f"{summary['gap_messages']} messages never delivered; "
+                      + "; ".join(summary["book_mismatches"][0] if summary["book_mismatches"]
+                                  else []))
+        sys.exit(1)
     if summary["reconciliation"] is not None and not summary["reconciliation"]["ok"]:
         console.print("[red]reconciliation alarms: "
                       + "; ".join(summary["reconciliation"]["first_alarms"]))
@@ -100,7 +111,14 @@ def _print_sim(summary, console):
             ("feed messages (with our executions)", summary["feed_messages"]),
             ("MoldUDP64 packets / frames (lines A and B)",
              f"{summary['packets']:,} / {summary['frames']:,}"),
-            ("messages lost on both lines", summary["gap_messages"]),
+            ("gaps recovered (GAP notices; re-requests, messages)",
+             f"{summary['recovery']['gap_notices']:,}; {summary['recovery']['rerequests']:,}, "
+             f"{summary['recovery']['messages']:,}"),
+            ("messages never delivered", summary["gap_messages"]),
+            ("books equal the exchange's at the end",
+             {True: "yes", False: "NO"}.get(summary["books_match_exchange"],
+                                            f"not compared: order table full "
+                                            f"({summary['book_table_full']:,} adds refused)")),
             ("strategy intents", summary["intents"]),
             ("orders sent (delegated send)", summary["orders"]),
             ("OUCH accepted / rejected", f"{summary['accepted']:,} / {summary['rejected']:,}"),

@@ -43,3 +43,19 @@ def test_sim_refuses_a_bad_configuration(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert f"{bad}: risk.default.max_quantity: -5 is not an integer" in result.stderr
+
+
+def test_sim_recovers_loss_on_both_lines(tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run(TICKWIRE + ["sim", "--messages", "3000", "--loss", "0.2", "0.2",
+                                        "--no-drop-copy", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "gaps recovered" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gap_messages"] == 0 and summary["recovery"]["gap_notices"] > 0
+    assert summary["recovery"]["messages"] == summary["recovery"]["resent_by_exchange"]
+    assert summary["books_match_exchange"] is True
+    retransmissions = [p for p in rdpcap(str(out / "feed.pcap"))
+                       if p.haslayer(UDP) and p[UDP].dport == 26_478]
+    assert len(retransmissions) == summary["recovery"]["rerequests"]
