@@ -312,7 +312,7 @@ class MoldUdp64Receiver(wiring.Component):
         settled = Signal()
         held = Signal()                 # this packet is held (from the cycle after decide)
         recovering = Signal()           # ...and its feed was already recovering
-        held_end = Signal(64)
+        held_eos = Signal()             # ...and is an end of session (it ends at its first number)
         base = Signal(64)
         last_sequence = Signal(65)
         gap = Signal()
@@ -322,11 +322,10 @@ class MoldUdp64Receiver(wiring.Component):
         first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
         gap_now = Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)
         with m.If(decide):
-            m.d.sync += [held.eq(hold & gap_now),
+            m.d.sync += [held.eq(hold & gap_now), held_eos.eq(end_of_session),
                          recovering.eq(~fresh & (current < feed_held_through))]
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
                      last_sequence.eq(hdr_sequence + hdr_count),
-                     held_end.eq(hdr_sequence + Mux(end_of_session, 0, hdr_count)),
                      gap.eq(gap_now),
                      skip.eq(Mux(fresh, first_is_zero, Mux(behind < 0, 0, behind[0:17]))),
                      all_behind.eq(~fresh & (behind >= (1 << 17)))]
@@ -344,6 +343,7 @@ class MoldUdp64Receiver(wiring.Component):
         # A held packet raises its feed's `recover_to` (a cycle later, off the decision's path;
         # a fresh session starts from nothing) and does not end the session.
         extend = Signal()
+        held_end = wire(m, Mux(held_eos, hdr_sequence, last_sequence), "held_end", 64)
         m.d.sync += extend.eq(settled & held & (fresh | (held_end > feed_held_through)))
         with m.If(settled & held):
             m.d.sync += ended.bit_select(feed, 1).eq(0)
