@@ -84,8 +84,9 @@ class TakerModel:
     def event(self, t, e, slot, bbo, counts):
         """The intent (or none) of the Add `e` of `slot`, evaluated at cycle `t` against `bbo`
         = (bid, ask, has bid, has ask) of the slot's last BookUpdate. An ask Add takes the
-        touch (buy) when it makes a new best ask at or below ``buy_price``, a bid Add (sell)
-        when it makes a new best bid at or above ``sell_price``; then the cooldown rule."""
+        touch (buy) when it makes a new best ask (better than the ask shown; none shown: no)
+        at or below ``buy_price``, a bid Add (sell) when it makes a new best bid at or above
+        ``sell_price``; then the cooldown rule."""
         prm = self.params.get(slot)
         if not prm or not prm["enable"]:
             return []
@@ -93,10 +94,10 @@ class TakerModel:
         price = e["price"]
         if e["side"] == EVENT_SELL:
             side = BUY
-            wanted = (not has_ask or price < ask) and price <= prm["buy_price"]
+            wanted = has_ask and price < ask and price <= prm["buy_price"]
         else:
             side = SELL
-            wanted = (not has_bid or price > bid) and price >= prm["sell_price"]
+            wanted = has_bid and price > bid and price >= prm["sell_price"]
         if not wanted:
             return []
         last = self.memory.get((slot, side))

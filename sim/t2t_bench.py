@@ -5,8 +5,11 @@ The threshold takers are set in the money (see `bench_configuration`), so that e
 best level fires; risk limits are real but wide enough that the intents pass. Latencies are
 measured outside the gateware, from the cycles frames are presented and collected at the MAC
 client ports (see `tickwire.sim.t2t_run`); the order log names the MoldUDP64 sequence number
-of each order's trigger. The hardware's own statistics (``order.latency``) are read back and
-reported beside them as a cross-check.
+of each order's trigger. The actionable figures are per trigger: the first order frame a
+message causes; any further frame of the same trigger (a pair's second leg, or both sides of
+one book taker update) waits for the one before it on the wire (13 beats) and is reported
+apart (``t2t.later_orders*``). The hardware's own statistics (``order.latency``) are read back
+and reported beside them as a cross-check.
 """
 
 import asyncio
@@ -42,11 +45,13 @@ def first_prices(flow):
     return out
 
 
-def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margin=5.0):
+def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margin=5.0,
+                        trigger="event"):
     """TOML for the host's parser: every scenario symbol traded by a threshold taker set
     `margin` dollars in the money from the symbol's first price, buying on odd locates and
     selling on even ones, so that it fires at every new best level of its side (once per
-    level): a trigger stream as dense as the market's own level changes."""
+    level): a trigger stream as dense as the market's own level changes. `trigger`: the
+    takers' trigger, "event" (the raw Adds) or "book" (BookUpdates)."""
     lines = []
     for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
         price = prices[locate] / 10_000
@@ -54,7 +59,7 @@ def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margi
                      f"sell_at_or_above = {max(0.0001, price - margin):.4f}")
         lines += ["[[symbol]]", f'name = "{name}"', f"locate = {locate}", "",
                   "[[strategy.taker]]", f'symbol = "{name}"', threshold,
-                  f"quantity = {quantity}", ""]
+                  f"quantity = {quantity}", f'trigger = "{trigger}"', ""]
     lines += ["[risk]", "slot_throttle = { interval_cycles = 1, burst = 1000 }",
               "global_throttle = { interval_cycles = 1, burst = 1000 }",
               "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
@@ -86,12 +91,12 @@ clordid_prefix = "{clordid_prefix}"
 CHUNK_FRAMES = 100
 
 
-async def _run(top, frames, flow):
+async def _run(top, frames, flow, trigger):
     """Frames go in back to back in chunks of `CHUNK_FRAMES`; between chunks the host drains
     the order log and the reject log (as it does continuously on a board)."""
     device = await Device.open(top, top.register_map, identity=top.identity)
-    await configure_and_arm(device, bench_configuration(first_prices(flow)), SESSION,
-                            "bench.toml")
+    await configure_and_arm(device, bench_configuration(first_prices(flow), trigger=trigger),
+                            SESSION, "bench.toml")
     starts, log = [], []
     for first in range(0, len(frames), CHUNK_FRAMES):
         starts += top.replay(frames[first:first + CHUNK_FRAMES], drain_cycles=32)
@@ -104,7 +109,7 @@ async def _run(top, frames, flow):
     return starts, log, counters, hardware
 
 
-def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK, top=None):
+def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK, top=None, trigger="event"):
     """Run the bench scenario of `seed` on a freshly powered-on top level; returns (frames, rx
     starts, order log, counters, hardware latency statistics, the top)."""
     flow = order_flow(messages, seed=seed)
@@ -113,21 +118,26 @@ def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK, top=None):
         top = VerilatedTop(book=book)
     else:
         top.power_on()
-    starts, log, counters, hardware = asyncio.run(_run(top, frames, flow))
+    starts, log, counters, hardware = asyncio.run(_run(top, frames, flow, trigger))
     return frames, starts, log, counters, hardware, top
 
 
 def t2t_figures(console=None, seeds=SEEDS, **options):
     """The figures over one session per seed (each on a powered-on device)."""
-    actionable, sop, totals, hardware_min, hardware_max, top = [], [], {}, [], [], None
+    actionable, sop, later, totals, hardware_min, hardware_max, top = [], [], [], {}, [], [], None
     for seed in seeds:
         frames, starts, log, counters, hardware, top = t2t_run(seed=seed, top=top, **options)
         arrivals = message_arrivals(frames, starts, default_filters())
         sent = [entry for entry in log if entry["sent"]]
         if len(sent) != len(top.sent):
             raise AssertionError(f"{len(sent)} orders logged as sent, {len(top.sent)} frames")
+        triggered = set()
         for entry, frame in zip(sent, top.sent, strict=True):
             last_byte, first_beat = arrivals[(0, entry["sequence"])]
+            if entry["sequence"] in triggered:        # not the trigger's first frame
+                later.append(frame.cycle - last_byte)
+                continue
+            triggered.add(entry["sequence"])
             actionable.append(frame.cycle - last_byte)
             sop.append(frame.cycle - first_beat)
         for key, value in counters.items():
@@ -136,7 +146,12 @@ def t2t_figures(console=None, seeds=SEEDS, **options):
         hardware_max.append(hardware["max"])
     figures = {f"t2t.actionable_cycles.{k}": v for k, v in _percentiles(actionable).items()}
     figures["t2t.sop_to_sop_cycles.median"] = _percentiles(sop)["median"]
-    figures["t2t.orders"] = len(actionable)
+    figures["t2t.triggers"] = len(actionable)
+    figures["t2t.orders"] = len(actionable) + len(later)
+    figures["t2t.later_orders"] = len(later)
+    if later:
+        figures.update({f"t2t.later_orders_cycles.{k}": v
+                        for k, v in _percentiles(later).items()})
     figures["t2t.intents"] = totals["risk.counters.intents"]
     figures["t2t.rejects"] = totals["risk.counters.intents"] - totals["risk.counters.passes"]
     figures["t2t.messages"] = totals["feed.counters.mold.messages"]

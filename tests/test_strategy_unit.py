@@ -427,12 +427,13 @@ def test_event_taker_compares_with_the_last_update_before_it():
     events = [(21, add(1, 1000, 2)),     # the update of 20 (ask 999) is seen: no touch
               (30, add(1, 1001, 4)),     # the update of 30 (ask 1002) is seen: buy
               (40, add(1, 1000, 6)),     # the update of 41 (ask 999) is not: buy
-              (50, add(1, 1009, 8))]     # no ask shown at all: buy
+              (50, add(1, 1009, 8)),     # no ask shown at all: no collar reference, no buy
+              (60, add(0, 991, 9))]      # a new best bid is not a sell below its threshold
     updates = [(20, upd(1, 990, 999, 1, locate=5)), (30, upd(1, 990, 1002, 3, locate=5)),
-               (41, upd(1, 990, 999, 5, locate=5)), (45, upd(1, 990, 0, 7, locate=5,
+               (41, upd(1, 990, 999, 5, locate=5)), (45, upd(1, 990, 1020, 7, locate=5,
                                                              ask_shares=0))]
     out, _ = run_both(updates, events=events, writes=writes)
-    assert [i["sequence"] for _, i in out] == [4, 6, 8]
+    assert [i["sequence"] for _, i in out] == [4, 6]
 
 
 def test_event_taker_routing_subscription_and_cooldown():
@@ -448,7 +449,8 @@ def test_event_taker_routing_subscription_and_cooldown():
               (41, add(1, 995, 6)),                # unsubscribed: ignored
               (50, add(1, 1500, 7)),               # the map write at 50 is not seen yet
               (51, add(1, 1500, 8))]               # now slot 3 with buy 2000: fires
-    out, model = run_both([], events=events, writes=writes)
+    updates = [(8, upd(1, 900, 1100, 0, locate=5)), (45, upd(3, 900, 1600, 0, locate=5))]
+    out, model = run_both(updates, events=events, writes=writes)
     assert [(i["sequence"], i["slot"]) for _, i in out] == [(1, 1), (3, 1), (5, 1), (8, 3)]
     assert model.counters["taker_cooldown"] == 1
 
@@ -458,7 +460,7 @@ def test_event_taker_back_to_back_events_of_one_slot_see_each_other():
     prices = [1000, 1000, 999, 999, 1000, 998, 998, 997]
     events = [(10 + k, add(1, p, k)) for k, p in enumerate(prices)]
     events += [(30 + k, add(0, p, 10 + k)) for k, p in enumerate([1001, 1002, 1002])]
-    out, _ = run_both([], events=events, writes=writes)
+    out, _ = run_both([(8, upd(1, 990, 1005, 0, locate=5))], events=events, writes=writes)
     assert [(i["side"], i["price"]) for _, i in out] == [
         (BUY, 1000), (BUY, 999), (BUY, 1000), (BUY, 998), (BUY, 997), (SELL, 1001),
         (SELL, 1002)]
@@ -468,7 +470,7 @@ def test_book_taker_delay_and_the_lane_order_of_both_takers():
     writes = [subscribe(0, 5, 1), select(1, 1, EVENT), select(2, 2, TAKER),
               taker(3, 1, buy=1000), taker(4, 2, buy=1000, sell=900)]
     # The update of 10 (+ 3 + 1) and the event of 10 (+ 4) offer in the same cycle.
-    updates = [(10, upd(2, 950, 990, 1))]
+    updates = [(5, upd(1, 900, 1000, 0, locate=5)), (10, upd(2, 950, 990, 1))]
     events = [(10, add(1, 980, 2))]
     out, _ = run_both(updates, events=events, writes=writes, taker_delay=1)
     assert [(c, i["sequence"], i["side"]) for c, i in out] == [(14, 2, BUY), (15, 1, BUY),

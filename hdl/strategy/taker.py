@@ -117,9 +117,12 @@ class ThresholdTaker(wiring.Component):
     **Event trigger** (``trigger="event"``): the same rule, table and memories, decided on the
     raw event instead of the settled book. Per event at ``events`` (an Add, its slot already
     looked up) of a slot routed here: **buy** IOC at the event's price when it is a sell-side
-    Add that makes a new best ask (the slot's last BookUpdate showed no ask, or an ask above
-    the price) and the price is ``<= buy_price``; **sell** likewise for a buy-side Add making a
-    new best bid at ``>= sell_price``; then the cooldown rule above. The best ask falls, and
+    Add that makes a new best ask (the slot's last BookUpdate showed an ask above the price)
+    and the price is ``<= buy_price``; **sell** likewise for a buy-side Add making a new best
+    bid at ``>= sell_price``; then the cooldown rule above. A side the last BookUpdate showed
+    empty does not fire: the risk gate's collar reference for the intent is that same
+    BookUpdate (see `TickToTrade`), and with no BBO on the side it would reject it
+    (NO_REFERENCE). The best ask falls, and
     the best bid rises, only through such an Add (or a Replace, whose side the feed does not
     carry: left to the book trigger), so "ask <= buy_price" first becomes true on one: the
     event trigger fires there without waiting for the book. It does not fire where the book
@@ -240,9 +243,9 @@ class ThresholdTaker(wiring.Component):
         if event:
             # A new touch: an Add on the side, better than the BBO the book last showed.
             sides = (
-                (0, "buy", u1.add & (u1.side == Side.SELL) & (~bbo.ask_ok | (u1.price < bbo.ask)),
+                (0, "buy", u1.add & (u1.side == Side.SELL) & bbo.ask_ok & (u1.price < bbo.ask),
                  u1.price, u2.price, u1.price <= prm.buy_price),
-                (1, "sell", u1.add & (u1.side == Side.BUY) & (~bbo.bid_ok | (u1.price > bbo.bid)),
+                (1, "sell", u1.add & (u1.side == Side.BUY) & bbo.bid_ok & (u1.price > bbo.bid),
                  u1.price, u2.price, u1.price >= prm.sell_price))
         else:
             sides = (
