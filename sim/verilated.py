@@ -5,7 +5,9 @@
 generated C++ harness that clocks the model for a whole batch of cycles, driving one input
 stream from an array and collecting the payloads of output streams with their cycle numbers.
 Python crosses into C++ once per batch, not once per cycle. Builds are cached by a hash of
-their inputs (Verilog, harness, Verilator version, flags).
+their inputs (Verilog, harness, Verilator version, flags). A traced build (``trace=True``,
+Verilator ``--trace``, cached apart) dumps a VCD of a window of cycles (`StreamHarness.trace`):
+the file is open only inside the window, so the batches outside it run untraced.
 """
 
 import ctypes
@@ -55,12 +57,49 @@ def _copy_out(port, width, dst):
     return _copy(port, width, dst, to_port=False)
 
 
-def _harness(name, ports, stream_in, streams_out):
+#: VCD time per cycle in ps (156.25 MHz): the rising edge of cycle c is at c * 6400 + 3200.
+TRACE_PERIOD_PS = 6400
+
+
+def _trace_code(name):
+    """C++ of the traced build: a VCD file open from cycle `from` to `to` (exclusive)."""
+    return [
+        '#include "verilated_vcd_c.h"', "#include <string>",
+        f"struct H {{ V{name}* top; uint64_t cycle; VerilatedVcdC* vcd; std::string path;"
+        " uint64_t from, to; };",
+        "static void trace_edge(H* h) {",
+        "  if (!h->vcd && !h->path.empty() && h->cycle >= h->from && h->cycle < h->to) {",
+        "    h->vcd = new VerilatedVcdC; h->top->trace(h->vcd, 99);"
+        " h->vcd->open(h->path.c_str()); }",
+        "  if (h->vcd && h->cycle >= h->to) { h->vcd->close(); delete h->vcd; h->vcd = nullptr;"
+        " h->path.clear(); } }",
+        'extern "C" {',
+        f"void* tw_create() {{ Verilated::traceEverOn(true); auto h = new H; h->top = new V{name};"
+        " h->cycle = 0; h->vcd = nullptr; h->from = h->to = 0;"
+        " h->top->clk = 0; h->top->eval(); return h; }",
+        "void tw_trace(void* p, const char* path, uint64_t from, uint64_t to) { auto h = (H*)p;"
+        " if (h->vcd) { h->vcd->close(); delete h->vcd; h->vcd = nullptr; }"
+        " h->path = path; h->from = from; h->to = to; }",
+        "void tw_destroy(void* p) { auto h = (H*)p; if (h->vcd) { h->vcd->close();"
+        " delete h->vcd; } h->top->final(); delete h->top; delete h; }",
+        "uint64_t tw_cycle(void* p) { return ((H*)p)->cycle; }",
+        "static void step(H* h) { auto top = h->top; trace_edge(h); top->eval();"
+        f" if (h->vcd) h->vcd->dump(h->cycle * {TRACE_PERIOD_PS});"
+        f" top->clk = 1; top->eval(); if (h->vcd) h->vcd->dump(h->cycle * {TRACE_PERIOD_PS}"
+        f" + {TRACE_PERIOD_PS // 2}); top->clk = 0; top->eval(); h->cycle++; }}",
+    ]
+
+
+def _harness(name, ports, stream_in, streams_out, trace=False):
     widths = {port: len(value) for port, (value, _) in ports.items()}
     inputs = [p for p, (_, d) in ports.items() if d.value == "input" and p not in ("clk", "rst")]
     in_width = widths[f"{stream_in}__payload"]
     lines = [f'#include "V{name}.h"', "#include <cstdint>", "#include <cstring>",
-             "double sc_time_stamp() { return 0; }",
+             "double sc_time_stamp() { return 0; }"]
+    if trace:
+        lines += _trace_code(name)
+    else:
+        lines += [
              f"struct H {{ V{name}* top; uint64_t cycle; }};",
              'extern "C" {',
              f"void* tw_create() {{ auto h = new H; h->top = new V{name}; h->cycle = 0;"
@@ -69,7 +108,8 @@ def _harness(name, ports, stream_in, streams_out):
              " delete h; }",
              "uint64_t tw_cycle(void* p) { return ((H*)p)->cycle; }",
              "static void step(H* h) { auto top = h->top; top->clk = 1; top->eval();"
-             " top->clk = 0; top->eval(); h->cycle++; }",
+             " top->clk = 0; top->eval(); h->cycle++; }"]
+    lines += [
              "void tw_reset(void* p) { auto h = (H*)p; h->top->rst = 1; step(h);"
              " h->top->rst = 0; }"]
     lines.append("void tw_set(void* p, int port, const uint32_t* w) { auto top = ((H*)p)->top;"
@@ -112,12 +152,13 @@ def _harness(name, ports, stream_in, streams_out):
 class StreamHarness:
     """A Verilated component with one driven input stream and collected output streams."""
 
-    def __init__(self, component, name, stream_in, streams_out, *, verilog=None):
+    def __init__(self, component, name, stream_in, streams_out, *, verilog=None, trace=False):
         self.ports = component_ports(component)
         self.widths = {port: len(value) for port, (value, _) in self.ports.items()}
         verilog = verilog or to_verilog(component, name)
-        source, self.inputs = _harness(name, self.ports, stream_in, streams_out)
+        source, self.inputs = _harness(name, self.ports, stream_in, streams_out, trace)
         self.stream_in, self.streams_out = stream_in, list(streams_out)
+        self.traced = trace
         self.build_dir = cache_dir("verilator", digest(verilog, source, verilator_version(),
                                                        CFLAGS, VERILATOR_MAKE_VARIABLES))
         library = self.build_dir / "libtickwire_model.so"
@@ -132,6 +173,9 @@ class StreamHarness:
         self.lib.tw_run.restype = ctypes.c_uint64
         self.lib.tw_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
         self.lib.tw_get.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
+        if trace:
+            self.lib.tw_trace.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
+                                          ctypes.c_uint64]
         self.model = self.lib.tw_create()
         self.lib.tw_reset(self.model)
 
@@ -141,6 +185,7 @@ class StreamHarness:
         (work / "harness.cpp").write_text(source)
         command = ["verilator", "--cc", f"{name}.v", "--exe", "harness.cpp", "--build",
                    "-j", "2", "--top-module", name, "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   *(["--trace"] if self.traced else []),
                    "-CFLAGS", CFLAGS, "-LDFLAGS", "-shared", "-o", "libtickwire_model.so",
                    "-Mdir", "obj", "-MAKEFLAGS", " ".join(VERILATOR_MAKE_VARIABLES)]
         result = subprocess.run(command, cwd=work, env=verilator_env(), capture_output=True,
@@ -157,6 +202,21 @@ class StreamHarness:
     @property
     def cycle(self):
         return self.lib.tw_cycle(self.model)
+
+    def trace(self, path, first, cycles):
+        """Dump every signal to the VCD file `path` for cycles [first, first + cycles) (counted
+        as `cycle` counts them; times in ps, `TRACE_PERIOD_PS` per cycle, rising edge in the
+        middle). Needs a traced build."""
+        if not self.traced:
+            raise ValueError("this model was built without tracing (StreamHarness(trace=True))")
+        if first < 0 or cycles <= 0:
+            raise ValueError(f"window of {cycles} cycles from {first}: nothing to trace")
+        self.lib.tw_trace(self.model, str(path).encode(), first, first + cycles)
+
+    def trace_end(self):
+        """Close the VCD file if the window is still open (the run ended inside it)."""
+        if self.traced:
+            self.lib.tw_trace(self.model, b"", 0, 0)
 
     def set(self, port, value):
         words = (ctypes.c_uint32 * _words(self.widths[port]))(
