@@ -36,13 +36,14 @@ class SentFrame(NamedTuple):
 
 class VerilatedTop(HarnessBus):
     """A `TickToTrade` (with its design identity) compiled by Verilator; `parameters` are the
-    top level's."""
+    top level's; `trace`: the traced build (`StreamHarness.trace` dumps a VCD window)."""
 
-    def __init__(self, **parameters):
+    def __init__(self, *, trace=False, **parameters):
         self.top, verilog = device_verilog(**parameters)
         self.register_map = self.top.register_map
         self.identity = self.top.bank.identity
-        self.harness = StreamHarness(self.top, DEVICE_NAME, "rx", ["tx"], verilog=verilog)
+        self.harness = StreamHarness(self.top, DEVICE_NAME, "rx", ["tx"], verilog=verilog,
+                                     trace=trace)
         self.sent = []
         self._partial = None
 
