@@ -45,7 +45,7 @@ from tickwire.hdl.platform.registers import (
 )
 from tickwire.hdl.risk.gate import UPDATE_DELAY_CYCLES, RiskGate
 from tickwire.hdl.risk.records import RiskParameters
-from tickwire.hdl.strategy.engine import StrategyEngine
+from tickwire.hdl.strategy.engine import EVENT_TAKER_LATENCY_CYCLES, StrategyEngine
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 
 #: Cycles the book-triggered taker's intents wait in the strategy engine (``taker_delay``), so
@@ -53,6 +53,11 @@ from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 #: on (the taker decides in `TAKER_LATENCY_CYCLES`). The event-triggered taker's intents do
 #: not wait: their collar reference is the BBO before their event.
 ALIGNMENT_CYCLES = max(0, UPDATE_DELAY_CYCLES - TAKER_LATENCY_CYCLES)
+# The event taker compares an Add with the BookUpdates that reached the engine before the
+# event; its intent reaches the gate EVENT_TAKER_LATENCY_CYCLES later, when the gate's
+# collar reference holds the BookUpdates valid UPDATE_DELAY_CYCLES before: the same ones.
+if EVENT_TAKER_LATENCY_CYCLES != UPDATE_DELAY_CYCLES:
+    raise ImportError("the event taker's BBO and the risk gate's collar reference differ")
 
 #: Arrival stamps are kept for this many recent events, indexed by the low bits of their
 #: MoldUDP64 sequence number: more than the book's input FIFO and pipeline can hold in flight.

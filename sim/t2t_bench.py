@@ -15,6 +15,7 @@ and reported beside them as a cross-check.
 import asyncio
 
 from tickwire.hdl.book.records import BookParameters
+from tickwire.hdl.order.encoder import FRAME_BEATS
 from tickwire.host.device import Device
 
 from . import itch
@@ -46,12 +47,13 @@ def first_prices(flow):
 
 
 def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margin=5.0,
-                        trigger="event"):
+                        trigger="event", cooldown=0):
     """TOML for the host's parser: every scenario symbol traded by a threshold taker set
     `margin` dollars in the money from the symbol's first price, buying on odd locates and
     selling on even ones, so that it fires at every new best level of its side (once per
     level): a trigger stream as dense as the market's own level changes. `trigger`: the
-    takers' trigger, "event" (the raw Adds) or "book" (BookUpdates)."""
+    takers' trigger, "event" (the raw Adds) or "book" (BookUpdates); `cooldown`: their
+    ``cooldown_cycles``."""
     lines = []
     for locate, name in enumerate(DEFAULT_SYMBOLS, start=1):
         price = prices[locate] / 10_000
@@ -59,7 +61,8 @@ def bench_configuration(prices, *, quantity=100, position_limit=1_000_000, margi
                      f"sell_at_or_above = {max(0.0001, price - margin):.4f}")
         lines += ["[[symbol]]", f'name = "{name}"', f"locate = {locate}", "",
                   "[[strategy.taker]]", f'symbol = "{name}"', threshold,
-                  f"quantity = {quantity}", f'trigger = "{trigger}"', ""]
+                  f"quantity = {quantity}", f'trigger = "{trigger}"',
+                  f"cooldown_cycles = {cooldown}", ""]
     lines += ["[risk]", "slot_throttle = { interval_cycles = 1, burst = 1000 }",
               "global_throttle = { interval_cycles = 1, burst = 1000 }",
               "auto_kill = { rejects = 65535, window_cycles = 1 }", "",
@@ -91,11 +94,11 @@ clordid_prefix = "{clordid_prefix}"
 CHUNK_FRAMES = 100
 
 
-async def _run(top, frames, flow, trigger):
+async def _run(top, frames, flow, options):
     """Frames go in back to back in chunks of `CHUNK_FRAMES`; between chunks the host drains
     the order log and the reject log (as it does continuously on a board)."""
     device = await Device.open(top, top.register_map, identity=top.identity)
-    await configure_and_arm(device, bench_configuration(first_prices(flow), trigger=trigger),
+    await configure_and_arm(device, bench_configuration(first_prices(flow), **options),
                             SESSION, "bench.toml")
     starts, log = [], []
     for first in range(0, len(frames), CHUNK_FRAMES):
@@ -109,36 +112,44 @@ async def _run(top, frames, flow, trigger):
     return starts, log, counters, hardware
 
 
-def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK, top=None, trigger="event"):
-    """Run the bench scenario of `seed` on a freshly powered-on top level; returns (frames, rx
-    starts, order log, counters, hardware latency statistics, the top)."""
+def t2t_run(messages=MESSAGES, seed=11, book=BENCH_BOOK, top=None, trigger="event",
+            cooldown=0):
+    """Run the bench scenario of `seed` on a freshly powered-on top level (`trigger` and
+    `cooldown`: the takers', see `bench_configuration`); returns (frames, rx starts, order
+    log, counters, hardware latency statistics, the top)."""
     flow = order_flow(messages, seed=seed)
     frames = ab_frames(b"T2TBENCH01", flow, seed=seed, idle=0, end_of_session=False)
     if top is None:
         top = VerilatedTop(book=book)
     else:
         top.power_on()
-    starts, log, counters, hardware = asyncio.run(_run(top, frames, flow, trigger))
+    starts, log, counters, hardware = asyncio.run(
+        _run(top, frames, flow, {"trigger": trigger, "cooldown": cooldown}))
     return frames, starts, log, counters, hardware, top
 
 
 def t2t_figures(console=None, seeds=SEEDS, **options):
     """The figures over one session per seed (each on a powered-on device)."""
     actionable, sop, later, totals, hardware_min, hardware_max, top = [], [], [], {}, [], [], None
+    waits = []          # per trigger: (latency, cycles the wire was still busy after it)
     for seed in seeds:
         frames, starts, log, counters, hardware, top = t2t_run(seed=seed, top=top, **options)
         arrivals = message_arrivals(frames, starts, default_filters())
         sent = [entry for entry in log if entry["sent"]]
         if len(sent) != len(top.sent):
             raise AssertionError(f"{len(sent)} orders logged as sent, {len(top.sent)} frames")
-        triggered = set()
+        triggered, previous = set(), None
         for entry, frame in zip(sent, top.sent, strict=True):
             last_byte, first_beat = arrivals[(0, entry["sequence"])]
+            # The wire is still busy this many cycles after the trigger's last byte.
+            wait = -1 if previous is None else previous + FRAME_BEATS - last_byte
+            previous = frame.cycle
             if entry["sequence"] in triggered:        # not the trigger's first frame
                 later.append(frame.cycle - last_byte)
                 continue
             triggered.add(entry["sequence"])
             actionable.append(frame.cycle - last_byte)
+            waits.append((frame.cycle - last_byte, wait))
             sop.append(frame.cycle - first_beat)
         for key, value in counters.items():
             totals[key] = totals.get(key, 0) + value
@@ -149,6 +160,16 @@ def t2t_figures(console=None, seeds=SEEDS, **options):
     figures["t2t.triggers"] = len(actionable)
     figures["t2t.orders"] = len(actionable) + len(later)
     figures["t2t.later_orders"] = len(later)
+    # Queued: the frame before was still on the wire when this trigger's frame could have
+    # started at the fastest latency seen.
+    fastest = min(actionable)
+    idle = [latency for latency, wait in waits if wait <= fastest]
+    queued = [latency for latency, wait in waits if wait > fastest]
+    figures["t2t.queued_triggers"] = len(queued)
+    if idle:
+        figures["t2t.idle_wire_cycles.max"] = max(idle)
+    if queued:
+        figures.update({f"t2t.queued_cycles.{k}": v for k, v in _percentiles(queued).items()})
     if later:
         figures.update({f"t2t.later_orders_cycles.{k}": v
                         for k, v in _percentiles(later).items()})

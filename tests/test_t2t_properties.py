@@ -5,9 +5,11 @@ asserts that no order breaks the quantity, notional or worst-case position limit
 per-symbol and global order-rate throttles, that none starts after the kill, and that the
 gate's counters account for every intent.
 
-The collar is not checked here: the threshold taker orders at the touch it saw, never through
-it, so the collar cannot bind on this path; the gate's own property tests
-(`tests/test_risk_properties.py`) drive it with intents through the touch."""
+The takers run on either trigger (the settled book or the raw Adds). The collar is not
+checked here: the book-triggered taker orders at the touch it saw, never through it, and the
+event-triggered one at a new touch better than the BBO the gate holds as its reference, so the
+collar cannot bind on this path; the gate's own property tests (`tests/test_risk_properties.py`)
+drive it with intents through the touch."""
 
 import asyncio
 import struct
@@ -69,11 +71,13 @@ def orders(frames):
        notional=st.sampled_from([20_000, 100_000, 1_000_000]),
        kill_chunk=st.one_of(st.none(), st.integers(1, 6)),
        slot_throttle=st.sampled_from([UNLIMITED, (400, 1), (1500, 3)]),
-       global_throttle=st.sampled_from([UNLIMITED, (150, 2)]))
+       global_throttle=st.sampled_from([UNLIMITED, (150, 2)]),
+       trigger=st.sampled_from(["event", "book"]))
 def test_no_order_on_the_wire_breaks_a_limit(seed, quantity, max_quantity, limit, notional,
-                                             kill_chunk, slot_throttle, global_throttle):
+                                             kill_chunk, slot_throttle, global_throttle,
+                                             trigger):
     run_and_check(seed, quantity, max_quantity, limit, notional, kill_chunk, slot_throttle,
-                  global_throttle)
+                  global_throttle, trigger)
 
 
 def test_the_throttles_bind_in_the_property_runs():
@@ -86,11 +90,12 @@ def test_the_throttles_bind_in_the_property_runs():
 
 
 def run_and_check(seed, quantity, max_quantity, limit, notional, kill_chunk, slot_throttle,
-                  global_throttle):
+                  global_throttle, trigger="event"):
     device_top = top()
     flow = order_flow(3000, seed=seed)
     frames = ab_frames(b"PROPERTY01", flow, seed=seed, idle=0, end_of_session=False)
-    text = bench_configuration(first_prices(flow), quantity=quantity, position_limit=limit)
+    text = bench_configuration(first_prices(flow), quantity=quantity, position_limit=limit,
+                               trigger=trigger)
     text = (text.replace("max_quantity = 10000", f"max_quantity = {max_quantity}")
             .replace("max_notional = 100000000", f"max_notional = {notional}")
             .replace("slot_throttle = { interval_cycles = 1, burst = 1000 }",

@@ -46,6 +46,7 @@ symbol = "AAPL"
 buy_at_or_below = 100.00
 sell_at_or_above = 100.50
 quantity = 300
+trigger = "event"
 
 [[strategy.taker]]
 symbol = "MSFT"
@@ -162,6 +163,7 @@ async def orders_from_scapy_feed_frames_are_valid_ouch_over_tcp(dut):
     device = await Device.open(tb, api.register_map(**TEST_PARAMETERS), identity=IDENTITY)
     await configure_and_arm(device, CONFIG, SESSION, "cocotb.toml")
 
+    # AAPL's taker decides on the raw Adds (a new touch), MSFT's on the settled book.
     messages = [
         add(1, 1, b"B", 500, 99_0000),       # AAPL bid 99.00: no trigger
         add(2, 1, b"S", 200, 101_0000),      # AAPL ask 101.00: above 100.00, no trigger
