@@ -45,7 +45,7 @@ from tickwire.hdl.platform.registers import (
 )
 from tickwire.hdl.risk.gate import UPDATE_DELAY_CYCLES, RiskGate
 from tickwire.hdl.risk.records import RiskParameters
-from tickwire.hdl.strategy.engine import EVENT_TAKER_LATENCY_CYCLES, StrategyEngine
+from tickwire.hdl.strategy.engine import StrategyEngine
 from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 
 #: Cycles the book-triggered taker's intents wait in the strategy engine (``taker_delay``), so
@@ -53,10 +53,10 @@ from tickwire.hdl.strategy.taker import TAKER_LATENCY_CYCLES
 #: on (the taker decides in `TAKER_LATENCY_CYCLES`). The event-triggered taker's intents do
 #: not wait: their collar reference is the BBO before their event.
 ALIGNMENT_CYCLES = max(0, UPDATE_DELAY_CYCLES - TAKER_LATENCY_CYCLES)
-# The event taker compares an Add with the BookUpdates that reached the engine before the
-# event; its intent reaches the gate EVENT_TAKER_LATENCY_CYCLES later, when the gate's
+# The event taker compares an Add, EVENT_LOOKUP_CYCLES after it arrived, with the BookUpdates
+# valid before then; its intent reaches the gate TAKER_LATENCY_CYCLES later, when the gate's
 # collar reference holds the BookUpdates valid UPDATE_DELAY_CYCLES before: the same ones.
-if EVENT_TAKER_LATENCY_CYCLES != UPDATE_DELAY_CYCLES:
+if TAKER_LATENCY_CYCLES + 1 != UPDATE_DELAY_CYCLES:
     raise ImportError("the event taker's BBO and the risk gate's collar reference differ")
 
 #: Arrival stamps are kept for this many recent events, indexed by the low bits of their
@@ -105,8 +105,8 @@ class TickToTrade(wiring.Component):
         ``bus.counters.refused``)
 
     Latency, last byte of the triggering message at ``rx`` to the first byte of its order at
-    ``tx``, with nothing queued: event-triggered taker (TAKER_EVENT) 10 cycles = feed handler
-    3 + subscription lookup 1 + taker 3 + risk gate 3 + order encoder 0; book-triggered taker
+    ``tx``, with nothing queued: event-triggered taker (TAKER_EVENT) 11 cycles = feed handler
+    3 + subscription lookup 2 + taker 3 + risk gate 3 + order encoder 0; book-triggered taker
     15 cycles = feed handler 3 + book 5 + taker 3 + alignment `ALIGNMENT_CYCLES` 1 + risk gate
     3 + order encoder 0 (pairs: 6 more than that). Measured by ``make bench`` (``t2t.*``) and
     by the encoder's own statistics.

@@ -401,7 +401,7 @@ def event_setup(**kw):
     return [subscribe(0, 5, 1), select(1, 1, EVENT), taker(2, 1, **kw)]
 
 
-def test_event_taker_fires_on_an_add_making_a_new_touch_in_four_cycles():
+def test_event_taker_fires_on_an_add_making_a_new_touch_in_five_cycles():
     writes = event_setup(buy=1000, sell=1010, quantity=7)
     updates = [(10, upd(1, 990, 1005, 1, locate=5))]
     events = [(20, add(1, 1003, 2)),              # new best ask, above the threshold
@@ -417,16 +417,17 @@ def test_event_taker_fires_on_an_add_making_a_new_touch_in_four_cycles():
     assert [(c, i["sequence"], i["side"], i["price"], i["quantity"], i["slot"], i["locate"])
             for c, i in out] == [(22 + EVENT_TAKER_LATENCY_CYCLES, 3, BUY, 1000, 7, 1, 5),
                                  (26 + EVENT_TAKER_LATENCY_CYCLES, 5, SELL, 1012, 7, 1, 5)]
-    assert EVENT_TAKER_LATENCY_CYCLES == 4
+    assert EVENT_TAKER_LATENCY_CYCLES == 5
     assert model.counters["taker_fired"] == 2 and model.counters["taker_cooldown"] == 1
     assert model.counters["taker_one_sided"] == 0
 
 
 def test_event_taker_compares_with_the_last_update_before_it():
     writes = event_setup(buy=1010)
+    # An event arriving at e is evaluated at e + 2: it sees the updates of e + 1 and before.
     events = [(21, add(1, 1000, 2)),     # the update of 20 (ask 999) is seen: no touch
-              (30, add(1, 1001, 4)),     # the update of 30 (ask 1002) is seen: buy
-              (40, add(1, 1000, 6)),     # the update of 41 (ask 999) is not: buy
+              (29, add(1, 1001, 4)),     # the update of 30 (ask 1002) is seen: buy
+              (39, add(1, 1000, 6)),     # the update of 41 (ask 999) is not: buy
               (50, add(1, 1009, 8)),     # no ask shown at all: no collar reference, no buy
               (60, add(0, 991, 9))]      # a new best bid is not a sell below its threshold
     updates = [(20, upd(1, 990, 999, 1, locate=5)), (30, upd(1, 990, 1002, 3, locate=5)),
@@ -442,7 +443,7 @@ def test_event_taker_routing_subscription_and_cooldown():
               subscribe(40, 5, 1, enable=0),          # events from 41 on: not subscribed
               subscribe(50, 5, 3), select(50, 3, EVENT), taker(50, 3, buy=2000)]
     events = [(10, add(1, 999, 1)),                # fires
-              (12, add(1, 998, 2)),                # within the cooldown of 6 (evaluated 13)
+              (12, add(1, 998, 2)),                # within the cooldown of 6
               (16, add(1, 997, 3)),                # 6 cycles later: fires
               (20, add(1, 900, 4, locate=7)),      # slot 2 runs the book taker: not here
               (40, add(1, 996, 5)),                # the unsubscription is at 40: fires
@@ -469,9 +470,9 @@ def test_event_taker_back_to_back_events_of_one_slot_see_each_other():
 def test_book_taker_delay_and_the_lane_order_of_both_takers():
     writes = [subscribe(0, 5, 1), select(1, 1, EVENT), select(2, 2, TAKER),
               taker(3, 1, buy=1000), taker(4, 2, buy=1000, sell=900)]
-    # The update of 10 (+ 3 + 1) and the event of 10 (+ 4) offer in the same cycle.
+    # The update of 10 (+ 3 + 1) and the event of 9 (+ 5) offer in the same cycle.
     updates = [(5, upd(1, 900, 1000, 0, locate=5)), (10, upd(2, 950, 990, 1))]
-    events = [(10, add(1, 980, 2))]
+    events = [(9, add(1, 980, 2))]
     out, _ = run_both(updates, events=events, writes=writes, taker_delay=1)
     assert [(c, i["sequence"], i["side"]) for c, i in out] == [(14, 2, BUY), (15, 1, BUY),
                                                                (16, 1, SELL)]

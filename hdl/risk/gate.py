@@ -277,9 +277,9 @@ class RiskGate(wiring.Component):
     cycle c - `UPDATE_DELAY_CYCLES`; order-rate configuration of cycle c - 1; ``armed``,
     ``kill``, the kill switch and ``ready`` of its decision cycle c + 2. In `TickToTrade`,
     an intent of the book-triggered taker is therefore checked against the BBO it was decided
-    on, and an intent of the event-triggered taker (valid `UPDATE_DELAY_CYCLES` after its
-    event reached the strategy engine) against the BBO before its event: the BookUpdates
-    that had reached the engine when the event did, the same BBO the taker compared with.
+    on, and an intent of the event-triggered taker against the BBO before its event: the
+    BookUpdates that had reached the strategy engine when the taker read its BBO table, the
+    same BBO the taker compared the event with.
     """
 
     def __init__(self, parameters=None, *, book=None, **overrides):

@@ -28,8 +28,10 @@ from tickwire.hdl.strategy.taker import (
 
 #: Intents the output queue holds (a power of two, at least 4).
 QUEUE_DEPTH = 16
-#: Cycles from a BookEvent valid at ``events`` to its slot known (the subscription map read).
-EVENT_LOOKUP_CYCLES = 1
+#: Cycles from a BookEvent valid at ``events`` to its slot known (the subscription map read,
+#: then registered: block RAM out straight into the taker's table addresses, through the
+#: map's bank select, placed at 125 MHz on the ECP5).
+EVENT_LOOKUP_CYCLES = 2
 #: Cycles from a BookEvent valid at ``events`` to the event taker's intent valid at
 #: ``intents`` (with an empty queue).
 EVENT_TAKER_LATENCY_CYCLES = EVENT_LOOKUP_CYCLES + TAKER_LATENCY_CYCLES
@@ -103,10 +105,10 @@ class StrategyEngine(wiring.Component):
     Events: an Add (ITCH A or F) with non-zero shares at ``events`` looks up its slot in a
     copy of the book's subscription map (``locates`` entries; written through ``subscribe``,
     which `TickToTrade` drives with the book's own subscription writes; a write at cycle w
-    applies to events arriving after w), then goes to the event-triggered taker the cycle
-    after it arrived (`EVENT_LOOKUP_CYCLES`), which reads the routing there: for the event
-    path, routing and taker writes at cycle w apply to events arriving at w or later. Other
-    events, and Adds of locates not subscribed or out of range, are ignored.
+    applies to events arriving after w), then goes to the event-triggered taker
+    `EVENT_LOOKUP_CYCLES` after it arrived, which reads the routing there: an event arriving
+    at e is evaluated against routing and taker writes made before e + `EVENT_LOOKUP_CYCLES`.
+    Other events, and Adds of locates not subscribed or out of range, are ignored.
 
     Merging: the event taker offers at most one intent per cycle (an Add has one side), the
     book taker up to two (buy, then sell), the pairs strategy two legs together. They go into
@@ -140,8 +142,8 @@ class StrategyEngine(wiring.Component):
 
     ``registers`` declares them for the register bank (`STRATEGY_REGISTERS`).
 
-    Latency, to intent valid at ``intents`` with an empty queue: event taker 4 cycles from the
-    event valid at ``events`` (`EVENT_TAKER_LATENCY_CYCLES`: lookup 1, taker 3); book taker 3
+    Latency, to intent valid at ``intents`` with an empty queue: event taker 5 cycles from the
+    event valid at ``events`` (`EVENT_TAKER_LATENCY_CYCLES`: lookup 2, taker 3); book taker 3
     + ``taker_delay`` cycles from the update valid at ``updates`` (both sides: the sell a
     cycle later), pairs 9 cycles (legs at 9 and 10). One update and one event per cycle
     sustained, any mix of slots; nothing stalls.
@@ -227,12 +229,13 @@ class StrategyEngine(wiring.Component):
             e1.locate.eq(ev.p.locate), e1.side.eq(ev.p.side), e1.price.eq(ev.p.price),
             e1.sequence.eq(ev.p.sequence),
         ]
-        looked_up = srd.data
+        e2 = Signal(event_input_layout(p))
+        e2_add = Signal()
+        m.d.sync += [e2.eq(e1), e2.slot.eq(srd.data.slot), e2.add.eq(1),
+                     e2_add.eq(e1_add & srd.data.valid)]
         m.d.comb += [
-            fast.events.valid.eq(e1_add & looked_up.valid),
-            fast.events.p.eq(e1), fast.events.p.slot.eq(looked_up.slot),
-            fast.events.p.add.eq(1),
-            erd.addr.eq(looked_up.slot),
+            fast.events.valid.eq(e2_add), fast.events.p.eq(e2),
+            erd.addr.eq(e2.slot),
             fast.active.eq(erd.data.mode == StrategyMode.TAKER_EVENT),
         ]
 
