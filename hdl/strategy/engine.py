@@ -306,7 +306,9 @@ class StrategyEngine(wiring.Component):
         for n in range(n_lanes):
             with m.If(first[n]):
                 m.d.comb += shown.eq(head.lanes[n])
-        m.d.comb += [out.valid.eq(left != 0), out.p.arrival.eq(0)]
+        # The head entry always holds an intent not yet consumed (an entry leaves with its
+        # last one), so ``valid`` needs no queue read: the room flags' path starts at `level`.
+        m.d.comb += [out.valid.eq((level != 0) | (mask != 0)), out.p.arrival.eq(0)]
         m.d.comb += [getattr(out.p, name).eq(getattr(shown, name)) for name, _ in shape]
         pop = wire(m, out.valid & out.ready, "pop")
         with m.If(pop):

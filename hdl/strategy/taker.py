@@ -241,11 +241,16 @@ class ThresholdTaker(wiring.Component):
         last_slot = Signal(p.slot_bits)
         fired = []
         if event:
-            # A new touch: an Add on the side, better than the BBO the book last showed.
+            # A new touch: an Add on the side, better than the BBO the book last showed. The
+            # compare with the BBO (block RAM out) is made in halves, combined in stage 2.
+            half = PRICE_BITS // 2
+            hi, lo = u1.price[half:], u1.price[:half]
             sides = (
-                (0, "buy", u1.add & (u1.side == Side.SELL) & bbo.ask_ok & (u1.price < bbo.ask),
+                (0, "buy", (u1.add & (u1.side == Side.SELL), bbo.ask_ok, hi < bbo.ask[half:],
+                            hi == bbo.ask[half:], lo < bbo.ask[:half]),
                  u1.price, u2.price, u1.price <= prm.buy_price),
-                (1, "sell", u1.add & (u1.side == Side.BUY) & bbo.bid_ok & (u1.price > bbo.bid),
+                (1, "sell", (u1.add & (u1.side == Side.BUY), bbo.bid_ok, hi > bbo.bid[half:],
+                             hi == bbo.bid[half:], lo > bbo.bid[:half]),
                  u1.price, u2.price, u1.price >= prm.sell_price))
         else:
             sides = (
@@ -277,12 +282,23 @@ class ThresholdTaker(wiring.Component):
                                                                      "later")]
             m.d.sync += [t.eq(v) for t, v in zip(last_tests, tests(last), strict=True)]
             two_ahead = last_written & (last_slot == u1.slot)
-            eligible2 = Signal(name=f"{side}_eligible2")
+            if event:
+                side_ok, *touch = exists
+                touch2 = [Signal(name=f"{side}_touch_{n}")
+                          for n in ("ok", "better_high", "same_high", "better_low")]
+                m.d.sync += [t.eq(v) for t, v in zip(touch2, touch, strict=True)]
+                ok2, better_high2, same_high2, better_low2 = touch2
+                exists = side_ok
+                pre2 = Signal(name=f"{side}_eligible_pre2")
+                eligible2 = wire(m, pre2 & ok2 & (better_high2 | (same_high2 & better_low2)),
+                                 f"{side}_eligible2")
+            else:
+                pre2 = eligible2 = Signal(name=f"{side}_eligible2")
             two_ahead2 = Signal(name=f"{side}_two_ahead2")
             after_ahead2 = Signal(name=f"{side}_after_ahead2")
             entry2 = Signal(_side_memory(), name=f"{side}_entry2")
             m.d.sync += [
-                eligible2.eq(go & exists & wanted),
+                pre2.eq(go & exists & wanted),
                 two_ahead2.eq(two_ahead),
                 after_ahead2.eq((price != ahead_price) & small_cooldown2),
                 entry2.epoch.eq(row.epoch), entry2.price.eq(price),
