@@ -24,8 +24,8 @@ def main():
 @click.option("--loss", nargs=2, type=float, default=(0.02, 0.02), show_default=True,
               help="Packet loss probability on feed lines A and B.")
 @click.option("--chunk", type=click.IntRange(min=1), default=250, show_default=True,
-              help="Scenario messages per round of the loop (orders reach the exchange at the "
-                   "end of their round).")
+              help="Scenario messages per round of the loop (positions marked, session "
+                   "kept, drop copy sent); orders reach the exchange after their packet.")
 @click.option("--out", type=click.Path(file_okay=False), default="build/sim-report",
               show_default=True, help="Report folder: summary.json, feed.pcap, orders.pcap, "
                                       "PNG plots.")
@@ -35,9 +35,13 @@ def main():
 @click.option("--no-recovery", is_flag=True,
               help="Leave the feed handler's gap recovery off: a message lost on both lines "
                    "is skipped (GAP notice) instead of re-requested from the exchange.")
+@click.option("--vcd", metavar="FIRST:CYCLES",
+              help="Dump every signal of the device for CYCLES simulated cycles from cycle "
+                   "FIRST (the pcap files' time base) to window.vcd in the report folder "
+                   "(a traced build of the model, cached apart).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the summary as JSON to this file.")
-def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, json_out):
+def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, vcd, json_out):
     """Trade the bundled default scenario end to end in simulation.
 
     The simulated exchange publishes the scenario's ITCH flow as MoldUDP64 on lines A and B;
@@ -57,17 +61,26 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, js
     console = Console(stderr=True)
     if not all(0.0 <= p < 1.0 for p in loss):
         raise click.BadParameter("probabilities in [0, 1)", param_hint="--loss")
+    window = None
+    if vcd is not None:
+        try:
+            first, cycles = (int(part) for part in vcd.split(":"))
+        except ValueError:
+            raise click.BadParameter("FIRST:CYCLES, two integers", param_hint="--vcd") from None
+        if first < 0 or cycles <= 0:
+            raise click.BadParameter("FIRST >= 0 and CYCLES > 0", param_hint="--vcd")
+        window = (Path(out) / "window.vcd", first, cycles)
     documents = [(path, Path(path).read_text()) for path in configs] or None
     with console.status("building and loading the Verilated device (cached)"):
         from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
-        top = VerilatedTop(**TEST_PARAMETERS)
+        top = VerilatedTop(trace=window is not None, **TEST_PARAMETERS)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("market messages", total=messages)
         try:
             result = run_closed_loop(messages, seed, configs=documents, chunk=chunk, loss=loss,
                                      top=top, drop_copy=not no_drop_copy,
-                                     recover=not no_recovery,
+                                     recover=not no_recovery, vcd=window,
                                      progress=lambda done: progress.update(task, completed=done))
         except ConfigError as error:
             progress.stop()
@@ -81,6 +94,8 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, js
         written = write_report(result, out)
     summary = result.summary()
     _print_sim(summary, Console())
+    if window is not None:
+        written.append(window[0])
     Console().print(f"report: {', '.join(str(p) for p in written)}")
     if json_out:
         with open(json_out, "w") as file:
@@ -136,7 +151,7 @@ def _print_sim(summary, console):
                      f"{ns['min']} / {ns['median']} / {ns['p99']} / {ns['max']}"))
     lag = summary["exchange_lag_messages"]
     if lag:
-        rows.append((f"lag to the exchange (messages; rounds of {summary['chunk_messages']})",
+        rows.append(("lag to the exchange (messages after the trigger)",
                      f"median {lag['median']}, max {lag['max']}"))
     pnl = summary["pnl"]
     rows += [("P&L total (realised + unrealised at mid)",

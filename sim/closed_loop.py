@@ -4,12 +4,17 @@ host's order session, the exchange's OUCH replies and the host's positions, end 
     result = run_closed_loop(messages=20_000, seed=2026)
     result.summary()          # JSON-able figures: orders, fills, rejects, P&L, latency
 
-Each round takes the next `chunk` messages of the scenario's flow through the exchange
-(`Exchange.apply_market`, after what our orders did: `Exchange.published`), frames what the
-feed carries in MoldUDP64 packets on lines A and B (`scenario.ab_frames`, sequence numbers
-continuing the session) and presents them to the Verilated `TickToTrade` (`VerilatedTop`,
-clocked by its C++ harness). Then the host, through its own driver, drains the order log and
-the risk gate's rejects; each order frame the device sent is compared byte for byte with the
+The exchange applies the scenario's flow message by message (`Exchange.apply_market`, after
+what our orders did: `Exchange.published`); as soon as the next message might not fit in the
+MoldUDP64 packet being filled, that packet is published on lines A and B
+(`scenario.ab_frames`, sequence numbers continuing the session) and presented to the Verilated
+`TickToTrade` (`VerilatedTop`, clocked by its C++ harness, one batch per packet), followed by
+`QUIET_CYCLES` idle cycles, longer than the tick-to-trade path. If the device sent order
+frames, the host, through its own driver, drains the order log and the risk gate's rejects
+before the exchange applies another message, so each order meets the book of the packet that
+triggered it, as on a real wire where the order arrives after the packet it reacts to. Every
+`chunk` scenario messages (a round) the host also keeps its session and marks positions.
+Each order frame the device sent is compared byte for byte with the
 frame the independent encoder model (`tickwire.sim.ouch.order_frame`) builds from its log entry
 and the host's TCP state, and its TCP payload (SoupBinTCP ``U`` + OUCH Enter Order) is carried
 on the host's real TCP connection to the exchange's order-entry server (`OrderSession`). The
@@ -17,14 +22,14 @@ host waits for the exchange's answers (OUCH Accepted / Executed / Canceled / Rej
 positions and P&L from them (`tickwire.host.positions`), tells the risk gate what filled and
 what was released (``risk.fill``), loads the acknowledgement number it now sends with, and
 sends a SoupBinTCP heartbeat (with ``order.hold`` set, then the new sequence number loaded)
-after a second of idle. The exchange's executions are in the next round's feed. Beside the
+after a second of idle. The exchange's executions are in the next packet. Beside the
 order session runs the FIX 4.4 drop copy (`tickwire.sim.dropcopy` to `tickwire.host.dropcopy`,
 QuickFIX at both ends); at the end the host reconciles the order log, the OUCH replies and the
 drop copy (`tickwire.host.reconcile`). Positions are kept from OUCH (the fast path, which the
 risk gate's position check needs) and, for comparison, from the drop copy alone.
 
 Gap recovery: the feed handler's recovery bit is set, so a message lost on both lines holds
-the feed (nothing later is delivered) and raises a GAP notice; after each round the host reads
+the feed (nothing later is delivered) and raises a GAP notice; after each packet the host reads
 ``feed.next_sequence`` and ``feed.recover_to``, sends MoldUDP64 re-requests over UDP to the
 exchange's `RerequestServer` and presents each answer at MAC rx as the unicast UDP frame a NIC
 would receive, until the feed has caught up; then the live lines are delivered again. Nothing
@@ -34,10 +39,8 @@ exchange's (`LoopResult.book_mismatches`; not comparable once the gateware's ord
 refused adds, ``book.counters.table_full``: the test build holds 2,048 orders, which a session
 of about 6,000 messages or more outgrows).
 
-Orders reach the exchange at the end of the round that triggered them: the exchange has then
-applied up to `chunk` messages beyond the trigger (the loop's reaction time in market messages;
-the gateware's own is a few dozen cycles). Smaller chunks are closer to the wire, larger ones
-faster.
+``lags`` counts, per order, the feed messages the exchange had published after its trigger
+when the order reached it: the rest of the trigger's packet.
 """
 
 import asyncio
@@ -93,6 +96,15 @@ FEED_SESSION = b"20261122A1"
 ORDER_SESSION, USERNAME, PASSWORD = "TWIRE00001", "tw", "secret"
 LOCALHOST = 0x7F_00_00_01
 CHUNK = 250
+MAX_PAYLOAD = 1400                  # MoldUDP64 payload bytes per packet (`scenario.ab_frames`)
+MAX_ITCH_LENGTH = 50                # no ITCH 5.0 message is longer
+#: Idle cycles after each packet: longer than the tick-to-trade path (23 cycles at most in the
+#: default scenario), so an order a packet triggers leaves before the next packet.
+QUIET_CYCLES = 48
+
+
+def _payload(messages):
+    return mold.HEADER_LENGTH + sum(2 + len(m) for m in messages)
 #: Where the re-request server's answers come from and go to (our unicast address and port).
 REREQUEST_SOURCE = ip("206.200.131.10")
 RECOVERY_IP, RECOVERY_PORT = ip("10.26.11.22"), 26_478
@@ -152,7 +164,7 @@ class LoopResult:
     latencies: list
     hardware_latencies: list
     lags: list                  # per order: feed messages the exchange had published after
-                                # its trigger when the order reached it (the round's cost)
+                                # its trigger when the order reached it (the rest of its packet)
     positions: Positions
     marks: dict
     bbo: dict                   # symbol -> [(exchange ns, best bid, best ask)] after each round
@@ -583,14 +595,23 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
             await api.arm(device)
             host = _Host(device, session, server, plan, template)
 
-            async def present(messages, last):
-                nonlocal packets
+            async def present(messages, last, round_end=True):
+                """Publish `messages` (one packet, or more if they do not fit) on lines A and
+                B; then recover any gap; then, if the device sent orders (or at the end of a
+                round), the host's side."""
+                nonlocal packets, sent
                 started = time.perf_counter()
-                frames = ab_frames(FEED_SESSION, messages, seed=seed + len(feed_frames), idle=0,
-                                   loss=loss, end_of_session=last, first_sequence=sent + 1)
-                packets += len({f.data[42:62] for f in frames})
+                # (Seeded by the sequence number: each packet's losses are drawn afresh.)
+                frames = ab_frames(FEED_SESSION, messages, seed=seed * 10**9 + sent, idle=0,
+                                   loss=loss, end_of_session=last, first_sequence=sent + 1,
+                                   max_payload=MAX_PAYLOAD)
+                packets += len(mold.pack_messages(FEED_SESSION, sent + 1, messages,
+                                                  MAX_PAYLOAD)) + last
+                sent += len(messages)
                 started = timed("framing", started)
-                starts = top.replay(frames, drain_cycles=48)
+                starts = top.replay(frames, drain_cycles=QUIET_CYCLES)
+                while top.sending:              # an order frame still on the wire
+                    top.idle(16)
                 started = timed("verilator", started)
                 arrivals.update(message_arrivals(frames, starts, loop_filters()))
                 feed_frames.extend(frames)
@@ -604,20 +625,27 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
                     feed_frames.extend(again)
                     feed_starts.extend(again_starts)
                     started = timed("recovery", started)
-                await host.round_trip(top, len(feed))
-                await host.keep_session()
+                if round_end or len(top.sent) > host.seen_frames:
+                    await host.round_trip(top, len(feed))
+                if round_end:
+                    await host.keep_session()
                 timed("host", started)
 
             sent = 0
             for first in range(0, len(flow), chunk):
                 started = time.perf_counter()
                 for message in flow[first:first + chunk]:
+                    # A packet goes out before the exchange applies a message that might not
+                    # fit in it, so that an order it triggers meets the book it showed.
+                    if _payload(feed[sent:]) + 2 + MAX_ITCH_LENGTH > MAX_PAYLOAD:
+                        timed("exchange", started)
+                        await present(feed[sent:], last=False, round_end=False)
+                        started = time.perf_counter()
                     feed.extend(exchange.published())
                     feed.extend(exchange.apply_market(message))
                 feed.extend(exchange.published())
                 timed("exchange", started)
                 await present(feed[sent:], last=False)
-                sent = len(feed)
                 started = time.perf_counter()
                 for symbol in DEFAULT_SYMBOLS:
                     bid, ask = _best(exchange, symbol)
@@ -687,7 +715,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
 
 def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, loss=(0.0, 0.0),
                     top=None, progress=None, parameters=None, flow=None,
-                    heartbeat_interval=1.0, drop_copy=True, recover=True):
+                    heartbeat_interval=1.0, drop_copy=True, recover=True, vcd=None):
     """Run the default scenario (`messages` ITCH messages of `seed`) through the whole loop.
 
     `configs`: [(source name, TOML text)] for the host's parser (default:
@@ -699,20 +727,30 @@ def run_closed_loop(messages=20_000, seed=2026, *, configs=None, chunk=CHUNK, lo
     a heartbeat (seconds of wall time); `drop_copy`: run the FIX drop copy (QuickFIX, both
     ends) and reconcile it with the order log and the OUCH replies; `recover`: gap recovery by
     re-request (off: a message lost on both lines is lost, as the feed handler's GAP notice
-    says)."""
+    says); `vcd`: (path, first cycle, cycles): every signal of the device during that window
+    of simulated cycles (counted from power-on, as the report's pcap time stamps are) to a VCD
+    file (the traced build: `top` must be one, ``VerilatedTop(trace=True)``)."""
     flow = order_flow(messages, seed=seed) if flow is None else list(flow)
     configs = configs or [("default configuration", default_configuration(flow))]
     if top is None:
-        top = VerilatedTop(**(parameters or TEST_PARAMETERS))
+        top = VerilatedTop(trace=vcd is not None, **(parameters or TEST_PARAMETERS))
     else:
         top.power_on()
+    if vcd is not None:
+        path, first, cycles = vcd
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        top.harness.trace(path, first, cycles)
     with contextlib.ExitStack() as stack:
         fix = None
         if drop_copy:
             work = stack.enter_context(tempfile.TemporaryDirectory(prefix="tickwire-fix-"))
             fix = stack.enter_context(_DropCopy(work))
-        return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
-                                 heartbeat_interval, fix, recover))
+        try:
+            return asyncio.run(_loop(top, flow, configs, chunk, seed, tuple(loss), progress,
+                                     heartbeat_interval, fix, recover))
+        finally:
+            if vcd is not None:
+                top.harness.trace_end()
 
 
 def closed_loop_figures(messages=20_000, seed=2026, runs=3):

@@ -61,13 +61,14 @@ class FeedModel:
         self.expected = [1] * feeds
         self.recover = [False] * feeds     # host's recovery bit per feed
         self.recover_to = [0] * feeds      # sequence number after the last held packet
+        self.holding = [False] * feeds     # a packet held, nothing delivered since
         self.events = []
         self.sequencing = []   # GAP / END_OF_SESSION notices, in order
         self.control = []      # notices from ITCH messages, in order
 
     def resync(self, feed):
         self.session[feed], self.ended[feed], self.expected[feed] = None, False, 1
-        self.recover_to[feed] = 0
+        self.recover_to[feed], self.holding[feed] = 0, False
 
     # --- Ethernet / IPv4 / UDP -----------------------------------------------------------
     def receive_frame(self, frame, bad=False):
@@ -159,7 +160,7 @@ class FeedModel:
         base = 1 if fresh else self.expected[f]
         if fresh:
             self.recover_to[f] = 0
-        recovering = base < self.recover_to[f]
+        recovering = not fresh and self.holding[f]
         self.session[f], self.ended[f] = session, False
         # Recovery on: a packet beyond the expected number is held (nothing delivered).
         held = sequence > base and self.recover[f]
@@ -167,8 +168,8 @@ class FeedModel:
             self.expected[f] = max(base, sequence)
         else:
             c["held_packets"] += 1
-            end = sequence + (0 if count == mold.END_OF_SESSION_COUNT else count)
-            self.recover_to[f] = max(self.recover_to[f], end)
+            self.recover_to[f] = sequence + (0 if count == mold.END_OF_SESSION_COUNT else count)
+            self.holding[f] = True
         if sequence > base and not (held and recovering):
             c["gaps"] += 1
             self.sequencing.append(notice(kind=NoticeKind.GAP.value, feed=f, sequence=base,
@@ -211,6 +212,7 @@ class FeedModel:
                 pass
             elif k >= skip:
                 c["messages"] += 1
+                self.holding[f] = False
                 self.expected[f] = sequence + k + 1
                 self._itch(data[position + 2:end], sequence + k, f)
             else:

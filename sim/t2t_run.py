@@ -70,6 +70,11 @@ class VerilatedTop(HarnessBus):
                 self.sent.append(SentFrame(bytes(self._partial[0]), self._partial[1]))
                 self._partial = None
 
+    @property
+    def sending(self):
+        """An order frame has started at tx and not yet ended."""
+        return self._partial is not None
+
     def idle(self, cycles=1):
         self._collect(self.harness.run([None] * cycles))
 

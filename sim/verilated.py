@@ -81,7 +81,7 @@ def _trace_code(name):
     return [
         '#include "verilated_vcd_c.h"', "#include <string>",
         f"struct H {{ V{name}* top; uint64_t cycle; VerilatedVcdC* vcd; std::string path;"
-        " uint64_t from, to; };",
+        " uint64_t from, to; VerilatedContext* context; };",
         "static void trace_edge(H* h) {",
         "  if (!h->vcd && !h->path.empty() && h->cycle >= h->from && h->cycle < h->to) {",
         "    h->vcd = new VerilatedVcdC; h->top->trace(h->vcd, 99);"
@@ -89,14 +89,17 @@ def _trace_code(name):
         "  if (h->vcd && h->cycle >= h->to) { h->vcd->close(); delete h->vcd; h->vcd = nullptr;"
         " h->path.clear(); } }",
         'extern "C" {',
-        f"void* tw_create() {{ Verilated::traceEverOn(true); auto h = new H; h->top = new V{name};"
+        # A context per model: a traced model destroyed with the default context leaves it
+        # freed for the next one (verilator/verilator#5167), as `power_on` does.
+        "void* tw_create() { auto h = new H; h->context = new VerilatedContext;"
+        f" h->context->traceEverOn(true); h->top = new V{name}(h->context);"
         " h->cycle = 0; h->vcd = nullptr; h->from = h->to = 0;"
         " h->top->clk = 0; h->top->eval(); return h; }",
         "void tw_trace(void* p, const char* path, uint64_t from, uint64_t to) { auto h = (H*)p;"
         " if (h->vcd) { h->vcd->close(); delete h->vcd; h->vcd = nullptr; }"
         " h->path = path; h->from = from; h->to = to; }",
         "void tw_destroy(void* p) { auto h = (H*)p; if (h->vcd) { h->vcd->close();"
-        " delete h->vcd; } h->top->final(); delete h->top; delete h; }",
+        " delete h->vcd; } h->top->final(); delete h->top; delete h->context; delete h; }",
         "uint64_t tw_cycle(void* p) { return ((H*)p)->cycle; }",
         "static void step(H* h) { auto top = h->top; trace_edge(h); top->eval();"
         f" if (h->vcd) h->vcd->dump(h->cycle * {TRACE_PERIOD_PS});"

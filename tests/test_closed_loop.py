@@ -48,8 +48,8 @@ def test_the_loop_trades(loop):
     assert summary["acknowledged"] == {"ok": True, "problems": []}
     assert summary["hardware_latency_agrees"]
     assert summary["gap_messages"] == 0 and loop.session["ended"]
-    # Orders reach the exchange at the end of their round: after their trigger, within it.
-    assert 0 <= min(loop.lags) and summary["exchange_lag_messages"]["median"] <= loop.chunk
+    # Orders reach the exchange after their trigger, within its packet (see below).
+    assert 0 <= min(loop.lags) and summary["exchange_lag_messages"]["max"] < 60
     # Our executions are in the feed the gateware read: an Order Executed of the exchange's
     # own reference range (2**35 up) or of the market order we took.
     matches = {e.match_number for e in loop.events if e.kind is EventKind.EXECUTED}
@@ -151,7 +151,8 @@ def stream_heartbeats(loop):
 
 
 def test_order_frames_are_one_tcp_stream_by_scapy(loop):
-    assert stream_heartbeats(loop) == loop.session["heartbeats_sent"] == 0   # a fast run
+    # (Heartbeats go by wall time: a loaded machine may send some; they are checked below.)
+    assert stream_heartbeats(loop) <= loop.session["heartbeats_sent"]
 
 
 def test_heartbeats_between_orders_keep_the_stream_continuous():
@@ -226,3 +227,77 @@ def test_without_recovery_a_loss_on_both_lines_is_lost():
     summary = loop.summary()
     assert summary["gap_messages"] > 0 and summary["recovery"]["rerequests"] == 0
     assert summary["books_match_exchange"] is False
+
+
+def _book_from_feed(feed):
+    """Resting orders by reference, in time priority, from the ITCH messages alone."""
+    book = {}
+    for message in feed:
+        kind = message[:1]
+        if kind not in b"AFECXDU":
+            continue
+        fields = itch.decode(message)
+        if kind in b"AF":
+            book[fields["order_ref"]] = [fields["stock"].decode().strip(), fields["side"],
+                                         fields["price"], fields["shares"]]
+        elif kind == b"U":
+            symbol, side, _, _ = book.pop(fields["original_ref"])
+            book[fields["new_ref"]] = [symbol, side, fields["price"], fields["shares"]]
+        elif kind == b"D":
+            book.pop(fields["order_ref"], None)
+        else:
+            ref = fields["order_ref"]
+            book[ref][3] -= fields["cancelled_shares" if kind == b"X" else "executed_shares"]
+            if book[ref][3] <= 0:
+                del book[ref]
+    return book
+
+
+def _take(book, symbol, side, price, quantity):
+    """What an IOC takes from `book` in price-time priority: [(price, shares)] per order."""
+    wanted = b"S" if side == 0 else b"B"
+    crossing = [(ref, o) for ref, o in book.items() if o[0] == symbol and o[1] == wanted
+                and (o[2] <= price if side == 0 else o[2] >= price)]
+    crossing.sort(key=lambda item: item[1][2] if side == 0 else -item[1][2])   # stable: time
+    fills = []
+    for ref, order in crossing:
+        if not quantity:
+            break
+        shares = min(quantity, order[3])
+        fills.append((order[2], shares))
+        quantity -= shares
+        order[3] -= shares
+        if not order[3]:
+            del book[ref]
+    return fills
+
+
+def test_each_ioc_meets_the_book_of_its_triggering_packet(loop):
+    """The exchange takes each order after exactly the packets the device had received when
+    the order left MAC tx: the one holding its trigger. What it executed is what an
+    independent book, built from the ITCH feed up to that packet, offered the IOC."""
+    ends = {}
+    for frame in loop.feed_frames:
+        first = int.from_bytes(frame.data[52:60], "big")
+        count = int.from_bytes(frame.data[60:62], "big")
+        for sequence in range(first, first + count if count != 0xFFFF else first):
+            ends[sequence] = first + count - 1
+    executions = {}
+    for event in loop.events:
+        if event.kind is EventKind.EXECUTED:
+            executions.setdefault(event.user_ref_num, []).append((event.last_price,
+                                                                   event.last_quantity))
+    batches = {}
+    for entry, lag in zip(loop.orders(), loop.lags, strict=True):
+        published = entry["sequence"] + lag
+        assert published == ends[entry["sequence"]]         # the trigger's packet, no later
+        batches.setdefault(published, []).append(entry)
+    filled = 0
+    for published, entries in batches.items():
+        book = _book_from_feed(loop.feed[:published])
+        for entry in entries:
+            fills = _take(book, loop.symbols[entry["slot"]], entry["side"], entry["price"],
+                          entry["quantity"])
+            assert executions.get(entry["user_ref_num"], []) == fills, entry
+            filled += bool(fills)
+    assert filled > 10

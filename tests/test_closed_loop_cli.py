@@ -59,3 +59,79 @@ def test_sim_recovers_loss_on_both_lines(tmp_path):
     retransmissions = [p for p in rdpcap(str(out / "feed.pcap"))
                        if p.haslayer(UDP) and p[UDP].dport == 26_478]
     assert len(retransmissions) == summary["recovery"]["rerequests"]
+
+
+def pcap_cycles(path):
+    """(first cycle, beats) of each frame of one of the report's pcap files, read with struct
+    (nanosecond records at 6.4 ns a cycle from `closed_loop.PCAP_EPOCH_NS`)."""
+    import struct
+
+    from tickwire.sim.closed_loop import PCAP_EPOCH_NS
+    data, out, at = Path(path).read_bytes(), [], 24
+    while at < len(data):
+        seconds, nanoseconds, length, _ = struct.unpack_from("<IIII", data, at)
+        ns = seconds * 10**9 + nanoseconds - PCAP_EPOCH_NS
+        out.append((round(ns / 6.4), (length + 7) // 8))
+        at += 16 + length
+    return out
+
+
+def vcd_values(path, names):
+    """{name: [(time, value)]} for the top-level `names`, read with pyvcd's tokenizer, and the
+    file's timescale and time stamps."""
+    from vcd.reader import TokenKind, tokenize
+
+    ids, changes, times, timescale, now = {}, {n: [] for n in names}, [], None, 0
+    with open(path, "rb") as file:
+        for token in tokenize(file):
+            if token.kind is TokenKind.TIMESCALE:
+                timescale = (token.timescale.magnitude.value, token.timescale.unit.value)
+            elif token.kind is TokenKind.VAR and token.var.reference in names:
+                ids.setdefault(token.var.id_code, token.var.reference)
+            elif token.kind is TokenKind.CHANGE_TIME:
+                now = token.time_change
+                times.append(now)
+            elif token.kind in (TokenKind.CHANGE_SCALAR, TokenKind.CHANGE_VECTOR):
+                name = ids.get(token.data.id_code)
+                if name is not None:
+                    changes[name].append((now, token.data.value))
+    return changes, times, timescale
+
+
+def cycles_high(changes, first, cycles):
+    """The cycles of [first, first + cycles) in which a 1-bit signal is 1 before the edge."""
+    level, high, at = 0, set(), dict(changes)
+    for cycle in range(first, first + cycles):
+        level = at.get(cycle * 6400, level)
+        if str(level) in ("1", "True"):
+            high.add(cycle)
+    return high
+
+
+def test_sim_dumps_a_vcd_window_that_shows_its_frames(tmp_path):
+    """``--vcd FIRST:CYCLES`` around the first order: the dump spans exactly that window, and
+    the cycles in which rx and tx are valid are those of the frames in feed.pcap and
+    orders.pcap."""
+    plain = tmp_path / "plain"
+    result = subprocess.run(TICKWIRE + ["sim", "--messages", "600", "--no-drop-copy", "--out",
+                                        str(plain)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    first_order = pcap_cycles(plain / "orders.pcap")[0][0]
+    first, cycles = first_order - 300, 600
+    traced = tmp_path / "traced"
+    result = subprocess.run(TICKWIRE + ["sim", "--messages", "600", "--no-drop-copy", "--out",
+                                        str(traced), "--vcd", f"{first}:{cycles}"],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr
+    changes, times, timescale = vcd_values(traced / "window.vcd", {"clk", "rx__valid",
+                                                                    "tx__valid"})
+    assert timescale == (1, "ps")
+    assert times[0] == first * 6400 and times[-1] == (first + cycles - 1) * 6400 + 3200
+    assert len(times) == 2 * cycles
+    assert len(changes["clk"]) >= 2 * cycles - 1
+    window = set(range(first, first + cycles))
+    for signal, pcap in (("rx__valid", "feed.pcap"), ("tx__valid", "orders.pcap")):
+        frames = pcap_cycles(traced / pcap)
+        assert frames == pcap_cycles(plain / pcap)          # tracing changes nothing
+        busy = {start + k for start, beats in frames for k in range(beats)} & window
+        assert busy and cycles_high(changes[signal], first, cycles) == busy, signal

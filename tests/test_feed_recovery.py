@@ -46,17 +46,26 @@ def test_a_loss_on_both_lines_is_held_then_filled_by_the_retransmission():
     assert model.expected[0] == 5
 
 
-def test_held_packets_while_recovering_raise_no_further_notice_and_a_new_gap_does():
-    frames = [packet_frame([add(1)], 1), packet_frame([add(4)], 4), packet_frame([add(6)], 6),
-              packet_frame([add(2), add(3)], 2),        # partial: still recovering (to 7)
-              packet_frame([add(7)], 7),                # held, no notice
-              packet_frame([add(4), add(5), add(6), add(7)], 4),     # caught up
-              packet_frame([add(9)], 9)]                # a new gap: a new notice
+def test_held_packets_raise_no_further_notice_until_a_message_is_delivered():
+    frames = [packet_frame([add(1)], 1), packet_frame([add(4)], 4),     # held: notice
+              packet_frame([add(6)], 6),                                # held: no notice
+              packet_frame([add(k) for k in range(2, 7)], 2),           # the re-request
+              packet_frame([add(7)], 7),                                # live again
+              packet_frame([add(9)], 9)]                                # a new gap: a notice
     result, model = run(frames)
     assert refs(result) == [1, 2, 3, 4, 5, 6, 7]
     assert gaps(result) == [(2, 2), (8, 1)]
-    assert result.counters["mold"]["held_packets"] == 4
+    assert result.counters["mold"]["held_packets"] == 3
     assert model.recover_to[0] == 10
+
+
+def test_a_partial_retransmission_ends_the_episode():
+    frames = [packet_frame([add(1)], 1), packet_frame([add(4)], 4),
+              packet_frame([add(2)], 2),                    # delivers 2: the episode ends
+              packet_frame([add(5)], 5)]                    # still ahead: a new notice
+    result, model = run(frames)
+    assert refs(result) == [1, 2] and gaps(result) == [(2, 2), (3, 2)]
+    assert model.recover_to[0] == 6
 
 
 def test_recovery_off_skips_the_gap_as_before():

@@ -60,9 +60,9 @@ class MoldUdp64Receiver(wiring.Component):
     Recovery (``recover`` bit of the feed set by the host): a packet beyond the expected
     sequence number is *held*: none of its messages is delivered, the expected number stays,
     the packet is counted in ``held_packets`` and its end (first sequence number + message
-    count) raises ``recover_to`` of the feed. The first held packet of an episode raises the
-    `GAP` notice (first missing, count); while the expected number is below ``recover_to``
-    the feed is recovering and further held packets raise no notice. The host re-requests
+    count) is ``recover_to`` of the feed. The first held packet of an episode raises the
+    `GAP` notice (first missing, count); until a message is delivered again, further held
+    packets raise no notice. The host re-requests
     from ``next_sequence`` and presents the retransmitted packets at rx (their first sequence
     number is the expected one, so they are delivered like any packet) until ``next_sequence``
     reaches ``recover_to``; then the live lines are delivered again. A held end of session
@@ -267,12 +267,13 @@ class MoldUdp64Receiver(wiring.Component):
         held_through = Array(Signal(64, name=f"held_through{f}") for f in range(self.feeds))
         for f in range(self.feeds):
             m.d.comb += self.recover_to[f].eq(held_through[f])
-        feed_held_through = Signal(64)
+        holding = Signal(self.feeds)    # a packet was held and nothing delivered since
+        feed_holding = Signal()
         with m.If(verdict.valid & verdict.p.accept):
             m.d.sync += [feed_known.eq(session_valid.bit_select(verdict.p.feed, 1)),
                          feed_ended.eq(ended.bit_select(verdict.p.feed, 1)),
                          hold.eq(self.recover.bit_select(verdict.p.feed, 1)),
-                         feed_held_through.eq(held_through[verdict.p.feed])]
+                         feed_holding.eq(holding.bit_select(verdict.p.feed, 1))]
         # The session bytes (0-9) complete at least one beat before the header does, so they
         # are compared, from the buffer, with the feed's session the cycle before the decision.
         stored_session = buffer[0:80]
@@ -311,7 +312,6 @@ class MoldUdp64Receiver(wiring.Component):
         # A fresh session's base is 1; `fresh` only selects between the two outcomes.
         settled = Signal()
         held = Signal()                 # this packet is held (from the cycle after decide)
-        recovering = Signal()           # ...and its feed was already recovering
         held_eos = Signal()             # ...and is an end of session (it ends at its first number)
         base = Signal(64)
         last_sequence = Signal(65)
@@ -322,8 +322,7 @@ class MoldUdp64Receiver(wiring.Component):
         first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
         gap_now = Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)
         with m.If(decide):
-            m.d.sync += [held.eq(hold & gap_now), held_eos.eq(end_of_session),
-                         recovering.eq(~fresh & (current < feed_held_through))]
+            m.d.sync += [held.eq(hold & gap_now), held_eos.eq(end_of_session)]
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
                      last_sequence.eq(hdr_sequence + hdr_count),
                      gap.eq(gap_now),
@@ -332,7 +331,7 @@ class MoldUdp64Receiver(wiring.Component):
         delivered_any = Signal()
         with m.If(settled & gap & ~held & ~delivered_any):
             m.d.sync += current.eq(hdr_sequence)
-        new_gap = wire(m, settled & gap & ~(held & recovering), "new_gap")
+        new_gap = wire(m, settled & gap & ~(held & feed_holding & ~fresh), "new_gap")
         count(m, self.counters, "gaps", new_gap)
         count(m, self.counters, "held_packets", settled & held)
         count(m, self.counters, "end_of_session", settled & end_of_session & ~held)
@@ -340,17 +339,15 @@ class MoldUdp64Receiver(wiring.Component):
         count(m, self.counters, "duplicate_packets", settled & (hdr_count != 0)
               & ~end_of_session & (last_sequence <= base))
 
-        # A held packet raises its feed's `recover_to` (a cycle later, off the decision's path;
-        # a fresh session starts from nothing) and does not end the session.
-        extend = Signal()
+        # A held packet sets its feed's `recover_to` to its end (a fresh session starts from
+        # nothing) and does not end the session.
         held_end = wire(m, Mux(held_eos, hdr_sequence, last_sequence), "held_end", 64)
-        m.d.sync += extend.eq(settled & held & (fresh | (held_end > feed_held_through)))
         with m.If(settled & held):
-            m.d.sync += ended.bit_select(feed, 1).eq(0)
+            m.d.sync += [ended.bit_select(feed, 1).eq(0), holding.bit_select(feed, 1).eq(1)]
         for f in range(self.feeds):
             with m.If(self.resync[f]):
                 m.d.sync += held_through[f].eq(0)
-            with m.Elif(extend & (feed == f)):
+            with m.Elif(settled & held & (feed == f)):
                 m.d.sync += held_through[f].eq(held_end)
             with m.Elif(restart & (feed == f)):
                 m.d.sync += held_through[f].eq(0)
@@ -411,7 +408,7 @@ class MoldUdp64Receiver(wiring.Component):
         delivered_next = Signal(64)
         m.d.sync += [delivered.eq(fresh_message), delivered_next.eq(message_sequence + 1)]
         with m.If(delivered):
-            m.d.sync += current.eq(delivered_next)
+            m.d.sync += [current.eq(delivered_next), holding.bit_select(feed, 1).eq(0)]
         # `current` is the working copy; the feed's entry follows it a cycle later (the next
         # packet of any feed loads its copy at its verdict, many cycles after).
         write_back = Signal()
@@ -434,7 +431,7 @@ class MoldUdp64Receiver(wiring.Component):
         # --- Resync (host) ---------------------------------------------------------------------
         for f in range(self.feeds):
             with m.If(self.resync[f]):
-                m.d.sync += [session_valid[f].eq(0), ended[f].eq(0)]
+                m.d.sync += [session_valid[f].eq(0), ended[f].eq(0), holding[f].eq(0)]
 
         # --- Framing errors: held until the packet's fate is known, so that a packet refused
         # by the UDP verdict or the session check counts as that refusal only.
