@@ -9,13 +9,22 @@ that already holds a manifest is the cached result of the same plan.
 
 The default build does not fit this FPGA in reasonable time (the whole test-size top level at
 156.25 MHz did not finish place and route in over an hour), so the board build is scaled
-(`ECPIX5_PARAMETERS`). Scaling the book barely shrinks it: with the MAC and the control channel
-it still fills 71 % of the LUTs (59,646 of 83,640 after packing, 37,309 FFs, 55 DP16KD), most of
-it fixed-size logic. Placed at a 62.5 MHz core clock (nextpnr seed 1, LUTs mapped by abc) the
-estimates were: core 44.5 MHz, RGMII receive 93.9 MHz and transmit 102 MHz (both must meet
-125 MHz), 125 MHz 90 degrees 796 MHz; so the core clock is now 39.06 MHz (VCO / 16). The 64-bit
-core needs only 15.6 MHz for 1 Gb/s, but every core cycle of latency costs 25.6 ns instead of
-6.4 ns.
+(`ECPIX5_PARAMETERS`). **No timing-closed bitstream yet.** Measured at commit a913c27 (seed 1,
+2 cores shared with other jobs): yosys (abc LUT mapping) 47,622 LUT4, 6,748 CCU2C, 1,059
+TRELLIS_DPR16X4, 38,132 FF, 55 DP16KD, 18 MULT18X18D; packed, 69,546 of 83,640 TRELLIS_COMB
+(83 %) and 38,126 FF (45 %). Placement (HeAP 731 s, annealing 807 s) estimated: core 48.6 MHz
+(constraint 31.25 MHz, ``core_div`` 20), RGMII receive 172 MHz and transmit 118 MHz (both must
+meet 125 MHz; the transmit outputs were then registered in the fabric, not yet placed), 125 MHz
+90 degrees 706 MHz. router2 did not converge: 100,114 overused wires after its first
+iteration, 59,495 after the third (19 minutes); stopped at 58 minutes in all. At 83 % of the
+LUTs the design is too congested to route in a session: the board build needs less area.
+
+Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): book 20.6k
+(6.3k FF), register bank 10.1k (6.4k FF: a snapshot copy of each of 131 32-bit counters and
+the read multiplexer over 301 words), risk gate 8.7k, feed handler 8.0k (its MoldUDP64 stage
+4.3k), strategies 5.4k, order encoder 5.3k, control responder 2.8k, MAC 1.1k. No memory was
+mapped to flip-flops. The 64-bit core needs only 15.6 MHz for 1 Gb/s; each core cycle of
+latency costs 32 ns at 31.25 MHz, against 6.4 ns at 156.25 MHz.
 """
 
 import json
@@ -47,7 +56,7 @@ ECPIX5_PARAMETERS = {
     "ref_bits": 36, "fifo_depth": 64,
     "feeds": 2, "filter_entries": 4, "notice_depth": 64,
     **CONTROL_PARAMETERS,
-    "core_div": 20,     # 31.25 MHz: placed at 62.5 MHz, the core's estimate was 44.5 MHz
+    "core_div": 20,     # 31.25 MHz: placed, the core's estimate was 48.6 MHz (44.5 at 62.5)
 }
 
 #: Below these the design was optimised away (a build with no used outputs keeps nothing).
