@@ -110,8 +110,10 @@ class ThresholdTaker(wiring.Component):
     Pipeline: stage 0 reads the three tables; stage 1 makes every compare straight from the
     block RAM outputs (thresholds; price and deadline against the memory as read, and against
     the fire written while the read was issued, forwarded from a register; and, for the case
-    the update one ahead fires the side, "price differs and cooldown <= 1"); stage 2 decides
-    with a mux of those results and writes the memory; the intents are registered. So
+    the update one ahead fires the side, "price differs and cooldown <= 1"), those after
+    block RAM on 16-bit pieces registered apart (short carry chains and equality trees: the
+    event-triggered build's placement put block RAM outputs 2 ns of routing away); stage 2
+    combines them, decides with a mux and writes the memory; the intents are registered. So
     back-to-back updates of one slot see each other without a stall.
 
     **Event trigger** (``trigger="event"``): the same rule, table and memories, decided on the
@@ -248,16 +250,16 @@ class ThresholdTaker(wiring.Component):
             sides = (
                 (0, "buy", (u1.add & (u1.side == Side.SELL), bbo.ask_ok, hi < bbo.ask[half:],
                             hi == bbo.ask[half:], lo < bbo.ask[:half]),
-                 u1.price, u2.price, u1.price <= prm.buy_price),
+                 u1.price, u2.price, (u1.price, prm.buy_price)),
                 (1, "sell", (u1.add & (u1.side == Side.BUY), bbo.bid_ok, hi > bbo.bid[half:],
                              hi == bbo.bid[half:], lo > bbo.bid[:half]),
-                 u1.price, u2.price, u1.price >= prm.sell_price))
+                 u1.price, u2.price, (prm.sell_price, u1.price)))
         else:
             sides = (
                 (0, "buy", u1.ask_shares != 0, u1.ask_price, u2.ask_price,
-                 u1.ask_price <= prm.buy_price),
+                 (u1.ask_price, prm.buy_price)),
                 (1, "sell", u1.bid_shares != 0, u1.bid_price, u2.bid_price,
-                 u1.bid_price >= prm.sell_price))
+                 (prm.sell_price, u1.bid_price)))
         for bit, side, exists, price, ahead_price, wanted in sides:
             rd, wr = memories[side]
             last_written = Signal(name=f"{side}_last_written")
@@ -268,20 +270,34 @@ class ThresholdTaker(wiring.Component):
                 return (memory.epoch == row.epoch, memory.price != price,
                         _at_least(now, memory.deadline))
 
-            # Against the block RAM: the tests registered apart (the deadline's as its two
-            # halves' compares), combined in stage 2.
-            half = TIME_BITS // 2
-            deadline = rd.data.deadline
-            raw = (rd.data.epoch == row.epoch, rd.data.price != price,
-                   now[half:] > deadline[half:], now[half:] == deadline[half:],
-                   now[:half] >= deadline[:half])
-            mem_tests = [Signal(name=f"{side}_memory_{n}") for n in (
-                "current", "differs", "high_later", "high_same", "low_later")]
-            m.d.sync += [t.eq(v) for t, v in zip(mem_tests, raw, strict=True)]
+            # Against the block RAM: the tests registered apart, each on 16-bit pieces (short
+            # carry chains and equality trees after the block RAM), combined in stage 2.
+            def piece(value, k):
+                return value[16 * k:16 * (k + 1)]
+
+            deadline, stored = rd.data.deadline, rd.data
+            raw = {"current": [piece(stored.epoch, k) == piece(row.epoch, k) for k in (0, 1)],
+                   "differs": [piece(stored.price, k) != piece(price, k) for k in (0, 1)],
+                   "later": [piece(now, 2) > piece(deadline, 2),
+                             piece(now, 2) == piece(deadline, 2),
+                             piece(now, 1) > piece(deadline, 1),
+                             piece(now, 1) == piece(deadline, 1),
+                             piece(now, 0) >= piece(deadline, 0)]}
+            reg = {}
+            for name, values in raw.items():
+                reg[name] = [Signal(name=f"{side}_memory_{name}{k}") for k in range(len(values))]
+                m.d.sync += [t.eq(v) for t, v in zip(reg[name], values, strict=True)]
             last_tests = [Signal(name=f"{side}_last_{n}") for n in ("current", "differs",
                                                                      "later")]
             m.d.sync += [t.eq(v) for t, v in zip(last_tests, tests(last), strict=True)]
             two_ahead = last_written & (last_slot == u1.slot)
+            # The threshold (a <= b, block RAM out) in registered halves.
+            a, b = wanted
+            wanted2 = [Signal(name=f"{side}_wanted_{n}") for n in ("high", "same", "low")]
+            m.d.sync += [t.eq(v) for t, v in zip(wanted2, (
+                piece(a, 1) < piece(b, 1), piece(a, 1) == piece(b, 1),
+                piece(a, 0) <= piece(b, 0)), strict=True)]
+            eligible = wanted2[0] | (wanted2[1] & wanted2[2])
             if event:
                 side_ok, *touch = exists
                 touch2 = [Signal(name=f"{side}_touch_{n}")
@@ -289,16 +305,14 @@ class ThresholdTaker(wiring.Component):
                 m.d.sync += [t.eq(v) for t, v in zip(touch2, touch, strict=True)]
                 ok2, better_high2, same_high2, better_low2 = touch2
                 exists = side_ok
-                pre2 = Signal(name=f"{side}_eligible_pre2")
-                eligible2 = wire(m, pre2 & ok2 & (better_high2 | (same_high2 & better_low2)),
-                                 f"{side}_eligible2")
-            else:
-                pre2 = eligible2 = Signal(name=f"{side}_eligible2")
+                eligible &= ok2 & (better_high2 | (same_high2 & better_low2))
+            pre2 = Signal(name=f"{side}_eligible_pre2")
+            eligible2 = wire(m, pre2 & eligible, f"{side}_eligible2")
             two_ahead2 = Signal(name=f"{side}_two_ahead2")
             after_ahead2 = Signal(name=f"{side}_after_ahead2")
             entry2 = Signal(_side_memory(), name=f"{side}_entry2")
             m.d.sync += [
-                pre2.eq(go & exists & wanted),
+                pre2.eq(go & exists),
                 two_ahead2.eq(two_ahead),
                 after_ahead2.eq((price != ahead_price) & small_cooldown2),
                 entry2.epoch.eq(row.epoch), entry2.price.eq(price),
@@ -306,8 +320,10 @@ class ThresholdTaker(wiring.Component):
             ]
 
             # --- stage 2: decide (the update one ahead fired this side: `last_written`) ----
-            current, differs2, high_later, high_same, low_later = mem_tests
-            later2 = high_later | (high_same & low_later)
+            current = reg["current"][0] & reg["current"][1]
+            differs2 = reg["differs"][0] | reg["differs"][1]
+            high_later, high_same, mid_later, mid_same, low_later = reg["later"]
+            later2 = high_later | (high_same & (mid_later | (mid_same & low_later)))
             known_l, differs_l, later_l = last_tests
             allowed_last2 = ~known_l | (differs_l & later_l)
             allowed2 = Mux(two_ahead2, allowed_last2, ~current | (differs2 & later2))
