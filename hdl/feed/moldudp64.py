@@ -312,7 +312,8 @@ class MoldUdp64Receiver(wiring.Component):
         # A fresh session's base is 1; `fresh` only selects between the two outcomes.
         settled = Signal()
         held = Signal()                 # this packet is held (from the cycle after decide)
-        held_eos = Signal()             # ...and is an end of session (it ends at its first number)
+        eos_q = Signal()                # the packet is an end of session (from `settled` on)
+        quiet = Signal()                # its feed holds already: a held packet raises no GAP
         base = Signal(64)
         last_sequence = Signal(65)
         gap = Signal()
@@ -322,7 +323,8 @@ class MoldUdp64Receiver(wiring.Component):
         first_is_zero = wire(m, hdr_sequence == 0, "first_is_zero")
         gap_now = Mux(fresh, ~first_is_zero & (hdr_sequence != 1), behind < 0)
         with m.If(decide):
-            m.d.sync += [held.eq(hold & gap_now), held_eos.eq(end_of_session)]
+            m.d.sync += [held.eq(hold & gap_now), eos_q.eq(end_of_session),
+                         quiet.eq(feed_holding & ~fresh)]
         m.d.sync += [settled.eq(accepted), base.eq(Mux(fresh, 1, current)),
                      last_sequence.eq(hdr_sequence + hdr_count),
                      gap.eq(gap_now),
@@ -331,17 +333,17 @@ class MoldUdp64Receiver(wiring.Component):
         delivered_any = Signal()
         with m.If(settled & gap & ~held & ~delivered_any):
             m.d.sync += current.eq(hdr_sequence)
-        new_gap = wire(m, settled & gap & ~(held & feed_holding & ~fresh), "new_gap")
+        new_gap = wire(m, settled & gap & ~(held & quiet), "new_gap")
         count(m, self.counters, "gaps", new_gap)
         count(m, self.counters, "held_packets", settled & held)
-        count(m, self.counters, "end_of_session", settled & end_of_session & ~held)
+        count(m, self.counters, "end_of_session", settled & eos_q & ~held)
         count(m, self.counters, "heartbeats", settled & (hdr_count == 0))
         count(m, self.counters, "duplicate_packets", settled & (hdr_count != 0)
               & ~end_of_session & (last_sequence <= base))
 
         # A held packet sets its feed's `recover_to` to its end (a fresh session starts from
         # nothing) and does not end the session.
-        held_end = wire(m, Mux(held_eos, hdr_sequence, last_sequence), "held_end", 64)
+        held_end = wire(m, Mux(eos_q, hdr_sequence, last_sequence), "held_end", 64)
         with m.If(settled & held):
             m.d.sync += [ended.bit_select(feed, 1).eq(0), holding.bit_select(feed, 1).eq(1)]
         for f in range(self.feeds):
@@ -526,8 +528,8 @@ class MoldUdp64Receiver(wiring.Component):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.GAP), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(base), notice.p.value.eq(hdr_sequence - base),
-                         eos_pending.eq(end_of_session & ~held)]
-        with m.Elif((settled & end_of_session & ~held) | eos_pending):
+                         eos_pending.eq(eos_q & ~held)]
+        with m.Elif((settled & eos_q & ~held) | eos_pending):
             m.d.sync += [notice.valid.eq(1), notice.p.eq(0),
                          notice.p.kind.eq(NoticeKind.END_OF_SESSION), notice.p.feed.eq(feed),
                          notice.p.sequence.eq(hdr_sequence)]
