@@ -18,6 +18,8 @@ meet 125 MHz; the transmit outputs were then registered in the fabric, not yet p
 90 degrees 706 MHz. router2 did not converge: 100,114 overused wires after its first
 iteration, 59,495 after the third (19 minutes); stopped at 58 minutes in all. At 83 % of the
 LUTs the design is too congested to route in a session: the board build needs less area.
+With the book's ``depth`` 2 (commit 4067591, now the default) yosys gives 35,829 LUT4, 6,574
+CCU2C, 1,156 TRELLIS_DPR16X4, 37,882 FF, and packing 57,987 TRELLIS_COMB (69 %), 37,876 FF.
 
 Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): book 20.6k
 (6.3k FF), register bank 10.1k (6.4k FF: a snapshot copy of each of 131 32-bit counters and
