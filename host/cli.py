@@ -72,8 +72,9 @@ def sim(messages, seed, configs, loss, chunk, out, no_drop_copy, no_recovery, vc
         window = (Path(out) / "window.vcd", first, cycles)
     documents = [(path, Path(path).read_text()) for path in configs] or None
     with console.status("building and loading the Verilated device (cached)"):
-        from tickwire.sim.t2t_run import TEST_PARAMETERS, VerilatedTop
-        top = VerilatedTop(trace=window is not None, **TEST_PARAMETERS)
+        from tickwire.sim.closed_loop import SIM_PARAMETERS
+        from tickwire.sim.t2t_run import VerilatedTop
+        top = VerilatedTop(trace=window is not None, **SIM_PARAMETERS)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("market messages", total=messages)
