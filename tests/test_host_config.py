@@ -142,6 +142,8 @@ SYMBOL = '[[symbol]]\nname = "AAPL"\nlocate = 1\n'
      "has more than 4 decimals"),
     (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 5\n'
      'sell_at_or_above = 4\nquantity = 1\n', "buy_at_or_below must be below sell_at_or_above"),
+    (SYMBOL + '[[strategy.taker]]\nsymbol = "AAPL"\nbuy_at_or_below = 5\nquantity = 1\n'
+     'trigger = "tick"\n', "strategy.taker[0].trigger: 'tick' is not one of book, event"),
     (SYMBOL + '[risk.default]\nmax_quantity = 10\nmax_notional = 1\ncollar_bps = 5\n'
      'position_limit = 5\n', "max_quantity 10 exceeds position_limit 5"),
     (SYMBOL + '[risk.symbol.MSFT]\nmax_quantity = 1\n', "risk.symbol.MSFT: 'MSFT' is not a"),
