@@ -106,7 +106,8 @@ def test_manifest_is_read_back_and_a_bad_one_refused(tmp_path):
         manifest.read_manifest(tmp_path / "missing.json")
 
 
-def test_arm_with_a_manifest_refuses_a_board_running_another_build(tmp_path):
+def _other_and_same_build(tmp_path):
+    """Folders holding a manifest of another build and one of the simulated device's."""
     from tickwire.hdl.platform.device import design_identity
 
     other, same = tmp_path / "other", tmp_path / "same"
@@ -114,6 +115,11 @@ def test_arm_with_a_manifest_refuses_a_board_running_another_build(tmp_path):
     same.mkdir()
     _manifest(other, design_identity() ^ 1)
     _manifest(same, design_identity())
+    return other, same
+
+
+def test_arm_with_a_manifest_refuses_a_board_running_another_build(tmp_path):
+    other, same = _other_and_same_build(tmp_path)
     runner = CliRunner()
     refused = runner.invoke(main, ["arm", "--device", "sim", "--manifest", str(other)])
     assert refused.exit_code == 1
@@ -159,11 +165,7 @@ def test_identity_and_status_check_the_board_against_its_manifest(tmp_path):
 def test_read_write_and_watch_take_a_manifest(tmp_path):
     from tickwire.hdl.platform.device import design_identity
 
-    other, same = tmp_path / "other", tmp_path / "same"
-    other.mkdir()
-    same.mkdir()
-    _manifest(other, design_identity() ^ 4)
-    _manifest(same, design_identity())
+    other, same = _other_and_same_build(tmp_path)
     runner = CliRunner()
     for command in (["read", "id.magic"], ["write", "risk.armed", "1"],
                     ["watch", "--count", "1", "--json"]):
