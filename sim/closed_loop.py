@@ -36,8 +36,8 @@ would receive, until the feed has caught up; then the live lines are delivered a
 is lost and nothing is delivered twice (``gap_messages`` 0, ``feed.counters.mold.messages`` =
 the feed's length), and at the end the gateware's books are compared, level by level, with the
 exchange's (`LoopResult.book_mismatches`; not comparable once the gateware's order table has
-refused adds, ``book.counters.table_full``: the test build holds 2,048 orders, which a session
-of about 6,000 messages or more outgrows).
+refused adds, ``book.counters.table_full``: `SIM_PARAMETERS` hold 65,536 orders; the test
+build's 2,048, which tests pass explicitly, a session of about 6,000 messages outgrows).
 
 ``lags`` counts, per order, the feed messages the exchange had published after its trigger
 when the order reached it: the rest of the trigger's packet.
@@ -484,7 +484,7 @@ class _Recovery:
             frame = Frame(udp_frame(answer, src_ip=REREQUEST_SOURCE, dst_ip=RECOVERY_IP,
                                     dst_port=RECOVERY_PORT), idle_after=0)
             frames.append(frame)
-            starts += top.replay([frame], drain_cycles=48)
+            starts += top.replay([frame], drain_cycles=QUIET_CYCLES)
 
 
 class _DropCopy:
@@ -671,7 +671,7 @@ async def _loop(top, flow, config_documents, chunk, seed, loss, progress, heartb
             if recover and not (await device.counters(ended)).get(ended):
                 # The end of session came while the feed was held: the exchange repeats it.
                 eos = ab_frames(FEED_SESSION, [], seed=seed, idle=0, first_sequence=len(feed) + 1)
-                feed_starts.extend(top.replay(eos, drain_cycles=48))
+                feed_starts.extend(top.replay(eos, drain_cycles=QUIET_CYCLES))
                 feed_frames.extend(eos)
             await host._take(session.wait_for_end())
             counters = await device.counters()
