@@ -75,11 +75,12 @@ class PairsMeanReversion(wiring.Component):
     the update's BBO stored; 2 the other leg's BBO read; 3 doubled mids; 4 beta x mid as four
     18x18 products (DSP) and ``mid_a * 2**16 - offset``; 5 two partial sums and the four
     thresholds (``spread > entry`` is ``beta*mid_b < mid_a*2**16 - offset - entry``, and so on);
-    6 the product, the position read; 7 the compares, the position merged with the write of
-    two updates before; 8 decide and write the position, forwarded to the next update of the
-    pair (a one-cycle loop of zero tests and +-1: the room left to sell and to buy is kept with
-    the position); 9 intents valid (each leg's price chosen from its registered bid and ask).
-    Updates of one pair may come back to back.
+    5 also reads the position; 6 the product, the position registered out of the block RAM
+    (with the write of the update three ahead, which the read missed); 7 the compares, the
+    position merged with the write of two updates before; 8 decide and write the position,
+    forwarded to the next update of the pair (a one-cycle loop of zero tests and +-1: the room
+    left to sell and to buy is kept with the position); 9 intents valid (each leg's price
+    chosen from its registered bid and ask). Updates of one pair may come back to back.
 
     Ports
     -----
@@ -193,6 +194,10 @@ class PairsMeanReversion(wiring.Component):
         pair4 = stage("pair4", pb, pair3)
         seq4 = stage("seq4", 64, seq3)
 
+        last_written = Signal()     # the position written the cycle before (stage 8)
+        last_pair = Signal(pb)
+        last_pos = Signal(pos_shape)
+
         # --- 4: beta x mid_b as four 18x18 products; mid_a * 2**16 - offset ------------------
         prm4 = row4.params
         beta = prm4.beta
@@ -209,7 +214,8 @@ class PairsMeanReversion(wiring.Component):
                                    ("pair", pair4, pb), ("seq", seq4, 64)):
             carry[name] = stage(f"{name}5", shape, value)
 
-        # --- 5: partial sums, thresholds ----------------------------------------------------
+        # --- 5: partial sums, thresholds; the position is read ------------------------------
+        m.d.comb += qrd.addr.eq(carry["pair"])
         prm5 = carry["row"].params
         low6 = stage("low6", 72, Cat(p0, p3))                 # p0 + p3 * 2**36 (no overlap)
         mid6 = stage("mid6", 37, p1 + p2)
@@ -220,8 +226,13 @@ class PairsMeanReversion(wiring.Component):
         for name in list(carry):
             carry[name] = stage(f"{name}6", carry[name].shape(), carry[name])
 
-        # --- 6: the product; the position is read -------------------------------------------
-        m.d.comb += qrd.addr.eq(carry["pair"])
+        # --- 6: the product; the position read registered as it leaves the block RAM, and
+        # the write it missed (made as the read was issued, by the update three ahead) -------
+        stored7 = stage("stored7", pos_shape, qrd.data)
+        pair6 = carry["pair"]
+        missed7 = stage("missed7", 1, last_written & (last_pair == pair6))
+        missed_pos7 = stage("missed_pos7", pos_shape, last_pos)
+        missed_current7 = stage("missed_current7", 1, last_pos.epoch == carry["row"].epoch)
         product7 = stage("product7", signed(WIDE), low6 + (mid6 << 18))
         thresholds7 = [stage(f"{s.name}_7", signed(WIDE), s)
                        for s in (short6, long6, near_lo6, near_hi6)]
@@ -229,20 +240,19 @@ class PairsMeanReversion(wiring.Component):
             carry[name] = stage(f"{name}7", carry[name].shape(), carry[name])
 
         # --- 7: compares; the position as of two updates before (the write of the update
-        # then in stage 8 is forwarded in stage 8) -------------------------------------------
+        # then in stage 8 is forwarded in stage 8), all from registers ------------------------
         short_t, long_t, near_lo, near_hi = thresholds7
         short8 = stage("short8", 1, product7 < short_t)
         long8 = stage("long8", 1, product7 > long_t)
         near8 = stage("near8", 1, (product7 >= near_lo) & (product7 <= near_hi))
-        last_written = Signal()     # the position written the cycle before
-        last_pair = Signal(pb)
-        last_pos = Signal(pos_shape)
         pair7, row7 = carry["pair"], carry["row"]
         forwarded = wire(m, last_written & (last_pair == pair7), "forwarded")
         read = Signal(pos_shape)
-        m.d.comb += read.eq(Mux(forwarded, last_pos.as_value(), qrd.data.as_value()))
+        m.d.comb += read.eq(Mux(forwarded, last_pos.as_value(),
+                                Mux(missed7, missed_pos7.as_value(), stored7.as_value())))
         current = wire(m, Mux(forwarded, last_pos.epoch == row7.epoch,   # compare, then mux
-                              qrd.data.epoch == row7.epoch), "current")
+                              Mux(missed7, missed_current7, stored7.epoch == row7.epoch)),
+                       "current")
         reset = Signal(pos_shape)
         m.d.comb += [reset.epoch.eq(row7.epoch), reset.room_sell.eq(row7.params.max_position),
                      reset.room_buy.eq(row7.params.max_position)]
