@@ -1,6 +1,6 @@
 """The order book: ITCH order references -> per-symbol price levels -> `BookUpdate`s."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -245,12 +245,16 @@ class OrderBook(wiring.Component):
         # X: one event; R (a replace's removal, one step) then A (compare), or A alone.
         x_valid, x_is_r, x_after_r = Signal(), Signal(), Signal()
         x_ev, x_slot = Signal(queued), Signal(p.slot_bits)
-        x_hit, x_hit_way, x_entry = Signal(), Signal(range(p.ways)), Signal(entry_shape)
+        # The ways as read (after forwarding) and which one holds the reference: the entry is
+        # chosen in X by the registered way number (a 4:1 select), off L's compares.
+        x_hit, x_hit_way = Signal(name="x_hit"), Signal(range(p.ways), name="x_hit_way")
+        x_ways = [Signal(entry_shape, name=f"x_way{w}") for w in range(p.ways)]
+        x_is_add = Signal(name="x_is_add")
         x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
         # Where the row comes from: the block RAM, or `x_row`, the row forwarded from the
         # event ahead (or from R, after R), chosen a cycle early so that only a 2:1 select
-        # stands before the compares. `x_op_side`: the side the event changes.
-        x_from_ram, x_row, x_op_side = Signal(), Signal(row_shape), Signal()
+        # stands before the compares.
+        x_from_ram, x_row = Signal(name="x_from_ram"), Signal(row_shape, name="x_row")
         x_found = Signal()
         new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
         # R -> M (a replace): the side before the removal, the removal's and the add's flags
@@ -407,23 +411,23 @@ class OrderBook(wiring.Component):
         with m.Else():
             m.d.sync += [x_valid.eq(go), x_after_r.eq(0),
                          x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE) & any_match)]
-        l_entry = wire(m, Mux(any_match, _select(ways, match), 0), "l_entry", entry_shape)
         # X's registers load whenever L holds an event (whether it goes on is `x_valid`): X
         # is never in R then, and `go`, late (it waits for the subscription), would otherwise
         # enable every one of them.
         with m.If(l_valid):
             # B and C never both hold an event (events are issued at least 2 cycles apart, and
             # R holds the issue), so the row to forward is chosen by `b_valid` alone.
-            m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_entry.eq(l_entry),
-                         x_from_ram.eq(~fwd_c & ~fwd_d),
+            m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_from_ram.eq(~fwd_c & ~fwd_d),
                          x_row.eq(Mux(b_valid, b_row_out.as_value(), c_row.as_value())),
-                         x_op_side.eq(Mux(l_ev.kind == BookEventKind.ADD, l_ev.side,
-                                          l_entry.side))]
-            first(match, x_hit_way, x_hit)
+                         x_is_add.eq(l_ev.kind == BookEventKind.ADD), x_hit.eq(any_match),
+                         x_hit_way.eq(_encode(match))]
+            m.d.sync += [x_ways[w].eq(ways[w]) for w in range(p.ways)]
             first(free, x_free_way, x_free_ok)
 
         # --- X: R (a replace's compares), then M (its removal made); or A (compare) -------
-        ev, entry = x_ev, x_entry
+        ev = x_ev
+        # the entry that holds the reference (any, when none does: then it is not used)
+        entry = wire(m, Array(x_ways)[x_hit_way], "entry", entry_shape)
         kind = ev.kind
         is_add = kind == BookEventKind.ADD
         is_reduce = ((kind == BookEventKind.EXECUTE) | (kind == BookEventKind.EXECUTE_AT_PRICE)
@@ -444,7 +448,7 @@ class OrderBook(wiring.Component):
         add_ok = wire(m, is_add & (ev.shares != 0) & ~x_hit & x_free_ok, "add_ok")
         add2_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok, "add2_ok")
         adding = is_add | x_after_r
-        op_side = x_op_side
+        op_side = wire(m, Mux(x_is_add, ev.side, entry.side), "op_side")
         op_price = wire(m, Mux(adding, ev.price, entry.price), "op_price")
         op_shares = wire(m, Mux(adding, ev.shares, amount), "op_shares")
         op_gone = wire(m, ~x_after_r & gone, "op_gone")
@@ -584,12 +588,10 @@ class OrderBook(wiring.Component):
         return m
 
 
-def _select(values, onehot):
-    """The value whose bit is set in `onehot` (an AND-OR)."""
-    result = 0
-    for value, bit in zip(values, onehot, strict=True):
-        result = result | Mux(bit, value.as_value(), 0)
-    return result
+def _encode(onehot):
+    """The number of the bit set in `onehot` (at most one is): an OR per bit of the number."""
+    return Cat(*(Cat(*(bit for w, bit in enumerate(onehot) if w >> i & 1)).any()
+                 for i in range(max(1, (len(onehot) - 1).bit_length()))))
 
 
 __all__ = ["OrderBook", "BookParameters", "BOOK_LATENCY_CYCLES", "BOOK_CYCLES_PER_EVENT"]
