@@ -3,6 +3,7 @@ every frame on MDC/MDIO decoded bit by bit and checked against 22.2.4.5's format
 timing, the link bit's latching, no PHY, the address scan, host accesses; then the generated
 Verilog under Verilator/cocotb, and yosys for the ECP5."""
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickwire.bitstreams.synth import utilisation
-from tickwire.hdl.net.mdio import MdioMaster, Speed, check_parameters, mdc_half_period
+from tickwire.hdl.net.mdio import (
+    MdioMaster,
+    Speed,
+    check_parameters,
+    mdc_half_period,
+    settle_cycles,
+)
 from tickwire.sim.cocotb_run import run_cocotb
 from tickwire.sim.mdio_model import Clause22Phy
 
@@ -23,7 +30,8 @@ SETTLE = 3        # cycles from the PHY's view of the last rising MDC edge to th
 
 
 def run(dut, phy, cycles, *, events=(), requests=()):
-    """Step `dut` and `phy` for `cycles` clock cycles. `events`: (cycle, up) link changes;
+    """Step `dut` and `phy` for `cycles` clock cycles. `events`: (cycle, up) link changes (or
+    (cycle, function of the PHY));
     `requests`: (cycle, request dict) host accesses. Returns, for each frame the PHY saw,
     (frame, status, bmsr, reply) `SETTLE` cycles after its end, and the final counters."""
     events, requests = dict(events), dict(requests)
@@ -32,12 +40,14 @@ def run(dut, phy, cycles, *, events=(), requests=()):
     async def bench(ctx):
         ctx.set(dut.mdio_i, 1)
         for cycle in range(cycles):
-            if cycle in events:
+            if callable(events.get(cycle)):
+                events[cycle](phy)
+            elif cycle in events:
                 phy.set_link(events[cycle])
-            request = requests.get(cycle)
-            ctx.set(dut.request, {"start": 1, "write": 0, "phy_address": 0, "register": 0,
-                                  "data": 0, **request} if request else
-                    {"start": 0, "write": 0, "phy_address": 0, "register": 0, "data": 0})
+            if cycle in requests or cycle - 1 in requests:     # a strobe: one cycle
+                ctx.set(dut.request, {"start": 0, "write": 0, "phy_address": 0,
+                                      "register": 0, "data": 0, **requests.get(cycle, {}),
+                                      **({"start": 1} if cycle in requests else {})})
             line = phy.step(ctx.get(dut.mdc), ctx.get(dut.mdio_oe), ctx.get(dut.mdio_o))
             ctx.set(dut.mdio_i, line)
             for frame in phy.frames[taken[0]:]:
@@ -75,8 +85,8 @@ def check_format(phy, master):
             assert frame.ta_driven == (True, True) and frame.ta == (1, 0)
             assert all(frame.data_driven)
     h = master.half_period
-    assert all(b - a == 2 * h for a, b in zip(phy.rises, phy.rises[1:]))
-    assert all(rise - fall == h for fall, rise in zip(phy.falls, phy.rises[1:]))
+    assert all(b - a == 2 * h for a, b in pairwise(phy.rises))
+    assert all(fall - rise == h for rise, fall in zip(phy.rises, phy.falls, strict=False))
     # MDIO changes only as MDC falls: half a period of setup and hold at the PHY's sample
     assert set(phy.master_changes[1:]) <= set(phy.falls)
 
@@ -124,20 +134,53 @@ def test_no_phy_reads_all_ones_and_reports_absent():
 def test_scan_finds_the_phy_and_rescans_when_it_goes():
     master = MdioMaster(half_period=2)
     phy = Clause22Phy(19, GIGABIT, link=True)
-    after, _ = run(master, phy, 30 * master.frame_cycles,
-                   events=[])
+    frame = master.frame_cycles
+
+    def unplug(phy):
+        phy.address = None
+
+    def plug_at_2(phy):
+        phy.address = 2
+
+    after, counters = run(master, phy, 70 * frame,
+                          events=[(27 * frame, unplug), (37 * frame, plug_at_2)])
     check_format(phy, master)
-    assert [f.phy_address for f in phy.frames[:20]] == list(range(20))
+    polled = [f.phy_address for f in phy.frames]
+    assert polled[:20] == list(range(20))                 # BMSR at 0..19: found at 19
     assert all(f.register == 1 for f in phy.frames[:20])
-    assert after[18][1]["present"] == 0 and after[19][1]["present"] == 1
-    assert after[19][1]["phy_address"] == 19
-    assert {f.phy_address for f in phy.frames[20:]} == {19}
+    assert [s["present"] for _, s, _, _ in after[18:21]] == [0, 1, 1]
+    assert after[19][1] == {"link": 1, "present": 1, "speed": Speed.UNKNOWN, "phy_address": 19}
+    gone = next(n for n, (f, _, _, _) in enumerate(after)
+                if f.end_cycle > 27 * frame and f.register == 1)     # BMSR, nobody answers
+    assert set(polled[20:gone + 1]) == {19} and phy.frames[gone].data == 0xFFFF
+    assert after[gone - 1][1]["present"] == 1 and after[gone][1]["present"] == 0
+    assert after[gone][2] == 0xFFFF                                  # the bmsr register
+    found = next(n for n, (_, s, _, _) in enumerate(after) if n > gone and s["present"])
+    # scanning from 0, on past 2 (plugged in too late) and round 31 back to it
+    assert polled[gone + 1:found + 1] == [k % 32 for k in range(found - gone)]
+    assert found - gone == 35
+    assert after[found][1]["phy_address"] == 2
+    assert set(polled[found:]) == {2}
+    assert counters["link_losses"] == 1                   # the PHY went with the link up
+
+
+@pytest.mark.parametrize("half_period", [2, 3, 5])
+def test_the_phy_may_drive_up_to_settle_cycles_after_the_rising_edge(half_period):
+    read = []
+    for delay in (settle_cycles(half_period), settle_cycles(half_period) + 1):
+        master = MdioMaster(half_period=half_period, phy_address=0)
+        phy = Clause22Phy(0, GIGABIT, delay=delay, link=True)
+        after, _ = run(master, phy, master.frame_cycles)
+        assert phy.errors == [] and phy.frames[0].data == 0x796D     # on the line
+        read.append(after[0][2])
+    assert read[0] == 0x796D and read[1] != 0x796D                     # one cycle too late
 
 
 def test_output_delay_of_300_ns_is_read_right_at_the_board_clock():
     master = MdioMaster(clock_mhz=31.25, phy_address=0)
     assert master.half_period == 7 and 31.25 / (2 * master.half_period) <= 2.5
     delay = -(-300 // 32)      # 10 cycles of 32 ns
+    assert settle_cycles(master.half_period) * 32 >= 300 + 40
     phy = Clause22Phy(0, {**GIGABIT, 1: 0x7969, 5: 0x4DE1, 10: 0}, delay=delay, link=True)
     after, _ = run(master, phy, 6 * master.frame_cycles + 20)
     check_format(phy, master)
@@ -175,3 +218,99 @@ def test_bad_parameters_are_refused():
     with pytest.raises(ValueError, match="at least 2"):
         check_parameters(half_period=1)
     assert mdc_half_period(156.25) == 32      # 2.44 MHz
+
+
+def expected_speed(registers):
+    """28B.3's priority over the abilities both ends advertise, or BMCR's forced speed."""
+    bmcr, bmsr = registers.get(0, 0), registers.get(1, 0)
+    if not bmcr >> 12 & 1:
+        return {(0, 0): Speed.M10, (0, 1): Speed.M100, (1, 0): Speed.M1000,
+                (1, 1): Speed.UNKNOWN}[bmcr >> 6 & 1, bmcr >> 13 & 1]
+    if not bmsr >> 5 & 1:
+        return Speed.UNKNOWN
+    gbcr, gbsr = registers.get(9, 0), registers.get(10, 0)
+    common = registers.get(4, 0) & registers.get(5, 0)
+    for speed, has in ((Speed.M1000, bmsr >> 8 & 1 and gbcr >> 9 & gbsr >> 11 & 1),
+                       (Speed.M1000, bmsr >> 8 & 1 and gbcr >> 8 & gbsr >> 10 & 1),
+                       (Speed.M100, common >> 8 & 1),      # 100BASE-TX full duplex
+                       (Speed.M100, common >> 9 & 1),      # 100BASE-T4
+                       (Speed.M100, common >> 7 & 1),      # 100BASE-TX half duplex
+                       (Speed.M10, common >> 6 & 1),
+                       (Speed.M10, common >> 5 & 1)):
+        if has:
+            return speed
+    return Speed.UNKNOWN
+
+
+def test_expected_speed_on_register_files_of_the_standard():
+    assert expected_speed(GIGABIT) == Speed.M1000
+    assert expected_speed({**GIGABIT, 10: 0}) == Speed.M100          # partner without 1000T
+    assert expected_speed({**GIGABIT, 1: 0x7949}) == Speed.UNKNOWN    # negotiating
+    assert expected_speed({**GIGABIT, 5: 0x0061, 10: 0}) == Speed.M10
+    assert expected_speed({**GIGABIT, 0: 0x2100}) == Speed.M100      # forced 100 FD
+
+
+BMSR_VALUES = st.integers(0, 0xFFFF).map(lambda v: (v | 0x1000) & 0x7FFB)   # 10BASE-T HD
+SPEED_BITS = st.sampled_from([0x0000, 0x0020, 0x0040, 0x0080, 0x0100, 0x0200, 0x01E0, 0x0300,
+                              0x0C00, 0x0800, 0x0400])
+
+
+@settings(max_examples=12)
+@given(address=st.integers(0, 31), scan=st.booleans(), bmsr=BMSR_VALUES,
+       bmcr=st.sampled_from([0x1140, 0x1000, 0x0000, 0x2000, 0x0040, 0x2140]),
+       speed_bits=st.lists(SPEED_BITS, min_size=4, max_size=4),
+       history=st.lists(st.tuples(st.integers(1, 2500), st.booleans()), min_size=1,
+                        max_size=5),
+       delay=st.integers(0, settle_cycles(2)))
+def test_property_link_speed_and_address_follow_the_phy(address, scan, bmsr, bmcr, speed_bits,
+                                                        history, delay):
+    registers = {0: bmcr, 1: bmsr, 4: speed_bits[0], 5: speed_bits[1], 9: speed_bits[2],
+                 10: speed_bits[3]}
+    master = MdioMaster(half_period=2, phy_address=None if scan else address)
+    phy = Clause22Phy(address, registers, delay=delay, link=history[0][1])
+    events, cycle = [], 0
+    for duration, up in history:
+        events.append((cycle, up))
+        cycle += duration
+    start = (address + 1 if scan else 1) * master.frame_cycles
+    after, counters = run(master, phy, start + cycle + 3 * master.poll_cycles, events=events)
+    check_format(phy, master)
+
+    def level(at):          # the link during clock cycle `at`
+        return [history[0][1], *(up for when, up in events if when <= at)][-1]
+
+    polled = [f.phy_address for f in phy.frames]
+    if scan:
+        assert polled[:address + 1] == list(range(address + 1))
+    assert set(polled[address + 1 if scan else 0:]) == {address}
+    reads = [(f, status, value) for f, status, value, _ in after
+             if f.register == 1 and f.phy_address == address]
+    previous, losses, last = -1, 0, None
+    for n, (frame, status, value) in enumerate(reads):
+        # 22.2.4.2.13: a link failure since the previous read clears the bit until read
+        failed = any(when > previous and level(when - 1) and not up
+                     for when, up in events if when <= frame.capture_cycle)
+        link = level(frame.capture_cycle) and not failed
+        previous = frame.capture_cycle
+        losses += last == 1 and not link
+        last = int(link)
+        assert value == bmsr | link << 2
+        assert status["present"] == 1 and status["phy_address"] == address
+        assert status["link"] == link
+        if n:               # the speed registers have been read
+            assert status["speed"] == (expected_speed(registers) if link else Speed.UNKNOWN)
+    assert len(reads) >= 3 and counters["link_losses"] == losses
+    assert counters["frames"] == len(phy.frames)
+
+
+def test_mdio_verilog_under_cocotb_against_the_phy_model():
+    ran = run_cocotb(MdioMaster(clock_mhz=31.25), "mdio_master", "mdio_bench",
+                     module_dir=Path(__file__).parent / "cocotb")
+    assert ran == 2
+
+
+def test_mdio_master_synthesises_small():
+    cells = utilisation(MdioMaster(clock_mhz=31.25), "mdio_master")
+    print(f"mdio: {cells.luts} LUT4, {cells.ffs} FF, {cells.cells.get('CCU2C', 0)} CCU2C")
+    assert 50 < cells.luts < 600 and 100 < cells.ffs < 400
+    assert cells.brams == 0 and cells.dsps == 0

@@ -89,11 +89,17 @@ MDIO_REGISTERS = (
 )
 
 
+def settle_cycles(half_period):
+    """Core cycles after MDC rises within which the PHY's next bit must reach the pin for the
+    master to read it (see `MdioMaster`)."""
+    return 2 * half_period - SYNC_STAGES - 1
+
+
 def mdc_half_period(clock_mhz):
     """The fewest core cycles per MDC half period at `clock_mhz` (see `MdioMaster`)."""
     period_ns = 1000 / clock_mhz
     by_rate = math.ceil(1000 / MDC_MAX_MHZ / 2 / period_ns)
-    by_delay = math.ceil(((PHY_DELAY_NS + MARGIN_NS) / period_ns + SYNC_STAGES) / 2)
+    by_delay = math.ceil(((PHY_DELAY_NS + MARGIN_NS) / period_ns + SYNC_STAGES + 1) / 2)
     return max(by_rate, by_delay, 2)
 
 
@@ -145,13 +151,13 @@ class MdioMaster(wiring.Component):
     shorter than a poll period shows as one period of no link (and one ``link_losses``).
 
     MDC is ``half_period`` core cycles low then as many high. The master changes MDIO as MDC
-    falls (half a period of setup and hold around the PHY's rising-edge sample) and, as it
-    raises MDC, takes the value that left the `SYNC_STAGES`-flop synchroniser, which is the
-    pin `SYNC_STAGES` cycles before that edge: the PHY's output (due 300 ns after the previous
-    rising edge) must have settled by then, 2 x ``half_period`` - `SYNC_STAGES` cycles after
-    it. `mdc_half_period` gives the smallest half period that keeps both MDC at most 2.5 MHz
-    and that window above 300 ns + `MARGIN_NS`: 7 cycles at 31.25 MHz (MDC 2.23 MHz), 32 at
-    156.25 MHz.
+    falls (half a period of setup and hold around the PHY's rising-edge sample) and, at the
+    core edge that raises MDC, takes the output of the `SYNC_STAGES`-flop synchroniser: the
+    pin as it was `SYNC_STAGES` + 1 cycles before. So the PHY's bit, which it drives up to
+    300 ns after the previous rising edge, must be on the pin within `settle_cycles` =
+    2 x ``half_period`` - `SYNC_STAGES` - 1 core cycles of it. `mdc_half_period` gives the
+    smallest half period that keeps both MDC at most 2.5 MHz and that window at least 300 ns
+    + `MARGIN_NS`: 7 cycles at 31.25 MHz (MDC 2.23 MHz, window 352 ns), 32 at 156.25 MHz.
 
     Parameters
     ----------
@@ -203,7 +209,6 @@ class MdioMaster(wiring.Component):
         count = Signal(range(2 * self.half_period))
         position = Signal(range(total))                  # the bit of the frame on the line
         bits = Signal(total)                             # to send, MSB next
-        drive = Signal(total)                            # 1 where the master drives
         shift_in = Signal(16)
         sampled = Cat(line, shift_in[:15])               # the data, as the last bit comes in
 
@@ -241,16 +246,16 @@ class MdioMaster(wiring.Component):
                 payload = Mux(pending & request.write, request.data, 0)
                 frame = Cat(Const(0, IDLE_BITS), payload, ta, reg, address, op, Const(ST, 2),
                             Const((1 << PREAMBLE_BITS) - 1, PREAMBLE_BITS))
-                releases = Mux(pending & request.write, 0, (1 << 18) - 1)   # TA and data
-                driven = Cat(Const(0, IDLE_BITS), ~releases[:18],
-                             Const((1 << (FRAME_BITS - 18)) - 1, FRAME_BITS - 18))
-                m.d.sync += [self.mdio_o.eq(frame[-1]), self.mdio_oe.eq(driven[-1]),
-                             bits.eq(frame << 1), drive.eq(driven << 1),
+                m.d.sync += [self.mdio_o.eq(frame[-1]), self.mdio_oe.eq(1),
+                             bits.eq(frame << 1),
                              is_request.eq(pending), register.eq(reg),
                              write.eq(pending & request.write)]
             with m.Else():
-                m.d.sync += [self.mdio_o.eq(bits[-1]), self.mdio_oe.eq(drive[-1]),
-                             bits.eq(bits << 1), drive.eq(drive << 1)]
+                # the master lets go for a read's turnaround and data, and after the frame
+                turnaround = FRAME_BITS - 18
+                m.d.sync += [self.mdio_o.eq(bits[-1]), bits.eq(bits << 1),
+                             self.mdio_oe.eq((position < turnaround)
+                                             | (write & (position < FRAME_BITS)))]
 
         with m.If(count == self.half_period):             # MDC rises: sample, next position
             m.d.sync += [self.mdc.eq(1), shift_in.eq(sampled),
