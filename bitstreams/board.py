@@ -3,16 +3,18 @@
 `BoardCore` is what every board shares and what the board simulation runs: `Mac` (RGMII pins,
 125 MHz transmit clocks) and `TickToTrade` in the core's ``sync`` domain, the MAC's client
 streams wired straight to the core's (the MAC's asynchronous FIFOs are the clock domain
-crossing and its 64-bit beats are the core's width, so nothing sits between them), and status
-outputs for LEDs. `Ecpix5Top` puts it on the ECPIX-5: one EHXPLLL makes the 125 MHz transmit
-clock, the same 90 degrees later (forwarded as TX_CLK, the PHY adds no transmit delay) and the
-core clock from the board's 100 MHz oscillator.
+crossing and its 64-bit beats are the core's width, so nothing sits between them), the
+`MdioMaster` that watches the PHY's link, and status outputs for LEDs. `Ecpix5Top` puts it on
+the ECPIX-5: one EHXPLLL makes the 125 MHz transmit clock, the same 90 degrees later
+(forwarded as TX_CLK, the PHY adds no transmit delay) and the core clock from the board's
+100 MHz oscillator.
 """
 
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 from amaranth.lib import cdc, io, wiring
 from amaranth.lib.wiring import In, Out
 
+from tickwire.hdl.net.mdio import MdioMaster
 from tickwire.hdl.net.rgmii import Mac, rgmii_signature
 from tickwire.hdl.platform.device import describe_only
 from tickwire.hdl.platform.registers import Block, RegisterBank, RegisterMap
@@ -25,23 +27,31 @@ from .mii import MiiMac, mii_signature
 ACTIVITY_BITS = 23
 HEARTBEAT_BITS = 26
 
+#: The ECPIX-5's LEDs: (LD number - 1, colour, `BoardCore` output).
+LEDS = ((0, "g", "link"), (0, "b", "activity"), (1, "g", "armed"), (2, "r", "killed"),
+        (3, "b", "heartbeat"))
+
 
 class BoardTickToTrade(TickToTrade):
     """`TickToTrade` whose register map also has the board's MAC (``mac.counters``: frames,
     bad FCS, runts, PHY errors, bad preambles, receive FIFO overflows, frames sent,
-    underruns), after every block of the core, so every core address stays where it is.
+    underruns) and then its MDIO master (``mdio.status``, ``mdio.bmsr``, ``mdio.counters``,
+    ``mdio.request``, ``mdio.reply``), after every block of the core, so every core address
+    stays where it is.
 
-    The MAC is not a submodule of the core: the bank reads its counters (in ``sync``) across
-    the hierarchy. The bus width must not change (the control responder and the bus arbiter
-    were sized with the core's map)."""
+    The MAC and the MDIO master are not submodules of the core: the bank reaches their ports
+    (in ``sync``) across the hierarchy. The bus width must not change (the control responder
+    and the bus arbiter were sized with the core's map)."""
 
-    def __init__(self, *, mac, identity=0, **top):
+    def __init__(self, *, mac, mdio=None, identity=0, **top):
         super().__init__(identity=identity, **top)
         width = self.register_map.address_width
-        self.register_map = RegisterMap([*self.register_map.blocks,
-                                         Block("mac", mac, mac.registers)])
+        blocks = [Block("mac", mac, mac.registers)]
+        if mdio is not None:
+            blocks.append(Block("mdio", mdio, mdio.registers))
+        self.register_map = RegisterMap([*self.register_map.blocks, *blocks])
         if self.register_map.address_width != width:
-            raise ValueError(f"the MAC's registers widen the register bus past {width} bits")
+            raise ValueError(f"the board's registers widen the register bus past {width} bits")
         describe_only(self.bank)        # the core's own bank, replaced before elaboration
         self.bank = RegisterBank(self.register_map, identity)
 
@@ -56,27 +66,40 @@ class BoardCore(wiring.Component):
     pins : the RGMII pins from the platform (``eth_rgmii``, ``dir="-"``), or None for the
         simulation, where they are the ``rgmii`` port and the DDR registers are generic logic
     phy : ``"rgmii"`` (`Mac`, 1 Gb/s) or ``"mii"`` (`MiiMac`, 100 Mb/s, pins always a port)
+    core_mhz : the core clock, for the MDIO master's MDC divider (RGMII only; the default,
+        the fastest core clock, suits any slower one: MDC only gets slower)
+    phy_address : the PHY's MDIO address, or None to scan 0..31 for it (RGMII only)
 
     Ports
     -----
     rgmii : Out(rgmii_signature()), RGMII without ``pins``; mii : Out(mii_signature()), MII
     clk125, clk125_90 : In(1), RGMII only: the transmit clock and the same 90 degrees later
-    bus : In(register bus) of the core (`BoardTickToTrade` with RGMII: the MAC's counters are
-        in its map as ``mac.counters``), for a board with a host bus (PCIe) and for tests;
-        a board without one ties its strobes to 0 (the UDP control channel is its host port)
+    bus : In(register bus) of the core (`BoardTickToTrade` with RGMII: the MAC's counters and
+        the MDIO master's registers are in its map as ``mac.*`` and ``mdio.*``), for a board
+        with a host bus (PCIe) and for tests; a board without one ties its strobes to 0 (the
+        UDP control channel is its host port)
+    mdc, mdio_o, mdio_oe : Out(1); mdio_i : In(1), RGMII only: the PHY's management pins
+        (`MdioMaster`; MDIO driven when ``mdio_oe``)
+    link : Out(1), RGMII only: the PHY reports the link up (`MdioMaster`'s ``status.link``)
     bus_busy : Out(1), `TickToTrade`'s: a control request holds the bus
     activity : Out(1), high for 2**`ACTIVITY_BITS` cycles after each frame received
     armed, killed : Out(1), the risk gate's
     heartbeat : Out(1), toggles every 2**(`HEARTBEAT_BITS` - 1) cycles: the core clock runs
     """
 
-    def __init__(self, *, identity=0, top=None, pins=None, phy="rgmii"):
+    def __init__(self, *, identity=0, top=None, pins=None, phy="rgmii", core_mhz=156.25,
+                 phy_address=None):
         members = {"activity": Out(1), "armed": Out(1), "killed": Out(1), "heartbeat": Out(1),
                    "bus_busy": Out(1)}
+        self.mdio = None
         if phy == "rgmii":
             self.mac = Mac(pins=pins)
-            self.t2t = BoardTickToTrade(mac=self.mac, identity=identity, **dict(top or {}))
-            members.update({"clk125": In(1), "clk125_90": In(1)})
+            self.mdio = MdioMaster(clock_mhz=core_mhz, phy_address=phy_address)
+            self.t2t = BoardTickToTrade(mac=self.mac, mdio=self.mdio, identity=identity,
+                                        **dict(top or {}))
+            members.update({"clk125": In(1), "clk125_90": In(1), "mdc": Out(1),
+                            "mdio_o": Out(1), "mdio_oe": Out(1), "mdio_i": In(1),
+                            "link": Out(1)})
             if pins is None:
                 members["rgmii"] = Out(rgmii_signature())
         elif phy == "mii":
@@ -97,6 +120,11 @@ class BoardCore(wiring.Component):
                 wiring.connect(m, wiring.flipped(getattr(self, pins)), getattr(mac, pins))
         if "clk125" in self.signature.members:
             m.d.comb += [mac.clk125.eq(self.clk125), mac.clk125_90.eq(self.clk125_90)]
+        if self.mdio is not None:
+            m.submodules.mdio = mdio = self.mdio
+            m.d.comb += [self.mdc.eq(mdio.mdc), self.mdio_o.eq(mdio.mdio_o),
+                         self.mdio_oe.eq(mdio.mdio_oe), mdio.mdio_i.eq(self.mdio_i),
+                         self.link.eq(mdio.status.link)]
         wiring.connect(m, mac.rx, t2t.rx)
         wiring.connect(m, t2t.tx, mac.tx)
         wiring.connect(m, wiring.flipped(self.bus), t2t.bus)
@@ -175,10 +203,14 @@ class Ecpix5Top(Elaboratable):
     """The ECPIX-5 (LFE5UM5G-85F) bitstream's top level.
 
     The core runs at the PLL's CLKOS2, held in reset until the PLL locks and while the reset
-    button is pressed. The PHY's reset is released at configuration; MDIO is left idle (the
-    PHY's strapped defaults: autonegotiation, RGMII receive clock delay). LEDs (active low on
-    the board, inverted by the platform): LD1 green, a frame received in the last 0.27 s; LD2
-    green, armed; LD3 red, the kill switch; LD4 blue, the heartbeat (the core clock runs)."""
+    button is pressed. The PHY's reset is released at configuration and it runs on its
+    strapped defaults (autonegotiation, RGMII receive clock delay); `MdioMaster` (MDC
+    2.23 MHz at the 31.25 MHz core clock) scans MDIO addresses 0..31 for it, since the
+    board's strap is not in the platform file, then polls its status for the link, and the
+    host reads the result as ``mdio.status`` and ``mdio.bmsr``. LEDs (active low on the
+    board, inverted by the platform): LD1 green, the PHY's link is up (MDIO), and blue, a
+    frame received in the last 0.27 s (so cyan: link and traffic); LD2 green, armed; LD3 red,
+    the kill switch; LD4 blue, the heartbeat (the core clock runs)."""
 
     def __init__(self, *, identity=0, top=None, core_div=10):
         self.identity = identity
@@ -199,16 +231,18 @@ class Ecpix5Top(Elaboratable):
         pins = platform.request("eth_rgmii", 0, dir="-")
         m.submodules.phy_reset = phy_reset = io.Buffer("o", pins.rst)
         m.submodules.mdc = mdc = io.Buffer("o", pins.mdc)
-        m.submodules.mdio = io.Buffer("io", pins.mdio)    # o and oe 0: released
-        m.d.comb += [phy_reset.o.eq(0), mdc.o.eq(0)]
+        m.submodules.mdio = mdio = io.Buffer("io", pins.mdio)
+        m.d.comb += phy_reset.o.eq(0)
 
-        m.submodules.core = core = BoardCore(identity=self.identity, top=self.top, pins=pins)
+        m.submodules.core = core = BoardCore(identity=self.identity, top=self.top, pins=pins,
+                                             core_mhz=self.pll.core_mhz)
         m.d.comb += [core.clk125.eq(pll.clk125), core.clk125_90.eq(pll.clk125_90),
-                     core.bus.r_stb.eq(0), core.bus.w_stb.eq(0)]
+                     core.bus.r_stb.eq(0), core.bus.w_stb.eq(0),
+                     mdc.o.eq(core.mdc), mdio.o.eq(core.mdio_o), mdio.oe.eq(core.mdio_oe),
+                     core.mdio_i.eq(mdio.i)]
 
-        for n, (colour, status) in enumerate((("g", core.activity), ("g", core.armed),
-                                              ("r", core.killed), ("b", core.heartbeat))):
-            led = getattr(platform.request("rgb_led", n, dir="-"), colour)
-            m.submodules[f"led{n}"] = buffer = io.Buffer("o", led)
-            m.d.comb += buffer.o.eq(status)
+        leds = {n: platform.request("rgb_led", n, dir="-") for n in {n for n, _, _ in LEDS}}
+        for n, colour, status in LEDS:
+            m.submodules[f"led{n}{colour}"] = buffer = io.Buffer("o", getattr(leds[n], colour))
+            m.d.comb += buffer.o.eq(getattr(core, status))
         return m

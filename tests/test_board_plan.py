@@ -54,6 +54,10 @@ def test_plan_identity_is_the_digest_of_the_identity_zero_plan():
     assert 'FREQUENCY PORT "eth_rgmii_0__rx_clk__io" 125 MHZ;' in lpf
     assert 'LOCATE COMP "eth_rgmii_0__rx_clk__io" SITE "E11";' in lpf
     assert 'LOCATE COMP "clk100_0__io" SITE "K23";' in lpf
+    # the MDIO master's pins and LD1's two colours (link, activity) are placed
+    for port, site in (("eth_rgmii_0__mdc__io", "C11"), ("eth_rgmii_0__mdio__io", "A13"),
+                       ("rgb_led_0__g__io", "R21"), ("rgb_led_0__b__io", "T22")):
+        assert f'LOCATE COMP "{port}" SITE "{site}";' in lpf
 
 
 REPORT = {"fmax": {"clk125": {"achieved": 190.0, "constraint": 125.0},
@@ -184,8 +188,9 @@ def test_read_write_and_watch_take_a_manifest(tmp_path):
     assert both.exit_code == 2 and "not both" in both.output
 
 
-def test_the_board_register_map_adds_the_mac_counters_after_the_core_registers():
+def test_the_board_register_map_adds_the_mac_and_mdio_registers_after_the_core_registers():
     from tickwire.hdl.net.ethernet_mac import MAC_COUNTERS
+    from tickwire.hdl.net.mdio import MdioStatus
     from tickwire.hdl.platform.registers import RegisterMap
     from tickwire.hdl.top import TickToTrade
 
@@ -196,4 +201,10 @@ def test_the_board_register_map_adds_the_mac_counters_after_the_core_registers()
         assert board[register.name].address == register.address, register.name
     mac = [r.name for r in board if r.name.startswith("mac.")]
     assert mac == ["mac.counters.snapshot"] + [f"mac.counters.{n}" for n in MAC_COUNTERS]
+    mdio = [r for r in board if r.name.startswith("mdio.")]
+    assert [r.name for r in mdio] == [
+        "mdio.status", "mdio.bmsr", "mdio.counters.snapshot", "mdio.counters.frames",
+        "mdio.counters.link_losses", "mdio.request", "mdio.reply"]
+    assert mdio[0].address == board[f"mac.counters.{MAC_COUNTERS[-1]}"].address + 1
+    assert [f.name for f in board["mdio.status"].fields] == [n for n, _ in MdioStatus.as_shape()]
     assert board.address_width == core.address_width
