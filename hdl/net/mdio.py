@@ -27,6 +27,7 @@ IDLE_BITS = 1            # released after each frame: the PHY lets go of the lin
                          # last data bit (up to 300 ns late) before the next preamble is driven
 ST, OP_READ, OP_WRITE = 0b01, 0b10, 0b01
 TA_WRITE = 0b10
+TA_POSITION = PREAMBLE_BITS + 2 + 2 + 5 + 5   # the turnaround's first bit: 46
 
 MDC_MAX_MHZ = 2.5
 PHY_DELAY_NS = 300       # the PHY's output delay after the rising edge, at most (22.3.4)
@@ -84,7 +85,7 @@ MDIO_REGISTERS = (
     Status("bmsr", "the last Basic Mode Status Register value read (register 1)"),
     Counters("counters", "MDIO frames completed; link losses seen (32-bit wrapping)"),
     Strobe("request", "write {start 1, write, phy_address, register, data}: one MDIO access "
-           "between two polls"),
+           "between two polls (ignored while reply.pending)"),
     Status("reply", "the request's result: data (reads), pending until it is done"),
 )
 
@@ -121,7 +122,7 @@ def check_parameters(clock_mhz=None, half_period=None, phy_address=None):
 
 
 def resolve_speed(bmcr, bmsr, anar, anlpar, gbcr, gbsr):
-    """`Speed` from the standard registers (Amaranth values or ints): forced by BMCR, or the
+    """`Speed` from the standard registers (Amaranth values): forced by BMCR, or the
     highest ability both ends advertise (28B.3: 1000BASE-T FD, HD (40.5.1.2, registers 9 and
     10), 100BASE-TX FD, 100BASE-T4, 100BASE-TX HD, 10BASE-T FD, HD (28.2.1.2))."""
     gigabit = bmsr[BMSR_EXTENDED_STATUS] & ((gbcr[9] & gbsr[11]) | (gbcr[8] & gbsr[10]))
@@ -252,9 +253,8 @@ class MdioMaster(wiring.Component):
                              write.eq(pending & request.write)]
             with m.Else():
                 # the master lets go for a read's turnaround and data, and after the frame
-                turnaround = FRAME_BITS - 18
                 m.d.sync += [self.mdio_o.eq(bits[-1]), bits.eq(bits << 1),
-                             self.mdio_oe.eq((position < turnaround)
+                             self.mdio_oe.eq((position < TA_POSITION)
                                              | (write & (position < FRAME_BITS)))]
 
         with m.If(count == self.half_period):             # MDC rises: sample, next position
@@ -268,20 +268,13 @@ class MdioMaster(wiring.Component):
                         m.d.sync += self.reply.data.eq(sampled)
                 with m.Elif(register == BMSR):
                     answers = (sampled != 0xFFFF) & (sampled != 0)
-                    m.d.sync += [present.eq(answers), bmsr.eq(sampled)]
-                    with m.If(answers):
-                        m.d.sync += step.eq(1)
-                        with m.If(link & ~sampled[BMSR_LINK]):
-                            m.d.sync += self.counters.link_losses.eq(
-                                self.counters.link_losses + 1)
-                    with m.Else():
-                        m.d.sync += step.eq(0)
-                        with m.If(link):
-                            m.d.sync += self.counters.link_losses.eq(
-                                self.counters.link_losses + 1)
-                        if self.phy_address is None:      # scan on: next address, or from 0
-                            m.d.sync += phy_address.eq(
-                                Mux(present, 0, phy_address + 1))
+                    m.d.sync += [present.eq(answers), bmsr.eq(sampled),
+                                 step.eq(answers)]        # on to BMCR, or BMSR again
+                    with m.If(link & ~(answers & sampled[BMSR_LINK])):
+                        m.d.sync += self.counters.link_losses.eq(self.counters.link_losses + 1)
+                    if self.phy_address is None:          # scan: next address, or from 0
+                        with m.If(~answers):
+                            m.d.sync += phy_address.eq(Mux(present, 0, phy_address + 1))
                 with m.Else():
                     for reg in POLL[1:]:
                         with m.If(register == reg):
