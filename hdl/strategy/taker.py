@@ -265,11 +265,6 @@ class ThresholdTaker(wiring.Component):
             last_written = Signal(name=f"{side}_last_written")
             last = Signal(_side_memory(), name=f"{side}_last")
 
-            def tests(memory, price=price):
-                """(current, price differs, deadline reached) of a side memory."""
-                return (memory.epoch == row.epoch, memory.price != price,
-                        _at_least(now, memory.deadline))
-
             # Against the block RAM: the tests registered apart, each on 16-bit pieces (short
             # carry chains and equality trees after the block RAM), combined in stage 2.
             def piece(value, k):
@@ -287,9 +282,13 @@ class ThresholdTaker(wiring.Component):
             for name, values in raw.items():
                 reg[name] = [Signal(name=f"{side}_memory_{name}{k}") for k in range(len(values))]
                 m.d.sync += [t.eq(v) for t, v in zip(reg[name], values, strict=True)]
-            last_tests = [Signal(name=f"{side}_last_{n}") for n in ("current", "differs",
-                                                                     "later")]
-            m.d.sync += [t.eq(v) for t, v in zip(last_tests, tests(last), strict=True)]
+            # Against the fire written as the read was issued (a register), but the entry's
+            # epoch is block RAM out: that compare on 16-bit pieces too.
+            last_tests = [Signal(name=f"{side}_last_{n}")
+                          for n in ("current0", "current1", "differs", "later")]
+            m.d.sync += [t.eq(v) for t, v in zip(last_tests, (
+                *(piece(last.epoch, k) == piece(row.epoch, k) for k in (0, 1)),
+                last.price != price, _at_least(now, last.deadline)), strict=True)]
             two_ahead = last_written & (last_slot == u1.slot)
             # The threshold (a <= b, block RAM out) in registered halves.
             a, b = wanted
@@ -324,8 +323,8 @@ class ThresholdTaker(wiring.Component):
             differs2 = reg["differs"][0] | reg["differs"][1]
             high_later, high_same, mid_later, mid_same, low_later = reg["later"]
             later2 = high_later | (high_same & (mid_later | (mid_same & low_later)))
-            known_l, differs_l, later_l = last_tests
-            allowed_last2 = ~known_l | (differs_l & later_l)
+            known_lo, known_hi, differs_l, later_l = last_tests
+            allowed_last2 = ~(known_lo & known_hi) | (differs_l & later_l)
             allowed2 = Mux(two_ahead2, allowed_last2, ~current | (differs2 & later2))
             fire = wire(m, eligible2 & Mux(ahead_same & last_written, after_ahead2, allowed2),
                         f"{side}_fire")
