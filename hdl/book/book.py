@@ -251,28 +251,31 @@ class OrderBook(wiring.Component):
         x_ways = [Signal(entry_shape, name=f"x_way{w}") for w in range(p.ways)]
         x_is_add = Signal(name="x_is_add")
         x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
-        # Where the row comes from: the block RAM, or `x_row`, the row forwarded from the
-        # event ahead (or from R, after R), chosen a cycle early so that only a 2:1 select
-        # stands before the compares.
-        x_from_ram, x_row = Signal(name="x_from_ram"), Signal(row_shape, name="x_row")
+        # Where the row comes from: the block RAM, or `c_row`, the row the event ahead on the
+        # same slot made (see L), decided a cycle early so that only a 2:1 select stands
+        # before the compares.
+        x_from_ram = Signal(name="x_from_ram")
         x_found = Signal()
-        new_dup, new_free_ok, new_free_way = Signal(), Signal(), Signal(range(p.ways))
+        new_free_ok, new_free_way = Signal(name="new_free_ok"), Signal(range(p.ways))
+        # R -> M: per way, the new reference's tag is there, the original order's entry is
+        # (M ORs them: the reduction stays out of R, after the block RAM).
+        new_held, new_freed = Signal(p.ways, name="new_held"), Signal(p.ways, name="new_freed")
         # R -> M (a replace): the side before the removal, the removal's and the add's flags
         # against it, each level's shares less the removed shares.
         r_side, r_flags, r_add_flags = Signal(side_shape), Signal(flags_layout(p)), \
             Signal(flags_layout(p))
         r_less = Signal(data.ArrayLayout(unsigned(SHARES_BITS), p.depth))
         # B: the change made (shift / merge).
-        b_valid, b_row, b_side_in, b_vis = Signal(), Signal(row_shape), Signal(side_shape), \
-            Signal(side_shape)
+        b_valid, b_row = Signal(name="b_valid"), Signal(row_shape, name="b_row")
+        b_side_in, b_vis = Signal(side_shape, name="b_side_in"), Signal(side_shape, name="b_vis")
         b_flags = Signal(flags_layout(p))
         b_side, b_price, b_add, b_shares = Signal(), Signal(PRICE_BITS), Signal(), \
             Signal(SHARES_BITS)
         b_gone, b_enable = Signal(), Signal()
         b_slot, b_locate, b_ts, b_seq = Signal(p.slot_bits), Signal(16), Signal(48), Signal(64)
         # C: the row written back, the BookUpdate made.
-        c_valid, c_row, c_after, c_vis = Signal(), Signal(row_shape), Signal(side_shape), \
-            Signal(side_shape)
+        c_valid, c_row, c_after, c_vis = Signal(name="c_valid"), Signal(row_shape, name="c_row"), \
+            Signal(side_shape, name="c_after"), Signal(side_shape, name="c_vis")
         c_side, c_slot, c_locate, c_ts, c_seq = Signal(), Signal(p.slot_bits), Signal(16), \
             Signal(48), Signal(64)
         # Order-table writes: scheduled one cycle ahead (`wr_*`, written the next cycle), and
@@ -410,15 +413,16 @@ class OrderBook(wiring.Component):
             m.d.sync += [x_is_r.eq(0), x_after_r.eq(1)]
         with m.Else():
             m.d.sync += [x_valid.eq(go), x_after_r.eq(0),
-                         x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE) & any_match)]
+                         x_is_r.eq(go & (l_ev.kind == BookEventKind.REPLACE))]
         # X's registers load whenever L holds an event (whether it goes on is `x_valid`): X
         # is never in R then, and `go`, late (it waits for the subscription), would otherwise
         # enable every one of them.
         with m.If(l_valid):
-            # B and C never both hold an event (events are issued at least 2 cycles apart, and
-            # R holds the issue), so the row to forward is chosen by `b_valid` alone.
+            # The event ahead on the same slot, in B (or in C, its row written in the same
+            # cycle as this one is read), has its row in `c_row` when this one is in X:
+            # events are issued at least 2 cycles apart (R holds the issue), so B is empty the
+            # cycle after an event leaves it, and `c_row` keeps that event's row.
             m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_from_ram.eq(~fwd_c & ~fwd_d),
-                         x_row.eq(Mux(b_valid, b_row_out.as_value(), c_row.as_value())),
                          x_is_add.eq(l_ev.kind == BookEventKind.ADD), x_hit.eq(any_match),
                          x_hit_way.eq(_encode(match))]
             m.d.sync += [x_ways[w].eq(ways[w]) for w in range(p.ways)]
@@ -435,7 +439,7 @@ class OrderBook(wiring.Component):
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
         in_m = wire(m, in_a & x_after_r, "in_m")
-        row_src = wire(m, Mux(x_from_ram, row_rd.data.as_value(), x_row.as_value()), "row_src",
+        row_src = wire(m, Mux(x_from_ram, row_rd.data.as_value(), c_row.as_value()), "row_src",
                        row_shape)
         found = wire(m, x_hit & (entry.slot == x_slot), "found")
 
@@ -446,6 +450,7 @@ class OrderBook(wiring.Component):
         amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
         gone = wire(m, ~is_reduce | over | (ev.shares == remaining), "gone")   # amount == remaining
         add_ok = wire(m, is_add & (ev.shares != 0) & ~x_hit & x_free_ok, "add_ok")
+        new_dup = wire(m, (new_held & ~new_freed).any(), "new_dup")
         add2_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok, "add2_ok")
         adding = is_add | x_after_r
         op_side = wire(m, Mux(x_is_add, ev.side, entry.side), "op_side")
@@ -455,30 +460,40 @@ class OrderBook(wiring.Component):
         op_enable = wire(m, Mux(x_after_r, x_found & add2_ok, add_ok | (~is_add & found)),
                          "op_enable")
         a_in = side_of(row_src, op_side, "a_in")
-        flags = level_compare(m, p, "a", a_in, op_side, op_price, op_gone, ev.shares)
+
+        def compare(name, price, gone):
+            """`level_compare` on both sides, the side the event changes chosen after: the
+            side, which waits for the entry, stands after the compares, not before them."""
+            bid = level_compare(m, p, f"{name}b", row_src.bid, Const(0), price, gone, ev.shares)
+            ask = level_compare(m, p, f"{name}a", row_src.ask, Const(1), price, gone, ev.shares)
+            return wire(m, Mux(op_side, ask.as_value(), bid.as_value()), f"{name}_flags",
+                        flags_layout(p))
+
+        flags = compare("a", op_price, op_gone)
 
         # R: the replace's add compared against the same side, beside its removal; the new
         # reference's set is checked. M: the removal made, the add's flags corrected for it.
-        add_flags = level_compare(m, p, "r", a_in, op_side, ev.price, Const(0), ev.shares)
+        add_flags = compare("r", ev.price, Const(0))
         same_set = set_of(ev.new_ref) == set_of(ev.ref)
         new_tag = tag_of(ev.new_ref)
         freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
-        dup2 = [wire(m, holds(w, new_tag) & ~freed[w], f"dup2_{w}")
-                for w in range(p.ways)]
         free2 = [wire(m, ~ways[w].valid | freed[w], f"free2_{w}") for w in range(p.ways)]
         # R's results load every cycle (only M, right after R, reads them): a late enable
         # would stand before each of them.
         m.d.sync += [r_side.eq(a_in), r_flags.eq(flags), r_add_flags.eq(add_flags),
-                     x_found.eq(found), new_dup.eq(Cat(*dup2).any())]
+                     x_found.eq(found), new_held.eq(Cat(*(holds(w, new_tag)
+                                                          for w in range(p.ways)))),
+                     new_freed.eq(Cat(*freed))]
         m.d.sync += [r_less[i].eq(a_in.levels[i].shares - entry.shares) for i in range(p.depth)]
         with m.If(in_r):
-            m.d.sync += [x_row.eq(row_src), x_from_ram.eq(0)]
             first(free2, new_free_way, new_free_ok)
             with m.If(found):
                 gone_entry = Signal(entry_shape)
                 m.d.comb += [gone_entry.eq(entry), gone_entry.valid.eq(0),
                              gone_entry.shares.eq(0)]
                 schedule_write(x_hit_way, set_of(ev.ref), gone_entry)
+            with m.Elif(~x_hit):
+                m.d.comb += hits["unknown_ref"].eq(1)
             with m.Else():
                 m.d.comb += hits["locate_mismatch"].eq(1)
         m_side, _, _, m_missing = level_apply(m, p, "m", r_side, r_flags, op_side, entry.price,
@@ -487,8 +502,10 @@ class OrderBook(wiring.Component):
                                 x_found)
 
         # B's registers load every cycle (`b_valid` says whether they hold an event).
+        with m.If(~x_after_r):         # after R, `b_row` keeps R's row for B
+            m.d.sync += b_row.eq(row_src)
         m.d.sync += [
-            b_row.eq(row_src), b_side_in.eq(Mux(x_after_r, m_side.as_value(), a_in.as_value())),
+            b_side_in.eq(Mux(x_after_r, m_side.as_value(), a_in.as_value())),
             b_vis.eq(Mux(x_after_r, r_side.as_value(), a_in.as_value())),
             b_flags.eq(Mux(x_after_r, m_flags.as_value(), flags.as_value())),
             b_side.eq(op_side), b_price.eq(op_price), b_add.eq(adding),
