@@ -168,10 +168,12 @@ class PairsMeanReversion(wiring.Component):
         # --- 2: the other leg's BBO is read -------------------------------------------------
         row = trd.data
         prm = row.params
-        mine = Mux(leg2, prm.slot_b, prm.slot_a)
         other = Mux(leg2, prm.slot_a, prm.slot_b)
         m.d.comb += brd.addr.eq(other)
-        v3 = stage("v3", 1, v2 & prm.enable & (mine == slot2))
+        # Whether the update's slot is the routed leg's: both compared, chosen in stage 3.
+        go3 = stage("go3", 1, v2 & prm.enable)
+        is_a3 = stage("is_a3", 1, prm.slot_a == slot2)
+        is_b3 = stage("is_b3", 1, prm.slot_b == slot2)
         row3 = stage("row3", row_shape, row)
         own3 = stage("own3", _bbo_layout(), own2)
         leg3 = stage("leg3", 1, leg2)
@@ -184,7 +186,7 @@ class PairsMeanReversion(wiring.Component):
         b = Signal(_bbo_layout())
         m.d.comb += [a.eq(Mux(leg3, theirs.as_value(), own3.as_value())),
                      b.eq(Mux(leg3, own3.as_value(), theirs.as_value()))]
-        v4 = stage("v4", 1, v3)
+        v4 = stage("v4", 1, go3 & Mux(leg3, is_b3, is_a3))
         two4 = stage("two4", 1, a.two_sided & b.two_sided)
         a4 = stage("a4", _bbo_layout(), a)
         b4 = stage("b4", _bbo_layout(), b)
