@@ -150,7 +150,8 @@ def register_map_json(parameters):
 
 
 def board_register_map(parameters, phy="rgmii"):
-    """The register map of a board build: the core's, then the MAC's counters (RGMII)."""
+    """The register map of a board build: the core's, then (RGMII) the MAC's counters and the
+    MDIO master's registers."""
     from tickwire.hdl.platform.device import describe_only
 
     from .board import BoardCore
