@@ -13,6 +13,7 @@ book it reports is the gateware's own BookUpdate stream, brought out of the devi
 """
 
 import asyncio
+import bisect
 import csv
 import functools
 import gzip
@@ -125,25 +126,39 @@ def _device_verilog(book):
     return device, source.read_text()
 
 
+#: The training run of the replay model's profile-guided build: a generated session, not the
+#: benchmark's (another seed, other symbols), replayed as `replay` does.
+TRAINING_MESSAGES = 100_000
+
+
 class ReplayTop(HarnessBus):
     """The `ReplayDevice` Verilated with the batch harness; a transport for
-    `tickwire.host.device.Device` (register bus), and a batch runner for frames."""
+    `tickwire.host.device.Device` (register bus), and a batch runner for frames.
+
+    The model is built for speed: the frames and reset reach the device through a register
+    (`StreamHarness` ``register_inputs``) and GCC compiles it with the profile of a training
+    replay (``profile``)."""
 
     def __init__(self, book=REPLAY_BOOK):
         self.device, verilog = _device_verilog(book)
         self.register_map = self.device.register_map
         self.identity = self.device.bank.identity
-        self.harness = StreamHarness(self.device, "tickwire_replay", "rx", ["bbo"],
-                                     verilog=verilog)
         self.bbo = array("I")
         self.cycles = 0
+        self.harness = StreamHarness(self.device, "tickwire_replay", "rx", ["bbo"],
+                                     verilog=verilog, register_inputs=True,
+                                     profile=self._train)
+
+    def _train(self, harness):
+        from .scenario import order_flow
+
+        self.harness = harness
+        recording = read_itch(_blocks(order_flow(TRAINING_MESSAGES, seed=5)))
+        replay(recording, resolve(recording, ("NVDA", "TSLA", "GOOG")), top=self)
 
     def power_on(self):
         """A new model instance: registers reset, memories at their initial contents."""
-        h = self.harness
-        h.lib.tw_destroy(h.model)
-        h.model = h.lib.tw_create()
-        h.lib.tw_reset(h.model)
+        self.harness.power_on()
         self.bbo, self.cycles = array("I"), 0
 
     def _collect_idle(self, outputs):
@@ -538,10 +553,19 @@ def read_recording(path, symbol=None):
 
 # Replay ---------------------------------------------------------------------------------------
 
-def _frames(recording, first, last):
-    """Frames of line A carrying messages first..last-1, MoldUDP64 sequence = index + 1."""
+@functools.cache
+def _frame_header(payload_length):
+    """Ethernet, IPv4 and UDP headers of a line A frame: they depend only on the length."""
     from .frames import udp_frame
 
+    frame = udp_frame(bytes(payload_length), dst_ip=FEED_GROUP_A, dst_port=FEED_PORT,
+                      udp_checksum=False)
+    return frame[:len(frame) - payload_length]
+
+
+def _frames(recording, first, last):
+    """Frames of line A carrying messages first..last-1, MoldUDP64 sequence = index + 1; each
+    holds as many whole messages as fit in `MAX_PAYLOAD` (found by bisection of the offsets)."""
     blocks, offsets = recording.blocks, recording.offsets
 
     def bound(k):     # where message k starts: the end of message k - 1
@@ -549,13 +573,14 @@ def _frames(recording, first, last):
 
     frames, start, budget = [], first, MAX_PAYLOAD - mold.HEADER_LENGTH
     while start < last:
-        end = start + 1
-        while end < last and bound(end + 1) - offsets[start] <= budget:
-            end += 1
+        limit = offsets[start] + budget
+        end = bisect.bisect_right(offsets, limit, start + 1, last)
+        if end < last or bound(last) > limit:
+            end -= 1
+        end = max(end, start + 1)
         payload = (SESSION + (start + 1).to_bytes(8, "big") + (end - start).to_bytes(2, "big")
                    + blocks[offsets[start]:bound(end)])
-        frames.append(udp_frame(payload, dst_ip=FEED_GROUP_A, dst_port=FEED_PORT,
-                                udp_checksum=False))
+        frames.append((_frame_header(len(payload)) + payload).ljust(60, b"\0"))
         start = end
     return frames
 
@@ -592,8 +617,6 @@ class Replayed(NamedTuple):
     def tops(self, name, form=tuple):
         """The gateware's top of book of `name` after each message of the file, as
         `form` of (ask price, ask size, bid price, bid size), one per message."""
-        import bisect
-
         sequences, values = self.updates.get(self.symbols[name], ([], []))
         marks, count = self.recording.marks, self.recording.messages
         out, current = [], form((0, 0, 0, 0))
@@ -665,12 +688,13 @@ BBO_HEADER = ("index", "symbol", "ask_price", "ask_size", "bid_price", "bid_size
 
 def write_bbo(replayed, path):
     """The CSV of ``--bbo``: per message and symbol, the gateware's top of book (prices in
-    ITCH Price(4) units, an empty side as price 0, size 0)."""
-    names = list(replayed.symbols)
-    indices = [f"{index}," for index in range(replayed.recording.messages)]
-    columns = [list(map(str.__add__, indices, replayed.tops(
-        name, lambda top, name=name: f"{name},{top[0]},{top[1]},{top[2]},{top[3]}\n")))
-        for name in names]
+    ITCH Price(4) units, an empty side as price 0, size 0). A row is written as its index and
+    the rest of the line, which is one string shared by every row until the top changes."""
+    indices = list(map(str, range(replayed.recording.messages)))
+    columns = []
+    for name in replayed.symbols:
+        columns += [indices, replayed.tops(
+            name, lambda top, name=name: f",{name},{top[0]},{top[1]},{top[2]},{top[3]}\n")]
     with open(path, "w") as out:
         out.write(",".join(BBO_HEADER) + "\n")
         out.writelines(itertools.chain.from_iterable(zip(*columns, strict=True)))

@@ -11,6 +11,7 @@ the file is open only inside the window, so the batches outside it run untraced.
 """
 
 import ctypes
+import inspect
 import subprocess
 
 from tickwire.hdl.platform.export import component_ports, to_verilog
@@ -27,9 +28,22 @@ from .toolchain import (
 #: Batch models are built for speed (measured on the replay device, `make bench`'s
 #: ``replay.*``: -O3 and ``-march=native`` with Verilator's fast X handling ran 1.42 times as
 #: fast as -O2): the slower build is paid once per cached design, the run on every batch.
-CFLAGS = "-fPIC -O3 --std=c++20 -march=native"
+#: The optimisation level is Verilator's OPT_FAST (the code run every cycle, and the harness):
+#: one in CFLAGS would also apply to the slow path (construction, initial values), which
+#: then takes minutes to compile for nothing.
+CFLAGS = "-fPIC --std=c++20 -march=native -fno-semantic-interposition"
 VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
-MAKE_VARIABLES = tuple(v.replace("OPT_FAST=-O2", "OPT_FAST=-O3") for v in VERILATOR_MAKE_VARIABLES)
+MAKE_VARIABLES = (*(v.replace("OPT_FAST=-O2", "OPT_FAST=-O3") for v in VERILATOR_MAKE_VARIABLES),
+                  "OPT_GLOBAL=-O2")
+#: GCC's profile-guided optimisation, for a harness built with a training run (``profile=``):
+#: the model is compiled instrumented, the run drives it, then it is compiled with the profile.
+#: Code the run never reached is optimised as without a profile (``partial-training``).
+PGO_GENERATE = "-fprofile-generate -fprofile-update=single"
+PGO_USE = "-fprofile-use -fprofile-partial-training -Wno-missing-profile"
+PROFILING_LIBRARY = "libtickwire_profiling.so"
+#: Only in the instrumented build: its profile written on request, not when the process exits.
+PROFILE_WRITE = ('extern "C" void __gcov_dump(void);\n'
+                 'extern "C" void tw_profile_write() { __gcov_dump(); }\n')
 
 
 def _host_cpu():
@@ -108,7 +122,35 @@ def _trace_code(name):
     ]
 
 
-def _harness(name, ports, stream_in, streams_out, trace=False):
+def _register_inputs(verilog, name, ports, stream_in):
+    """`verilog` with its top module `name` wrapped in one of the same name and ports that
+    passes ``rst`` and the driven stream through a register. Verilator evaluates the logic
+    that depends on a top-level input (its "ico" phase) again at every evaluation, whether or
+    not the input changed; behind the registers that logic depends on state only and is
+    evaluated once per cycle, with the rest. The design sees the stream and reset one cycle
+    later (`StreamHarness` resets for one more cycle)."""
+    inner = f"{name}__registered"
+    head = f"module {name}("
+    if verilog.count(head) != 1:
+        raise ValueError(f"no single module {name} in the Verilog")
+    registered = {f"{stream_in}__valid", f"{stream_in}__payload", "rst"}
+    widths = {"clk": 1, "rst": 1, **{p: len(value) for p, (value, _) in ports.items()}}
+    outputs = {p for p, (_, d) in ports.items() if d.value == "output"}
+    lines = [f"module {name}({', '.join(widths)});"]
+    for port, width in widths.items():
+        kind = "output" if port in outputs else "input"
+        lines.append(f"  {kind} [{width - 1}:0] {port};")
+        if port in registered:
+            lines.append(f"  reg [{width - 1}:0] {port}__q = {width}'d{int(port == 'rst')};")
+    lines.append("  always @(posedge clk) begin")
+    lines += [f"    {port}__q <= {port};" for port in widths if port in registered]
+    lines.append("  end")
+    connections = ", ".join(f".{p}({p}__q)" if p in registered else f".{p}({p})" for p in widths)
+    lines += [f"  {inner} inner({connections});", "endmodule"]
+    return verilog.replace(head, f"module {inner}(") + "\n" + "\n".join(lines) + "\n"
+
+
+def _harness(name, ports, stream_in, streams_out, trace=False, registered=False):
     widths = {port: len(value) for port, (value, _) in ports.items()}
     inputs = [p for p, (_, d) in ports.items() if d.value == "input" and p not in ("clk", "rst")]
     in_width = widths[f"{stream_in}__payload"]
@@ -132,9 +174,11 @@ def _harness(name, ports, stream_in, streams_out, trace=False):
              # (1.11 times as fast on the replay device).
              "static void step(H* h) { auto top = h->top; top->clk = 1; top->eval();"
              " top->clk = 0; top->rootp->__Vtrigprevexpr___TOP__clk__0 = 0; h->cycle++; }"]
+    # Behind registered inputs the reset reaches the design a cycle late: one more cycle
+    # clears the register so that the design is out of reset when tw_reset returns.
     lines += [
              "void tw_reset(void* p) { auto h = (H*)p; h->top->rst = 1; step(h);"
-             " h->top->rst = 0; }"]
+             f" h->top->rst = 0; {'step(h);' if registered else ''} }}"]
     lines.append("void tw_set(void* p, int port, const uint32_t* w) { auto top = ((H*)p)->top;"
                  " switch (port) {")
     for i, port in enumerate(inputs):
@@ -175,20 +219,45 @@ def _harness(name, ports, stream_in, streams_out, trace=False):
 class StreamHarness:
     """A Verilated component with one driven input stream and collected output streams."""
 
-    def __init__(self, component, name, stream_in, streams_out, *, verilog=None, trace=False):
+    def __init__(self, component, name, stream_in, streams_out, *, verilog=None, trace=False,
+                 register_inputs=False, profile=None):
         self.ports = component_ports(component)
         self.widths = {port: len(value) for port, (value, _) in self.ports.items()}
         verilog = verilog or to_verilog(component, name)
-        source, self.inputs = _harness(name, self.ports, stream_in, streams_out, trace)
+        if register_inputs:
+            verilog = _register_inputs(verilog, name, self.ports, stream_in)
+        source, self.inputs = _harness(name, self.ports, stream_in, streams_out, trace,
+                                       register_inputs)
         self.stream_in, self.streams_out = stream_in, list(streams_out)
         self.traced = trace
-        self.build_dir = cache_dir("verilator", digest(verilog, source, verilator_version(),
-                                                       CFLAGS, VERILATOR_ARGS, MAKE_VARIABLES,
-                                                       _host_cpu()))
+        self.build_dir = cache_dir("verilator", digest(
+            verilog, source, verilator_version(), CFLAGS, VERILATOR_ARGS, MAKE_VARIABLES,
+            _host_cpu(), *((PGO_GENERATE, PGO_USE, PROFILE_WRITE, inspect.getsource(profile))
+                           if profile else ())))
         library = self.build_dir / "libtickwire_model.so"
         with locked(self.build_dir):
             if not library.exists():
-                self._build(name, verilog, source)
+                if profile:
+                    self._profile(name, verilog, source, profile)
+                self._build(name, verilog, source, PGO_USE if profile else "")
+        self._load(library)
+
+    def _profile(self, name, verilog, source, profile):
+        """The instrumented build, driven by `profile` (called with this harness); GCC's
+        profile (``.gcda`` files) is written next to the objects, where the optimised build
+        that follows in the same folder reads it."""
+        self._build(name, verilog, source, PGO_GENERATE, PROFILING_LIBRARY,
+                    extra={"profiling.cpp": PROFILE_WRITE})
+        self._load(self.build_dir / PROFILING_LIBRARY)
+        profile(self)
+        self.lib.tw_profile_write()
+        self.lib.tw_destroy(self.model)
+        self.model = None
+        obj = self.build_dir / "obj"
+        for stale in (*obj.glob("*.o"), *obj.glob("*.gch")):
+            stale.unlink()
+
+    def _load(self, library):
         self.lib = ctypes.CDLL(str(library))
         self.lib.tw_create.restype = ctypes.c_void_p
         for fn in ("tw_destroy", "tw_reset", "tw_cycle", "tw_set", "tw_get", "tw_run"):
@@ -197,28 +266,38 @@ class StreamHarness:
         self.lib.tw_run.restype = ctypes.c_uint64
         self.lib.tw_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
         self.lib.tw_get.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]
-        if trace:
+        if self.traced:
             self.lib.tw_trace.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
                                           ctypes.c_uint64]
         self.model = self.lib.tw_create()
         self.lib.tw_reset(self.model)
 
-    def _build(self, name, verilog, source):
+    def _build(self, name, verilog, source, pgo="", output="libtickwire_model.so", extra=None):
         work = self.build_dir
         (work / f"{name}.v").write_text(verilog)
         (work / "harness.cpp").write_text(source)
-        command = ["verilator", "--cc", f"{name}.v", "--exe", "harness.cpp", "--build",
+        for file, text in (extra or {}).items():
+            (work / file).write_text(text)
+        command = ["verilator", "--cc", f"{name}.v", "--exe", "harness.cpp", *(extra or ()),
+                   "--build",
                    "-j", "2", "--top-module", name, "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    *(["--trace"] if self.traced else []),
-                   *VERILATOR_ARGS, "-CFLAGS", CFLAGS, "-LDFLAGS", "-shared",
-                   "-o", "libtickwire_model.so", "-Mdir", "obj",
+                   *VERILATOR_ARGS, "-CFLAGS", f"{CFLAGS} {pgo}".strip(),
+                   "-LDFLAGS", f"-shared {pgo}".strip(),
+                   "-o", output, "-Mdir", "obj",
                    "-MAKEFLAGS", " ".join(MAKE_VARIABLES)]
         result = subprocess.run(command, cwd=work, env=verilator_env(), capture_output=True,
                                 text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Verilator build failed in {work}:\n{result.stdout[-4000:]}"
                                f"\n{result.stderr[-4000:]}")
-        (work / "obj" / "libtickwire_model.so").rename(work / "libtickwire_model.so")
+        (work / "obj" / output).rename(work / output)
+
+    def power_on(self):
+        """A new model instance: registers reset, memories at their initial contents."""
+        self.lib.tw_destroy(self.model)
+        self.model = self.lib.tw_create()
+        self.lib.tw_reset(self.model)
 
     def __del__(self):
         if getattr(self, "model", None):
