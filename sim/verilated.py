@@ -253,8 +253,7 @@ class StreamHarness:
         self.lib.tw_profile_write()
         self.lib.tw_destroy(self.model)
         self.model = None
-        obj = self.build_dir / "obj"
-        for stale in (*obj.glob("*.o"), *obj.glob("*.gch")):
+        for stale in (self.build_dir / "obj").glob("*.o"):
             stale.unlink()
 
     def _load(self, library):
@@ -292,6 +291,10 @@ class StreamHarness:
             raise RuntimeError(f"Verilator build failed in {work}:\n{result.stdout[-4000:]}"
                                f"\n{result.stderr[-4000:]}")
         (work / "obj" / output).rename(work / output)
+        # The precompiled headers (about 90 MB each for the replay device) serve only the
+        # compilation; the objects and a profile stay.
+        for header in (work / "obj").glob("*.gch"):
+            header.unlink()
 
     def power_on(self):
         """A new model instance: registers reset, memories at their initial contents."""
