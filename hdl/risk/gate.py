@@ -141,8 +141,8 @@ def _nonnegative_sum(m, name, early, late, width):
     level = [0]
 
     def compress(a, b, c):
-        s = Signal(signed(width), name=f"{name}_s{level[0]}")
-        k = Signal(signed(width), name=f"{name}_k{level[0]}")
+        s = Signal(signed(width), name=f"{name}_s{level[0]}", attrs={"keep": 1})
+        k = Signal(signed(width), name=f"{name}_k{level[0]}", attrs={"keep": 1})
         m.d.comb += [s.eq(a ^ b ^ c), k.eq(((a & b) | (a & c) | (b & c)) << 1)]
         level[0] += 1
         return [s, k]
@@ -172,8 +172,11 @@ def _room_left(m, name, room, sent, less, width):
     a, b, c = (Signal(signed(width), name=f"{name}_{n}") for n in ("room", "sent", "less"))
     m.d.comb += [a.eq(room), b.eq(sent), c.eq(less)]
     b = ~b                                # -sent = ~sent + 1: the 1 is the carry vector's bit 0
-    x = wire(m, a ^ b ^ c, f"{name}_x")
-    y = wire(m, Cat(1, ((a & b) | (a & c) | (b & c))[:width - 1]).as_signed(), f"{name}_y")
+    # Kept: one LUT3 per bit between the block RAM and the carry chains (left to itself,
+    # yosys shares the XORs between the checks and puts three LUT levels there).
+    x = Signal(signed(width), name=f"{name}_x", attrs={"keep": 1})
+    y = Signal(signed(width), name=f"{name}_y", attrs={"keep": 1})
+    m.d.comb += [x.eq(a ^ b ^ c), y.eq(Cat(1, ((a & b) | (a & c) | (b & c))[:width - 1]))]
     return _nonnegative(m, name, x, y, width)
 
 
@@ -264,13 +267,18 @@ class RiskGate(wiring.Component):
     of the 6.4 ns, a 50-bit comparison and the decision's fan-out the rest. Counters lag the
     decision by 2 cycles, the reject log by 1.
 
-    Timing: below the 156.25 MHz target on the LFE5UM5G-85F (nextpnr seed 1): a 64-slot build
-    (`tests/test_risk_synthesis.py`) routes at 144 MHz, the 1024-slot default at 127 MHz (54
-    DP16KD, 14 MULT18X18D, 9.6k LUT4). The worst paths are P1's position check (block RAM
-    clock-to-out and routing, 3-4 ns of the 6.4, then a carry-save level and a 28-bit carry
-    chain) and P2's decision (twelve fail terms chosen and ANDed, fanned out), mostly routing.
+    Timing: below the 156.25 MHz target on the LFE5UM5G-85F (nextpnr out of context, 1024
+    slots, 54 DP16KD, 14 MULT18X18D, 9.9k LUT4, 6.1k FF): 133.0 MHz (seed 1). The
+    worst path is P1's position check: block RAM clock-to-out (1.4 ns) and 2-3.5 ns of
+    routing, yosys's read-first emulation mux (the host engine may write the slot read in the
+    same cycle), the carry-save level, a 27-bit carry chain. Seed 1 measured 138.8 MHz with
+    three LUT levels of shared XORs there, 149.4 once the carry-save outputs were kept (one
+    LUT per bit): the worst path was then a bucket reference, ``now + 2 + tau - interval``
+    in three chained adders, now one carry chain per register (counters for now + k, d -
+    interval a cycle early); with that, seed 1 placed the position check worse again (133.0).
     Next steps: the block RAMs' output registers with the checks moved a stage later (a fourth
-    cycle), or narrower position arithmetic.
+    cycle), or the host tables' same-cycle collisions handled in the gate (a write delayed
+    while an intent reads its slot), so that yosys need not emulate read-first.
 
     Timing of what an intent valid in cycle c sees: host operations written (by the engine)
     before cycle c, that is strobed by cycle c - 5 with an empty queue; BookUpdates valid by
@@ -319,6 +327,11 @@ class RiskGate(wiring.Component):
 
         now = Signal(TIME_BITS, reset_less=True)   # bucket times in block RAM outlive a reset
         m.d.sync += now.eq(now + 1)
+        # now + k kept as counters of their own, so that no sum below starts with a carry
+        # chain from `now` (equal to it until the count wraps: 14 years).
+        ahead = {k: Signal(TIME_BITS, reset_less=True, init=k, name=f"now_plus{k}")
+                 for k in (1, 2, 3)}
+        m.d.sync += [a.eq(a + 1) for a in ahead.values()]
 
         # --- tables -------------------------------------------------------------------------
         def table(name, shape):
@@ -357,11 +370,15 @@ class RiskGate(wiring.Component):
             empty2 = reg(1, empty1, "empty2", init=1)
             # In cycle d - 1: d + tau; and with the interval of the decision before (d - 1),
             # d + tau - interval and interval <= tau + 1.
-            limit = reg(TIME_BITS, now + 2 + tau, "limit")
-            limit_less = reg(TIME_BITS + 1, now + 2 + tau - interval2, "limit_less")
-            again = reg(1, interval2 <= tau + 1, "again")
+            # One carry chain each: d - interval (a cycle early, from the counter now + 3 and
+            # the interval before), then plus tau; interval <= tau + 1 as interval - 1 <= tau.
+            limit = reg(TIME_BITS, ahead[2] + tau, "limit")
+            less = reg(signed(TIME_BITS + 2), ahead[3] - interval1, "less")
+            limit_less = reg(TIME_BITS + 1, less + tau, "limit_less")
+            interval_less = reg(signed(33), interval1 - 1, "interval_less")
+            again = reg(1, interval_less <= tau, "again")
             # In cycle d: d + interval.
-            restart = reg(TIME_BITS, now + 1 + interval2, "restart")
+            restart = reg(TIME_BITS, ahead[1] + interval2, "restart")
             return dict(empty=empty2, limit=limit, limit_less=limit_less, again=again,
                         interval=interval3, restart=restart)
 

@@ -149,15 +149,21 @@ class StrategyEngine(wiring.Component):
     sustained, any mix of slots; nothing stalls.
 
     Timing (LFE5UM5G-85F, nextpnr out of context, default build: 1024 slots, 16,384 locates,
-    64 pairs): 131.4 MHz (seed 1) and 138.9 MHz (seed 2), 7.7k LUT4, 8.0k FF, 78 DP16KD, 4
-    MULT18X18D; before the event taker 152 MHz (seed 1) with 39 DP16KD. The event taker's
-    tables (the subscription map, ``locates`` x (1 + slot bits); a second taker table set; the
-    BBO table) double the block RAM, which spreads the placement: the worst paths now leave a
-    block RAM 1.5-2 ns of routing away, the pairs strategy's position read into its epoch
-    compare (seeds 1 and 2). Already moved off the critical path for this build: the map's
-    output registered before it addresses the taker's tables (125.3 MHz without), the queue's
-    ``valid`` from its level instead of its LUT-RAM read (129.7 before), the compares after
-    block RAM on registered 16-bit pieces (133.7 before).
+    64 pairs; seed 1): 143.7 MHz, 7.7k LUT4, 8.1k FF, 78 DP16KD, 4 MULT18X18D (131.4 MHz
+    before the pairs strategy's position read was registered out of its block RAM, 152 MHz
+    before the event taker, with 39 DP16KD). The event taker's tables (the subscription map,
+    ``locates`` x (1 + slot bits); a second taker table set; the BBO table) double the block
+    RAM, which spreads the placement: every worst path now leaves a block RAM 1.4-2.3 ns of
+    routing away (clock-to-out 1.4 ns) into a 16-bit compare registered at once, the event
+    taker's side memory into its deadline compare (7.0 ns, 4.7 of them routing). Part of each
+    is yosys's read-first emulation (a write-data register and a mux after the block RAM read,
+    because the table's write may hit the address read in the same cycle), which the takers'
+    and the pairs' memories do not need: their collisions are forwarded from registers. Already
+    off the critical path: the map's output registered before it addresses the taker's tables
+    (125.3 MHz without), the queue's ``valid`` from its level instead of its LUT-RAM read
+    (129.7), the compares after block RAM on registered 16-bit pieces (133.7), the pairs
+    position read a cycle earlier and registered (131.4 -> 142.0), the taker's epoch compare
+    against its forwarded fire in pieces (144.3).
     """
 
     def __init__(self, parameters=None, *, pairs=64, queue_depth=QUEUE_DEPTH, taker_delay=0,
