@@ -268,7 +268,7 @@ class RiskGate(wiring.Component):
     decision by 2 cycles, the reject log by 1.
 
     Timing: below the 156.25 MHz target on the LFE5UM5G-85F (nextpnr out of context, 1024
-    slots, 54 DP16KD, 14 MULT18X18D, 9.9k LUT4, 6.1k FF): 133.0 MHz (seed 1). The
+    slots, 54 DP16KD, 14 MULT18X18D, 9.9k LUT4, 6.1k FF): 133.0 MHz (seed 1), 145.0 (seed 2). The
     worst path is P1's position check: block RAM clock-to-out (1.4 ns) and 2-3.5 ns of
     routing, yosys's read-first emulation mux (the host engine may write the slot read in the
     same cycle), the carry-save level, a 27-bit carry chain. Seed 1 measured 138.8 MHz with
