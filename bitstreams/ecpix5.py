@@ -21,6 +21,16 @@ LUTs the design is too congested to route in a session: the board build needs le
 With the book's ``depth`` 2 (commit 4067591, now the default) yosys gives 35,829 LUT4, 6,574
 CCU2C, 1,156 TRELLIS_DPR16X4, 37,882 FF, and packing 57,987 TRELLIS_COMB (69 %), 37,876 FF.
 
+At 69 % (commit 3798786, HeAP, router2, a whole core): placement estimated core 50.6 MHz, RGMII
+receive 143.0 and transmit 163.0 MHz (all meet), but router2 went from 91,731 overused wires to
+51,686 in four iterations of about 15 minutes each. The static placer (commit edc3652, 70 %)
+placed with a third less wire (489k against 730k after annealing) and router2 fell fast, 76,343
+→ 46,322 → 31,371 → 20,966 → 16,766 → 14,442, then stalled at about 13,100 (iterations 7 to 9).
+Its heatmap (``--router2-heatmap``) puts the overuse in one region (x 50-95, y 25-55), and the
+most congested nets are the core reset (282 wires), the order log's read enable (224), the
+integrity alarm, the register bank's read multiplexer and its counter snapshots: high-fanout
+control nets and the bank's wide gathers, the next things to take out of the board build.
+
 Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): book 20.6k
 (6.3k FF), register bank 10.1k (6.4k FF: a snapshot copy of each of 131 32-bit counters and
 the read multiplexer over 301 words), risk gate 8.7k, feed handler 8.0k (its MoldUDP64 stage
