@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from tickwire.hdl.book.levels import (
     after_removal,
+    equal,
     flags_layout,
     level_apply,
     level_compare,
@@ -116,13 +117,17 @@ class OrderBook(wiring.Component):
     - F (issue): the FIFO head (or, the FIFO being empty, the event arriving this cycle)
       addresses the subscription map and its order set (all ways).
     - L (lookup): the subscription gives the slot, which addresses the level row; the ways
-      are compared with the reference (hit, free way), the entry is registered; the row to
-      forward, if the event ahead changes this slot, is chosen.
-    - R (a replace whose original reference is in the table): the original order's removal
-      and the new order's add are both compared against the row's side (two sets of flags);
-      the new reference's set, read in L, is checked.
-    - A (compare): the row's side against the event: which level holds the price, which are
-      better, whether each level's sum overflows, the hidden zone. The order-table write is
+      are compared with the reference (hit, free way) and registered as read, with the
+      matching way's number, the side the event changes and, per way, whether the event
+      takes all the entry's shares or more (the entry itself is chosen in X by the way's
+      number); whether the row comes from the block RAM or from the event ahead is decided.
+    - R (a replace): the original order's removal and the new order's add are both compared
+      against the row's side (two sets of flags); the new reference's set, read in L, is
+      checked (per way; M ORs it). A replace whose original is unknown is counted here.
+    - A (compare): the row against the event, on both sides (the side chosen after the
+      compares): which level holds the price, which are better, whether each level's sum
+      overflows, the hidden zone; an add's flags (the event's price) and a removal's (the
+      entry's) are both made, one chosen. The order-table write is
       decided here and made in the next cycle. After R, this cycle is M instead: the removal
       is made and the add's flags are corrected for it (`levels.after_removal`: levels moved
       up by an emptied level take their flags along, a reduced level's carry is found again,
@@ -134,11 +139,13 @@ class OrderBook(wiring.Component):
       compared and the BookUpdate, if any, goes into the update FIFO.
 
     Hazards are forwarded, never stalled: the row an event reads in L while the event ahead
-    of it on the same slot is still in B (or in C, written in the same cycle) is taken from
-    B's new row (or C's), chosen in L into one register, so that only a 2:1 select stands
-    before A's compares; an order-table read that missed a write (made the cycle it was
-    issued, or the cycle its data arrive) sees the written entry instead of the block RAM's,
-    which of them is decided as the read is issued and the tag compared on each.
+    of it on the same slot is still in B (or in C, written in the same cycle) is taken in A
+    from C's register, which holds that event's new row then (events are issued 2 cycles
+    apart, so B is empty the cycle after), so that only a 2:1 select stands before A's
+    compares and B's new row feeds nothing but C; an order-table read that missed a write
+    (made the cycle it was issued, or the cycle its data arrive) sees the written entry
+    instead of the block RAM's, which of them is decided as the read is issued and the tag
+    and shares compared on each.
 
     Latency: 5 cycles from an event valid at ``events`` (FIFO empty) to its BookUpdate valid
     (6 for a replace). Throughput: one event every 2 cycles (a replace 3): 0.485 events per
@@ -150,14 +157,16 @@ class OrderBook(wiring.Component):
 
     Timing: every stage is a select and compares (A, R), or a reduction of registered flags
     and a shift (B, M), or a wide compare (C); registers whose validity is tracked elsewhere
-    load every cycle, so that no late enable fans out to them. The reduced build
-    (tests/test_book_synthesis.py's parameters) routes at 110.9 MHz on the LFE5UM5G-85F
-    (nextpnr-ecp5, seed 1; 111.45 before the update FIFO took every event), up from 86.6 MHz
-    (about 46 MHz before the pipeline). The worst paths now sit near 9 ns in several stages,
-    about half of each routing: L (a way's block RAM, the tag compare, the entry's side
-    select into `x_op_side`), C's visible compare before the FIFO took every event. Next:
-    L split (the tag compare registered, the entry chosen in R/A), A's compares against B's
-    output precomputed.
+    load every cycle, so that no late enable fans out to them; a value chosen late (the side,
+    the entry) selects results after the compares instead of feeding them; wide equalities
+    (tags, prices) are balanced trees of kept nets (`levels.equal`), which the LUT mapper
+    otherwise chains. The reduced build (tests/test_book_synthesis.py's parameters) routes at
+    127.1 MHz on the LFE5UM5G-85F (nextpnr-ecp5, seed 1; 12.6k LUTs, 5.4k FFs), up from
+    110.9 (86.6 before the forwarding rework, about 46 MHz before the pipeline). Critical
+    path (7.9 ns, 5.2 of it routing): L, a way's block RAM, the tag tree, the matching way's
+    side into `x_op_side` (whose register sits by its fanout, 1.2 ns away). Next: the side
+    chosen in A again with its fanout cut (copies), B's per-level selects decided in A, the
+    block RAMs' output registers (a cycle of latency).
     """
 
     def __init__(self, parameters=None, **overrides):
@@ -249,7 +258,12 @@ class OrderBook(wiring.Component):
         # chosen in X by the registered way number (a 4:1 select), off L's compares.
         x_hit, x_hit_way = Signal(name="x_hit"), Signal(range(p.ways), name="x_hit_way")
         x_ways = [Signal(entry_shape, name=f"x_way{w}") for w in range(p.ways)]
-        x_is_add = Signal(name="x_is_add")
+        # `x_op_side`: the side the event changes (the entry's, but for an add), registered:
+        # it selects every flag and side in A.
+        x_is_add, x_op_side = Signal(name="x_is_add"), Signal(name="x_op_side")
+        # Per way, against the event's shares (compared in L, chosen in X with the entry): the
+        # event takes more than the entry holds, the order goes.
+        x_over, x_gone = Signal(p.ways, name="x_over"), Signal(p.ways, name="x_gone")
         x_free_ok, x_free_way = Signal(), Signal(range(p.ways))
         # Where the row comes from: the block RAM, or `c_row`, the row the event ahead on the
         # same slot made (see L), decided a cycle early so that only a 2:1 select stands
@@ -307,13 +321,16 @@ class OrderBook(wiring.Component):
             ways.append(view)
         m.d.sync += [lw_val.eq(wr_val), wr_en.eq(0)]
 
-        def holds(w, tag):
+        def holds(w, tag, name):
             """`ways[w]` is valid with `tag`: compared on each source of the entry, then
-            chosen (the compare does not wait for the forwarding select)."""
+            chosen (the compare does not wait for the forwarding select). The block RAM's
+            compare is a tree of kept nets: left to itself, the mapper chains it (it sees the
+            carry chains as the longer paths, not the routing after the block RAM)."""
             def live(entry):
                 return entry.valid & (entry.tag == tag)
-            return Mux(from_wr[w], live(wr_val), Mux(lw_hit[w], live(lw_val),
-                                                     live(ways_rd[w].data)))
+            ram = ways_rd[w].data
+            return Mux(from_wr[w], live(wr_val), Mux(lw_hit[w], live(lw_val), ram.valid & equal(
+                m, ram.tag, tag, f"{name}{w}_tag")))
 
         def schedule_write(way, set_, value, enable=1, fit=0):
             """Write `value` in the next cycle if `enable` (and, with `fit`, if the add does
@@ -398,7 +415,7 @@ class OrderBook(wiring.Component):
         sub = sub_rd.data
         subscribed = sub.valid & (l_ev.locate[p.locate_bits:] == 0)
         ref_tag = tag_of(l_ev.ref)
-        match = [wire(m, holds(w, ref_tag), f"match{w}")
+        match = [wire(m, holds(w, ref_tag, "l"), f"match{w}")
                  for w in range(p.ways)]
         free = [wire(m, ~ways[w].valid, f"free{w}") for w in range(p.ways)]
         any_match = wire(m, Cat(*match).any(), "any_match")
@@ -424,8 +441,21 @@ class OrderBook(wiring.Component):
             # cycle after an event leaves it, and `c_row` keeps that event's row.
             m.d.sync += [x_ev.eq(l_ev), x_slot.eq(sub.slot), x_from_ram.eq(~fwd_c & ~fwd_d),
                          x_is_add.eq(l_ev.kind == BookEventKind.ADD), x_hit.eq(any_match),
-                         x_hit_way.eq(_encode(match))]
+                         x_hit_way.eq(_encode(match)),
+                         x_op_side.eq(Mux(l_ev.kind == BookEventKind.ADD, l_ev.side, Cat(*(
+                             match[w] & ways[w].side for w in range(p.ways))).any()))]
             m.d.sync += [x_ways[w].eq(ways[w]) for w in range(p.ways)]
+            # compared on each source of an entry, then chosen, as `holds` does (the write's
+            # enable, from B, only selects)
+            l_reduce = _reduces(l_ev.kind)
+
+            def takes(entry):
+                more = l_ev.shares > entry.shares
+                return Cat(l_reduce & more, ~l_reduce | more | (l_ev.shares == entry.shares))
+            by_wr, by_lw = wire(m, takes(wr_val), "takes_wr"), wire(m, takes(lw_val), "takes_lw")
+            for w in range(p.ways):
+                took = Mux(from_wr[w], by_wr, Mux(lw_hit[w], by_lw, takes(ways_rd[w].data)))
+                m.d.sync += Cat(x_over[w], x_gone[w]).eq(took)
             first(free, x_free_way, x_free_ok)
 
         # --- X: R (a replace's compares), then M (its removal made); or A (compare) -------
@@ -434,8 +464,7 @@ class OrderBook(wiring.Component):
         entry = wire(m, Array(x_ways)[x_hit_way], "entry", entry_shape)
         kind = ev.kind
         is_add = kind == BookEventKind.ADD
-        is_reduce = ((kind == BookEventKind.EXECUTE) | (kind == BookEventKind.EXECUTE_AT_PRICE)
-                     | (kind == BookEventKind.CANCEL))
+        is_reduce = _reduces(kind)
         in_r = wire(m, x_valid & x_is_r, "in_r")
         in_a = wire(m, x_valid & ~x_is_r, "in_a")
         in_m = wire(m, in_a & x_after_r, "in_m")
@@ -446,14 +475,14 @@ class OrderBook(wiring.Component):
         # A (and R): the flags of the change; in R, those of the original order's removal
         # (the event is not an add: the price is the entry's, the order goes).
         remaining = entry.shares
-        over = wire(m, is_reduce & (ev.shares > remaining), "over")
+        over = wire(m, x_over.bit_select(x_hit_way, 1), "over")
         amount = wire(m, Mux(is_reduce & ~over, ev.shares, remaining), "amount")
-        gone = wire(m, ~is_reduce | over | (ev.shares == remaining), "gone")   # amount == remaining
+        gone = wire(m, x_gone.bit_select(x_hit_way, 1), "gone")   # amount == remaining
         add_ok = wire(m, is_add & (ev.shares != 0) & ~x_hit & x_free_ok, "add_ok")
         new_dup = wire(m, (new_held & ~new_freed).any(), "new_dup")
         add2_ok = wire(m, ev.new_ok & (ev.shares != 0) & ~new_dup & new_free_ok, "add2_ok")
         adding = is_add | x_after_r
-        op_side = wire(m, Mux(x_is_add, ev.side, entry.side), "op_side")
+        op_side = x_op_side
         op_price = wire(m, Mux(adding, ev.price, entry.price), "op_price")
         op_shares = wire(m, Mux(adding, ev.shares, amount), "op_shares")
         op_gone = wire(m, ~x_after_r & gone, "op_gone")
@@ -469,11 +498,14 @@ class OrderBook(wiring.Component):
             return wire(m, Mux(op_side, ask.as_value(), bid.as_value()), f"{name}_flags",
                         flags_layout(p))
 
-        flags = compare("a", op_price, op_gone)
-
-        # R: the replace's add compared against the same side, beside its removal; the new
-        # reference's set is checked. M: the removal made, the add's flags corrected for it.
+        # An add's flags (the event's price) and a removal's (the entry's), both made, one
+        # chosen: no price select before the compares. In R, both are kept (a replace's
+        # removal, then its add, compared against the same side); M makes the removal and
+        # corrects the add's flags for it. The new reference's set is checked in R.
         add_flags = compare("r", ev.price, Const(0))
+        flags = wire(m, Mux(is_add, add_flags.as_value(),
+                            compare("a", entry.price, op_gone).as_value()), "flags",
+                     flags_layout(p))
         same_set = set_of(ev.new_ref) == set_of(ev.ref)
         new_tag = tag_of(ev.new_ref)
         freed = [same_set & found & (x_hit_way == w) for w in range(p.ways)]
@@ -481,7 +513,7 @@ class OrderBook(wiring.Component):
         # R's results load every cycle (only M, right after R, reads them): a late enable
         # would stand before each of them.
         m.d.sync += [r_side.eq(a_in), r_flags.eq(flags), r_add_flags.eq(add_flags),
-                     x_found.eq(found), new_held.eq(Cat(*(holds(w, new_tag)
+                     x_found.eq(found), new_held.eq(Cat(*(holds(w, new_tag, "r")
                                                           for w in range(p.ways)))),
                      new_freed.eq(Cat(*freed))]
         m.d.sync += [r_less[i].eq(a_in.levels[i].shares - entry.shares) for i in range(p.depth)]
@@ -603,6 +635,12 @@ class OrderBook(wiring.Component):
         with m.If(hits["fifo_overflow"]):
             m.d.sync += alarms.overflow.eq(1)
         return m
+
+
+def _reduces(kind):
+    """The event takes shares from an order (which may go)."""
+    return ((kind == BookEventKind.EXECUTE) | (kind == BookEventKind.EXECUTE_AT_PRICE)
+            | (kind == BookEventKind.CANCEL))
 
 
 def _encode(onehot):

@@ -7,7 +7,8 @@ the price falls in the hidden zone. `level_apply` takes those flags (registered 
 makes the new side: the increment (refused if it saturates) or decrement at the matching
 level, the insertion with its shift, the removal with its shift up, the hidden-zone
 bookkeeping. The compare half holds only carry chains fed by the side (price compares, the
-aggregate's overflow); every reduction over levels is left to the apply half.
+aggregate's overflow) and price equalities built as balanced trees (`equal`); every reduction
+over levels is left to the apply half.
 `after_removal` corrects an add's flags for a removal applied ahead of it (a replace: both
 compared against the same side, in one cycle).
 """
@@ -30,6 +31,26 @@ def flags_layout(p):
     })
 
 
+def kept(m, value, name):
+    """A net yosys keeps: a boundary the LUT mapper cannot merge across."""
+    signal = Signal(value.shape(), name=name, attrs={"keep": 1})
+    m.d.comb += signal.eq(value)
+    return signal
+
+
+def equal(m, a, b, name):
+    """`a == b` as a balanced tree of kept nets (2 bit pairs per LUT, then ANDs of 4), its
+    last AND left to the caller. Left to itself the mapper, which counts a carry chain as the
+    longer path and not the routing between LUTs, chains a wide compare LUT after LUT."""
+    nodes = [kept(m, a[i:i + 2] == b[i:i + 2], f"{name}_eq{i // 2}") for i in range(0, len(a), 2)]
+    level = 0
+    while len(nodes) > 4:
+        level += 1
+        nodes = [kept(m, Cat(*nodes[i:i + 4]).all(), f"{name}_and{level}_{i // 4}")
+                 for i in range(0, len(nodes), 4)]
+    return Cat(*nodes).all()
+
+
 def saturates(f):
     """An add at the flags' price would take its level past the limit."""
     return (f.match & f.carry).any()
@@ -46,10 +67,11 @@ def level_compare(m, p, name, side_in, side, price, gone, added):
         summed = wire(m, lv.shares + added, f"{name}_sum{i}", unsigned(SHARES_BITS + 1))
         m.d.comb += [
             f.used[i].eq(used),
-            f.match[i].eq(used & (lv.price == price)),
+            f.match[i].eq(used & equal(m, lv.price, price, f"{name}_price{i}")),
             f.better[i].eq(used & Mux(side, lv.price < price, lv.price > price)),
             f.carry[i].eq(summed[SHARES_BITS]),
-            f.emptied[i].eq(lv.orders == gone),
+            # `gone` (late: it waits for the entry's shares) chooses between two compares
+            f.emptied[i].eq(Mux(gone, lv.orders == 1, ~used)),
         ]
     hidden, boundary = side_in.hidden, side_in.boundary
     m.d.comb += f.in_hidden.eq((hidden != 0) & ~Mux(side, price < boundary, price > boundary))
