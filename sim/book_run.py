@@ -118,10 +118,7 @@ class VerilatedBook:
 
     def power_on(self):
         """A new model instance: memories back at their initial (empty) contents."""
-        h = self.harness
-        h.lib.tw_destroy(h.model)
-        h.model = h.lib.tw_create()
-        h.lib.tw_reset(h.model)
+        self.harness.power_on()
 
     def _host(self, port, value):
         self.harness.set(f"{port}__payload", value)

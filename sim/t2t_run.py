@@ -53,10 +53,7 @@ class VerilatedTop(HarnessBus):
 
     def power_on(self):
         """A new model instance: registers reset and memories back at their initial contents."""
-        h = self.harness
-        h.lib.tw_destroy(h.model)
-        h.model = h.lib.tw_create()
-        h.lib.tw_reset(h.model)
+        self.harness.power_on()
         self.sent, self._partial = [], None
 
     def _collect(self, outputs):
