@@ -26,7 +26,7 @@ receive 143.0 and transmit 163.0 MHz (all meet), but router2 went from 91,731 ov
 51,686 in four iterations of about 15 minutes each. The static placer (commit edc3652, 70 %)
 placed with a third less wire (489k against 730k after annealing) and router2 fell fast, 76,343
 → 46,322 → 31,371 → 20,966 → 16,766 → 14,442, then stalled at about 13,100 (iterations 7 to 9).
-Its heatmap (``--router2-heatmap``) puts the overuse in one region (x 50-95, y 25-55), and the
+Its heatmap (``--router2-heatmap``) puts the overuse in one region of the chip, and the
 most congested nets are the core reset (282 wires), the order log's read enable (224), the
 integrity alarm, the register bank's read multiplexer and its counter snapshots: high-fanout
 control nets and the bank's wide gathers, the next things to take out of the board build.
