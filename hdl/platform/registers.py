@@ -434,6 +434,36 @@ class RegisterBank(wiring.Component):
         start = register.offset + index * register.stride
         return port[start:start + register.width]
 
+    def _read_groups(self):
+        """The readable registers by block (the first part of their names), in address order."""
+        groups = {}
+        for register in self.map:
+            if register.readable:
+                groups.setdefault(register.name.split(".")[0], []).append(register)
+        return groups.items()
+
+    def _read_cases(self, m, register, copies, word, wide_value, load, shadow_reads):
+        """Cases of `register` in a block's read switch: its words and shadow loads; the
+        addresses of the words served from the shadow go to `shadow_reads` (address -> word)."""
+        n = register.words
+        if register.kind == "fifo":
+            fifo = getattr(self, register.port)
+            with m.Case(register.address):
+                m.d.comb += [fifo.ready.eq(1), word.eq(fifo.valid), load.eq(fifo.valid),
+                             wide_value.eq(Value.cast(fifo.payload))]
+            shadow_reads.update((register.entry_address(0) + k, k) for k in range(n))
+            return
+        for index in range(register.depth):
+            base = register.entry_address(index)
+            value = copies.get(register.name)
+            if value is None:
+                value = self._value(register, index)
+            with m.Case(base):
+                m.d.comb += word.eq(value[:WORD_BITS])
+                if n > 1:
+                    m.d.comb += [load.eq(1), wide_value.eq(value)]
+            shadow_reads.update((base + k, k) for k in range(1, n))
+
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
@@ -458,36 +488,35 @@ class RegisterBank(wiring.Component):
                 with m.If(take[register.snapshot]):
                     m.d.sync += copy.eq(self._value(register, 0))
 
+        # Reads are gathered per block, next to the block's registers; only one 32-bit word
+        # (and one shadow load) per block travels to the bank. The gathers are kept wires so
+        # synthesis cannot fold them into one chip-wide multiplexer: on the ECPIX-5 that single
+        # gather was the most congested region of the routing.
+        shadow_reads, word_reads, shadow_loads, loads = {}, [], [], []
+        for block, registers in self._read_groups():
+            word = Signal(WORD_BITS, name=f"{block}_read", attrs={"keep": 1})
+            loaded = [r.words * WORD_BITS for r in registers if r.kind == "fifo" or r.words > 1]
+            wide_value = Signal(max(loaded, default=0), name=f"{block}_shadow_load",
+                                attrs={"keep": 1})
+            load = Signal(name=f"{block}_load", attrs={"keep": 1})
+            with m.If(bus.r_stb):
+                with m.Switch(bus.addr):
+                    for register in registers:
+                        self._read_cases(m, register, copies, word, wide_value, load,
+                                         shadow_reads)
+            word_reads.append(word)
+            if loaded:
+                shadow_loads.append(wide_value)
+                loads.append(load)
         with m.If(bus.r_stb):
-            m.d.sync += bus.r_data.eq(0)
+            m.d.sync += bus.r_data.eq(_any(word_reads))
             with m.Switch(bus.addr):
-                for register in self.map:
-                    if not register.readable:
-                        continue
-                    n = register.words
-                    if register.kind == "fifo":
-                        fifo = getattr(self, register.port)
-                        with m.Case(register.address):
-                            m.d.comb += fifo.ready.eq(1)
-                            m.d.sync += bus.r_data.eq(fifo.valid)
-                            with m.If(fifo.valid):
-                                m.d.sync += shadow.eq(Value.cast(fifo.payload))
-                        for k in range(n):
-                            with m.Case(register.entry_address(0) + k):
-                                m.d.sync += bus.r_data.eq(shadow[WORD_BITS * k:][:WORD_BITS])
-                        continue
-                    for index in range(register.depth):
-                        base = register.entry_address(index)
-                        value = copies.get(register.name)
-                        if value is None:
-                            value = self._value(register, index)
-                        with m.Case(base):
-                            m.d.sync += bus.r_data.eq(value[:WORD_BITS])
-                            if n > 1:
-                                m.d.sync += shadow.eq(value)
-                        for k in range(1, n):
-                            with m.Case(base + k):
-                                m.d.sync += bus.r_data.eq(shadow[WORD_BITS * k:][:WORD_BITS])
+                for address, k in shadow_reads.items():
+                    with m.Case(address):
+                        m.d.sync += bus.r_data.eq(shadow[WORD_BITS * k:][:WORD_BITS])
+            if loads:
+                with m.If(_any(loads)):
+                    m.d.sync += shadow.eq(_any(shadow_loads))
 
         with m.If(bus.w_stb):
             with m.Switch(bus.addr):
@@ -509,6 +538,14 @@ class RegisterBank(wiring.Component):
                             whole = Cat(staging[:WORD_BITS * (n - 1)], bus.w_data)
                             m.d.sync += target.eq(whole[:register.width])
         return m
+
+
+def _any(values):
+    """The OR of `values`: at most one of them is non-zero."""
+    out = values[0]
+    for value in values[1:]:
+        out = out | value
+    return out
 
 
 def connect_bank(m, bank, register_map):
