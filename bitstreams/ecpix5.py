@@ -111,8 +111,10 @@ def prepare(parameters, identity, *, token=bytes(16), seed=1):
                            f"synth_ecp5 -run map_cells: -top {NAME}",
         # The static (electrostatic) placer: on this design its placement needs a third less
         # wire than HeAP's (489k against 730k after annealing), and HeAP's did not route (router2
-        # still had 51,686 wires overused after 4 iterations, 15 minutes each)
-        nextpnr_opts=f"--seed {seed} --placer static --router router2 --timing-allow-fail "
+        # still had 51,686 wires overused after 4 iterations, 15 minutes each). router1, not
+        # router2: on the static placement router2 stalls (6,544 overused wires at iteration 10,
+        # then rising) where router1 keeps reducing its unrouted arcs
+        nextpnr_opts=f"--seed {seed} --placer static --router router1 --timing-allow-fail "
                      f"--report {NAME}.report.json",
         # the PHY's receive clock: nextpnr derives the PLL's output clocks from clk100's
         add_preferences=f'FREQUENCY PORT "{RX_CLK_PORT}" 125 MHZ;')
