@@ -580,7 +580,7 @@ def _frames(recording, first, last):
         end = max(end, start + 1)
         payload = (SESSION + (start + 1).to_bytes(8, "big") + (end - start).to_bytes(2, "big")
                    + blocks[offsets[start]:bound(end)])
-        frames.append((_frame_header(len(payload)) + payload).ljust(60, b"\0"))
+        frames.append(_frame_header(len(payload)) + payload)   # 42 + 20 bytes or more: no padding
         start = end
     return frames
 
