@@ -22,7 +22,7 @@ sim: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
 
-# The ECPIX-5 bitstream build and its timing checks: over an hour of place and route on 2 cores, so
+# The ECPIX-5 bitstream build and its timing checks: about 37 minutes of place and route on 2 cores, so
 # outside `make test`'s 30-minute budget.
 test-board: $(STAMP)
 	TICKWIRE_BOARD_BUILD=1 $(BIN)/python -m pytest tests/test_board_build.py

@@ -9,34 +9,36 @@ that already holds a manifest is the cached result of the same plan.
 
 The default build does not fit this FPGA in reasonable time (the whole test-size top level at
 156.25 MHz did not finish place and route in over an hour), so the board build is scaled
-(`ECPIX5_PARAMETERS`). **No timing-closed bitstream yet.** Measured at commit a913c27 (seed 1,
-2 cores shared with other jobs): yosys (abc LUT mapping) 47,622 LUT4, 6,748 CCU2C, 1,059
-TRELLIS_DPR16X4, 38,132 FF, 55 DP16KD, 18 MULT18X18D; packed, 69,546 of 83,640 TRELLIS_COMB
-(83 %) and 38,126 FF (45 %). Placement (HeAP 731 s, annealing 807 s) estimated: core 48.6 MHz
-(constraint 31.25 MHz, ``core_div`` 20), RGMII receive 172 MHz and transmit 118 MHz (both must
-meet 125 MHz; the transmit outputs were then registered in the fabric, not yet placed), 125 MHz
-90 degrees 706 MHz. router2 did not converge: 100,114 overused wires after its first
-iteration, 59,495 after the third (19 minutes); stopped at 58 minutes in all. At 83 % of the
-LUTs the design is too congested to route in a session: the board build needs less area.
-With the book's ``depth`` 2 (commit 4067591, now the default) yosys gives 35,829 LUT4, 6,574
-CCU2C, 1,156 TRELLIS_DPR16X4, 37,882 FF, and packing 57,987 TRELLIS_COMB (69 %), 37,876 FF.
+(`ECPIX5_PARAMETERS`) and its core runs at 31.25 MHz (``core_div`` 20). The 64-bit core needs
+only 15.6 MHz for 1 Gb/s; each core cycle of latency costs 32 ns here, against 6.4 ns at
+156.25 MHz.
 
-At 69 % (commit 3798786, HeAP, router2, a whole core): placement estimated core 50.6 MHz, RGMII
-receive 143.0 and transmit 163.0 MHz (all meet), but router2 went from 91,731 overused wires to
-51,686 in four iterations of about 15 minutes each. The static placer (commit edc3652, 70 %)
-placed with a third less wire (489k against 730k after annealing) and router2 fell fast, 76,343
-→ 46,322 → 31,371 → 20,966 → 16,766 → 14,442, then stalled at about 13,100 (iterations 7 to 9).
-Its heatmap (``--router2-heatmap``) puts the overuse in one region of the chip, and the
-most congested nets are the core reset (282 wires), the order log's read enable (224), the
-integrity alarm, the register bank's read multiplexer and its counter snapshots: high-fanout
-control nets and the bank's wide gathers, the next things to take out of the board build.
+**Timing closes.** `tickwire build --board ecpix5` at commit dce9595 (seed 1, 2 cores shared
+with a test run; 2,220 s in all: static placement, 326 s of annealing, router1 1,412 s): routed
+Fmax core 70.60 MHz (constraint 31.25), RGMII transmit 145.67 and receive 157.28 MHz (125),
+the 90-degree transmit clock 876.42 MHz (125, it clocks only TXC's output register);
+TRELLIS_COMB 59,503 of 83,640 (71 %), TRELLIS_FF 38,571 (46 %), 55 DP16KD, 18 MULT18X18D, 1,156
+TRELLIS_RAMW, 5 DCCA. The core's critical path runs from the strategy engine's order-room
+logic into the risk gate's price scaling (multiplier and carry chain): 14.2 ns, 8.5 of it
+routing.
 
-Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): book 20.6k
-(6.3k FF), register bank 10.1k (6.4k FF: a snapshot copy of each of 131 32-bit counters and
-the read multiplexer over 301 words), risk gate 8.7k, feed handler 8.0k (its MoldUDP64 stage
-4.3k), strategies 5.4k, order encoder 5.3k, control responder 2.8k, MAC 1.1k. No memory was
-mapped to flip-flops. The 64-bit core needs only 15.6 MHz for 1 Gb/s; each core cycle of
-latency costs 32 ns at 31.25 MHz, against 6.4 ns at 156.25 MHz.
+Three changes made it route; at 70 % of the LUTs it had not before. router2 stalled after the
+static placer (76,343 overused wires after its first iteration, about 13,100 from the seventh
+on) and did not converge after HeAP's placement either (91,731 to 51,686 in four iterations of
+15 minutes). Its congestion heatmap named the core reset and the register bank's read
+multiplexer and counter snapshots among the most congested nets. So:
+
+- the register bank gathers reads per block, so one word per block travels to the bank
+  (`tickwire.hdl.platform.registers.RegisterBank`; 1.1k LUTs more than one multiplexer);
+- the core reset (30k LSR inputs) is on a global network (a DCCA, `board.Ecpix5Top`);
+- router1: on the new placement router2 fell from 72,496 overused wires to 6,544 at iteration
+  10 and then rose again (9,598 at 18), while router1 finished.
+
+Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): register
+bank 12.6k (6.8k FF: a snapshot copy of each of 131 32-bit counters and the per-block gathers
+over 301 words), book 11.9k (depth 2), strategies 9.2k, risk gate 9.1k, feed handler 8.2k (its
+MoldUDP64 stage 4.5k), order encoder 5.3k, control responder 2.9k, MAC 1.2k. The scaled
+parameters buy little more: 4 symbols and 512 orders are 0.2k LUTs fewer, one feed 0.2k.
 """
 
 import json
@@ -71,7 +73,7 @@ ECPIX5_PARAMETERS = {
     "ref_bits": 36, "fifo_depth": 64,
     "feeds": 2, "filter_entries": 4, "notice_depth": 64,
     **CONTROL_PARAMETERS,
-    "core_div": 20,     # 31.25 MHz: placed, the core's estimate was 48.6 MHz (44.5 at 62.5)
+    "core_div": 20,     # 31.25 MHz; routed, the core reached 70.6 MHz (62.5 MHz not yet tried)
 }
 
 #: Below these the design was optimised away (a build with no used outputs keeps nothing).
@@ -230,14 +232,16 @@ def build(overrides=None, *, root=None, timeout=4 * 3600, progress=lambda stage:
     return folder
 
 
+#: The board's clock nets in nextpnr's report (after its global buffers' ``$glbnet$``) and
+#: the domains they clock.
+CLOCK_NETS = {"clk": "core", "clk125": "rgmii_tx", "clk125_90": "rgmii_tx90",
+              "core.mac.rgmii_rx_clk": "rgmii_rx"}
+
+
 def clock_name(net):
-    """A short name for a nextpnr clock net: the domain it clocks where it can be told."""
-    for marker, name in (("CLKOS2", "core"), ("clk125_90", "rgmii_tx90"), ("CLKOS", "rgmii_tx90"),
-                         ("clk125", "rgmii_tx"), ("CLKOP", "rgmii_tx"), ("rx_clk", "rgmii_rx"),
-                         ("core", "core"), ("clk100", "clk100")):
-        if marker in net:
-            return name
-    return net.replace("$", "_").replace(".", "_")
+    """The domain a nextpnr clock net clocks, or the net's name made a metric key."""
+    bare = net.removeprefix("$glbnet$")
+    return CLOCK_NETS.get(bare, bare.replace("$", "_").replace(".", "_"))
 
 
 def board_figures():
