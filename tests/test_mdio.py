@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tickwire.bitstreams.synth import utilisation
@@ -63,6 +63,9 @@ def run(dut, phy, cycles, *, events=(), requests=()):
                     "phy_address": status.phy_address}, ctx.get(dut.bmsr),
                     {"data": ctx.get(dut.reply.data), "pending": ctx.get(dut.reply.pending)}))
             await ctx.tick()
+        # the PHY sees the state after the last edge too: a frame the master has just counted
+        # ended on that edge's MDC rise
+        phy.step(ctx.get(dut.mdc), ctx.get(dut.mdio_oe), ctx.get(dut.mdio_o))
         counters = ctx.get(dut.counters)
         results["counters"] = {"frames": counters.frames, "link_losses": counters.link_losses}
 
@@ -264,6 +267,8 @@ SPEED_BITS = st.sampled_from([0x0000, 0x0020, 0x0040, 0x0080, 0x0100, 0x0200, 0x
        history=st.lists(st.tuples(st.integers(1, 2500), st.booleans()), min_size=1,
                         max_size=5),
        delay=st.integers(0, settle_cycles(2)))
+@example(address=0, scan=False, bmsr=0x1000, bmcr=0x1140, speed_bits=[0, 0, 0, 0],
+         history=[(255, False)], delay=0)     # the run ends on a frame's last MDC rise
 def test_property_link_speed_and_address_follow_the_phy(address, scan, bmsr, bmcr, speed_bits,
                                                         history, delay):
     registers = {0: bmcr, 1: bmsr, 4: speed_bits[0], 5: speed_bits[1], 9: speed_bits[2],
