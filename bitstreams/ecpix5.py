@@ -29,7 +29,7 @@ on) and did not converge after HeAP's placement either (91,731 to 51,686 in four
 multiplexer and counter snapshots among the most congested nets. So:
 
 - the register bank gathers reads per block, so one word per block travels to the bank
-  (`tickwire.hdl.platform.registers.RegisterBank`; 1.1k LUTs more than one multiplexer);
+  (`tickwire.hdl.platform.registers.RegisterBank`; 1.2k LUTs more than one multiplexer);
 - the core reset (30k LSR inputs) is on a global network (a DCCA, `board.Ecpix5Top`);
 - router1: on the new placement router2 fell from 72,496 overused wires to 6,544 at iteration
   10 and then rose again (9,598 at 18), while router1 finished.
