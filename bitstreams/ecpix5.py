@@ -38,7 +38,8 @@ Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X
 bank 12.6k (6.8k FF: a snapshot copy of each of 131 32-bit counters and the per-block gathers
 over 301 words), book 11.9k (depth 2), strategies 9.2k, risk gate 9.1k, feed handler 8.2k (its
 MoldUDP64 stage 4.5k), order encoder 5.3k, control responder 2.9k, MAC 1.2k. The scaled
-parameters buy little more: 4 symbols and 512 orders are 0.2k LUTs fewer, one feed 0.2k.
+parameters buy nothing more: with 4 symbols and 512 orders the whole design maps to 62.2k
+against 61.9k (abc's noise), with one feed to 0.1k less.
 """
 
 import json
