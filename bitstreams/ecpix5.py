@@ -13,7 +13,13 @@ The default build does not fit this FPGA in reasonable time (the whole test-size
 only 15.6 MHz for 1 Gb/s; each core cycle of latency costs 32 ns here, against 6.4 ns at
 156.25 MHz.
 
-**Timing closes.** `tickwire build --board ecpix5` at commit dce9595 (seed 1, 2 cores shared
+**Timing closed once, not reliably.** A fresh-clone build of the same sources (4a794e6: another
+control token, so another identity and placement) routed but missed the RGMII transmit clock,
+98.96 MHz against 125 (core 69.53, receive 158.48): the path from the transmit FIFO's
+synchronised write pointer through `GmiiTx`'s ready, placed by the pins 47 columns away, back
+to the FIFO's read address. It needs a registered stage between the FIFO and `GmiiTx`.
+
+The closed build: `tickwire build --board ecpix5` at commit dce9595 (seed 1, 2 cores shared
 with a test run; 2,220 s in all: static placement, 326 s of annealing, router1 1,412 s): routed
 Fmax core 70.60 MHz (constraint 31.25), RGMII transmit 145.67 and receive 157.28 MHz (125),
 the 90-degree transmit clock 876.42 MHz (125, it clocks only TXC's output register);
