@@ -3,12 +3,14 @@
 from amaranth.hdl import Signal
 
 
-def wire(m, value, name, shape=None):
+def wire(m, value, name, shape=None, *, keep=False):
     """A named combinational signal driven by `value`.
 
     Amaranth does not share a Python expression used in several places: each use is expanded
-    again. Naming a value once keeps the netlist linear and the waveforms readable."""
-    signal = Signal(shape if shape is not None else value.shape(), name=name)
+    again. Naming a value once keeps the netlist linear and the waveforms readable. With
+    `keep`, yosys keeps the net: a boundary the LUT mapper cannot merge across."""
+    signal = Signal(shape if shape is not None else value.shape(), name=name,
+                    attrs={"keep": 1} if keep else {})
     m.d.comb += signal.eq(value)
     return signal
 

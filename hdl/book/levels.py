@@ -31,22 +31,17 @@ def flags_layout(p):
     })
 
 
-def kept(m, value, name):
-    """A net yosys keeps: a boundary the LUT mapper cannot merge across."""
-    signal = Signal(value.shape(), name=name, attrs={"keep": 1})
-    m.d.comb += signal.eq(value)
-    return signal
-
-
 def equal(m, a, b, name):
     """`a == b` as a balanced tree of kept nets (2 bit pairs per LUT, then ANDs of 4), its
     last AND left to the caller. Left to itself the mapper, which counts a carry chain as the
     longer path and not the routing between LUTs, chains a wide compare LUT after LUT."""
-    nodes = [kept(m, a[i:i + 2] == b[i:i + 2], f"{name}_eq{i // 2}") for i in range(0, len(a), 2)]
+    nodes = [wire(m, a[i:i + 2] == b[i:i + 2], f"{name}_eq{i // 2}", keep=True)
+             for i in range(0, len(a), 2)]
     level = 0
     while len(nodes) > 4:
         level += 1
-        nodes = [kept(m, Cat(*nodes[i:i + 4]).all(), f"{name}_and{level}_{i // 4}")
+        nodes = [wire(m, Cat(*nodes[i:i + 4]).all(), f"{name}_and{level}_{i // 4}",
+                      keep=True)
                  for i in range(0, len(nodes), 4)]
     return Cat(*nodes).all()
 

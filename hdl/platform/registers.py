@@ -30,6 +30,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib import enum as amaranth_enum
 from amaranth.lib.wiring import In, Out
 
+from tickwire.hdl.signals import or_all
+
 WORD_BITS = 32
 MAGIC = int.from_bytes(b"TWRM", "big")   # "tickwire register map", at word 0
 IDENTITY_BITS = 64
@@ -509,14 +511,14 @@ class RegisterBank(wiring.Component):
                 shadow_loads.append(wide_value)
                 loads.append(load)
         with m.If(bus.r_stb):
-            m.d.sync += bus.r_data.eq(_any(word_reads))
+            m.d.sync += bus.r_data.eq(or_all(word_reads))
             with m.Switch(bus.addr):
                 for address, k in shadow_reads.items():
                     with m.Case(address):
                         m.d.sync += bus.r_data.eq(shadow[WORD_BITS * k:][:WORD_BITS])
             if loads:
-                with m.If(_any(loads)):
-                    m.d.sync += shadow.eq(_any(shadow_loads))
+                with m.If(or_all(loads)):
+                    m.d.sync += shadow.eq(or_all(shadow_loads))
 
         with m.If(bus.w_stb):
             with m.Switch(bus.addr):
@@ -538,14 +540,6 @@ class RegisterBank(wiring.Component):
                             whole = Cat(staging[:WORD_BITS * (n - 1)], bus.w_data)
                             m.d.sync += target.eq(whole[:register.width])
         return m
-
-
-def _any(values):
-    """The OR of `values`: at most one of them is non-zero."""
-    out = values[0]
-    for value in values[1:]:
-        out = out | value
-    return out
 
 
 def connect_bank(m, bank, register_map):
