@@ -28,17 +28,11 @@ TRELLIS_RAMW, 5 DCCA. The core's critical path runs from the strategy engine's o
 logic into the risk gate's price scaling (multiplier and carry chain): 14.2 ns, 8.5 of it
 routing.
 
-Three changes made it route; at 70 % of the LUTs it had not before. router2 stalled after the
-static placer (76,343 overused wires after its first iteration, about 13,100 from the seventh
-on) and did not converge after HeAP's placement either (91,731 to 51,686 in four iterations of
-15 minutes). Its congestion heatmap named the core reset and the register bank's read
-multiplexer and counter snapshots among the most congested nets. So:
-
-- the register bank gathers reads per block, so one word per block travels to the bank
-  (`tickwire.hdl.platform.registers.RegisterBank`; 1.2k LUTs more than one multiplexer);
-- the core reset (30k LSR inputs) is on a global network (a DCCA, `board.Ecpix5Top`);
-- router1: on the new placement router2 fell from 72,496 overused wires to 6,544 at iteration
-  10 and then rose again (9,598 at 18), while router1 finished.
+What made it route at 71 % of the LUTs (router2 had stalled, and its heatmap named the core
+reset and the bank's read multiplexer): the bank's per-block read gathers
+(`tickwire.hdl.platform.registers.RegisterBank`, 1.2k LUTs more), the core reset on a global
+network (`board.Ecpix5Top`) and router1 (see `prepare`); the README's "Run it on hardware"
+has the figures.
 
 Where the area goes (yosys without flattening; LUT4 + 2 per CCU2C and per DPR16X4): register
 bank 12.6k (6.8k FF: a snapshot copy of each of 131 32-bit counters and the per-block gathers
