@@ -56,7 +56,7 @@ def test_property_random_frames_gaps_and_contents_both_ways(received, sent):
 def test_bench_figures_within_the_documented_latencies():
     figures = mac_figures(frames=8)
     assert figures["mac.rx_latency_cycles"] <= 7     # the fabric input register: 8 ns more
-    assert figures["mac.tx_latency_cycles"] <= 5     # the fabric output register: 8 ns more
+    assert figures["mac.tx_latency_cycles"] <= 6     # fabric output register, FIFO stage: 8 ns each
     assert RX_LATENCY_NS[0] - 0.05 <= figures["mac.rx_latency_ns_min"]
     assert figures["mac.rx_latency_ns_max"] <= RX_LATENCY_NS[1] + 0.05
     assert TX_LATENCY_NS[0] - 0.05 <= figures["mac.tx_latency_ns_min"]

@@ -40,7 +40,7 @@ BEAT_BITS = MacBeat.as_shape().size
 #: Latency bounds in ns over all clock phases, 156.25 MHz core and 125 MHz RGMII clocks (see
 #: `Mac`); the tests check the measured latencies fall within them.
 RX_LATENCY_NS = (4 * 8.0 + 6.4, 4 * 8.0 + 2 * 6.4)
-TX_LATENCY_NS = (3 * 8.0, 4 * 8.0)
+TX_LATENCY_NS = (4 * 8.0, 5 * 8.0)
 
 #: The host's view of `Mac`'s ports (see `tickwire.hdl.platform.device`).
 MAC_REGISTERS = (
@@ -240,10 +240,10 @@ class Mac(wiring.Component):
       synchroniser, 1 to 2 core cycles by phase: 38.4 to 44.8 ns (`RX_LATENCY_NS`), 7 core
       cycles at worst.
     - transmit (cut-through, MAC idle), from the core edge that takes a frame's first beat to
-      the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges;
-      `GmiiTx` puts out the first preamble byte in the cycle the beat shows), the register in
-      the fabric (1) and the DDR output register (1): 3 to 4 ``rgmii_tx`` cycles, 24 to 32 ns
-      (`TX_LATENCY_NS`), 5 core cycles at worst. Store-and-forward adds one core cycle per
+      the ``clk125`` edge that launches its first preamble nibble: the synchroniser (2 edges),
+      the register stage after the FIFO (1; `GmiiTx` puts out the first preamble byte in the
+      cycle the staged beat shows), the register in the fabric (1) and the DDR output register
+      (1): 4 to 5 ``rgmii_tx`` cycles, 32 to 40 ns (`TX_LATENCY_NS`), 6 core cycles at worst. Store-and-forward adds one core cycle per
       further beat of the frame.
     """
 
@@ -317,19 +317,17 @@ class Mac(wiring.Component):
         with m.If(kept):
             m.d.sync += in_frame.eq(~tx.p.last)
 
-        # The read side decides from registers and FIFO levels only: `at_start` (the head beat
-        # begins a frame: the previous one read was a last) stands for the head's ``first``, so
-        # no path runs from the FIFO's block RAM output through GmiiTx's ``ready`` back to its
-        # read address.
+        # A register stage between the FIFO and GmiiTx: GmiiTx sits by the pins, the FIFO by its
+        # block RAM, and a path from the FIFO's level through GmiiTx's ``ready`` back to the
+        # read address crossed the die twice and missed 125 MHz on the board. Now the read side
+        # decides from registers and the FIFO's level only: the stage takes a beat when it is
+        # empty (a beat is 8 byte times on the wire, so one every other cycle is ample), and
+        # `at_start` (the previous beat read was a last) stands for the head's ``first``.
         m.submodules.gmii_tx = gmii_tx = DomainRenamer("rgmii_tx")(GmiiTx())
         head = MacBeat(tx_fifo.r_data)
+        staged = Signal(MacBeat)
+        staged_valid = Signal()
         at_start = Signal(init=1)
-        popped = gmii_tx.beats.valid & gmii_tx.beats.ready
-        m.d.comb += [gmii_tx.beats.payload.eq(head), gmii_tx.beats.payload.first.eq(at_start),
-                     tx_fifo.r_en.eq(popped)]
-        with m.If(popped):
-            m.d.rgmii_tx += at_start.eq(head.last)
-
         if self.store_and_forward:
             # A start token per frame, written when its last beat is (or when the FIFO is full)
             m.submodules.tx_starts = starts = fifo.AsyncFIFO(
@@ -341,13 +339,23 @@ class Mac(wiring.Component):
                 m.d.sync += started.eq(0)
             with m.If(start & ~(kept & tx.p.last)):
                 m.d.sync += started.eq(1)
-            m.d.comb += [tx.ready.eq(tx_fifo.w_rdy & starts.w_rdy), starts.w_en.eq(start),
-                         gmii_tx.beats.valid.eq(tx_fifo.r_rdy & (~at_start | starts.r_rdy)),
-                         starts.r_en.eq(popped & at_start)]
+            m.d.comb += [tx.ready.eq(tx_fifo.w_rdy & starts.w_rdy), starts.w_en.eq(start)]
+            may_start = starts.r_rdy
         else:
             # Cut-through: a frame starts as soon as its first beat has crossed
-            m.d.comb += [tx.ready.eq(tx_fifo.w_rdy), gmii_tx.beats.valid.eq(tx_fifo.r_rdy)]
-        # GmiiTx's outputs are logic (its state, the FIFO's level in IDLE): registered here in
+            m.d.comb += tx.ready.eq(tx_fifo.w_rdy)
+            may_start = 1
+        pull = tx_fifo.r_rdy & ~staged_valid & (~at_start | may_start)
+        m.d.comb += [tx_fifo.r_en.eq(pull),
+                     gmii_tx.beats.valid.eq(staged_valid), gmii_tx.beats.payload.eq(staged)]
+        if self.store_and_forward:
+            m.d.comb += starts.r_en.eq(pull & at_start)
+        with m.If(pull):
+            m.d.rgmii_tx += [staged.eq(head), staged.first.eq(at_start), staged_valid.eq(1),
+                             at_start.eq(head.last)]
+        with m.Elif(gmii_tx.beats.ready):
+            m.d.rgmii_tx += staged_valid.eq(0)
+        # GmiiTx's outputs are logic (its state, the stage's valid in IDLE): registered here in
         # the fabric, so the route to the output DDR registers, spread along the bank, is all
         # a path holds (one more rgmii_tx cycle of latency)
         for name in ("txd", "tx_en", "tx_er"):
