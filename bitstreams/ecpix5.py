@@ -61,6 +61,7 @@ from .plan import (
     token_digest,
     top_parameters,
 )
+from .synth import CROWDED_PLACE_AND_ROUTE
 
 BOARD = "ecpix5"
 NAME = "tickwire"
@@ -117,7 +118,7 @@ def prepare(parameters, identity, *, token=bytes(16), seed=1):
         # still had 51,686 wires overused after 4 iterations, 15 minutes each). router1, not
         # router2: on the static placement router2 stalls (6,544 overused wires at iteration 10,
         # then rising) where router1 keeps reducing its unrouted arcs
-        nextpnr_opts=f"--seed {seed} --placer static --router router1 --timing-allow-fail "
+        nextpnr_opts=f"--seed {seed} {' '.join(CROWDED_PLACE_AND_ROUTE)} --timing-allow-fail "
                      f"--report {NAME}.report.json",
         # the PHY's receive clock: nextpnr derives the PLL's output clocks from clk100's
         add_preferences=f'FREQUENCY PORT "{RX_CLK_PORT}" 125 MHZ;')

