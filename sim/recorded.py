@@ -22,6 +22,7 @@ import itertools
 import re
 import struct
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -172,10 +173,11 @@ class ReplayTop(HarnessBus):
     def __str__(self):
         return "verilated feed handler and order book (replay)"
 
-    def run_frames(self, frames, idle_after=IDLE_AFTER_FRAME, drain=64):
-        """Clock `frames` (bytes, no FCS) in back to back with `idle_after` idle cycles after
-        each, then `drain` idle cycles; BookUpdates are appended to `bbo` (BBO_WORDS words
-        each). The beats are built with strided copies, not a loop per cycle."""
+    @staticmethod
+    def beats(frames, idle_after=IDLE_AFTER_FRAME, drain=64):
+        """What `clock` takes to clock `frames` (bytes, no FCS) in back to back with `idle_after`
+        idle cycles after each, then `drain` idle cycles: (valid, words), built with strided
+        copies, not a loop per cycle."""
         starts, total = [], 0
         for frame in frames:
             starts.append(total)
@@ -198,10 +200,12 @@ class ReplayTop(HarnessBus):
         halves.frombytes(bytes(raw))
         words = array("I", [0]) * (3 * total)
         words[0::3], words[1::3], words[2::3] = halves[0::2], halves[1::2], control
-        self._clock(valid, words)
-        self.cycles += total
+        return valid, words
 
-    def _clock(self, valid, words):
+    def clock(self, valid, words):
+        """One cycle per byte of `valid` (the input stream's valid; `words`, 3 per cycle, its
+        payload) in one call into the model, which releases the GIL while it runs; BookUpdates
+        are appended to `bbo` (BBO_WORDS words each)."""
         import ctypes
 
         h, n = self.harness, len(valid)
@@ -221,6 +225,7 @@ class ReplayTop(HarnessBus):
         if done != n:
             raise RuntimeError("output capacity exceeded")
         self.bbo.frombytes(ctypes.string_at(out, 4 * BBO_WORDS * counts[0]))
+        self.cycles += n
 
 
 # Readers --------------------------------------------------------------------------------------
@@ -660,10 +665,20 @@ def replay(recording, symbols, top=None, chunk_messages=50_000):
         await _configure(device, symbols)
         started, frames = time.perf_counter(), 0
         count = len(recording.offsets)
-        for first in range(0, count, chunk_messages):
+
+        def prepare(first):
             batch = _frames(recording, first, min(count, first + chunk_messages))
-            top.run_frames(batch)
-            frames += len(batch)
+            return len(batch), top.beats(batch)
+
+        # The next chunk's beats are built while the model clocks this one
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(prepare, 0)
+            for first in range(0, count, chunk_messages):
+                built, beats = pending.result()
+                if first + chunk_messages < count:
+                    pending = pool.submit(prepare, first + chunk_messages)
+                top.clock(*beats)
+                frames += built
         seconds = time.perf_counter() - started
         return await device.counters(), frames, seconds
 
