@@ -131,19 +131,16 @@ def _nonnegative_sum(m, name, early, late, width):
     enough for the true sum)."""
     constant, vectors = 0, []
     for k, (sign, value) in enumerate(early + late):
-        term = Signal(signed(width), name=f"{name}_t{k}")
-        m.d.comb += term.eq(value)
+        term = wire(m, value, f"{name}_t{k}", signed(width))
         if sign < 0:                   # -t = ~t + 1
-            inverted = Signal(signed(width), name=f"{name}_i{k}")
-            m.d.comb += inverted.eq(~term)
-            term, constant = inverted, constant + 1
+            term, constant = wire(m, ~term, f"{name}_i{k}", signed(width)), constant + 1
         vectors.append(term)
     level = [0]
 
     def compress(a, b, c):
-        s = Signal(signed(width), name=f"{name}_s{level[0]}", attrs={"keep": 1})
-        k = Signal(signed(width), name=f"{name}_k{level[0]}", attrs={"keep": 1})
-        m.d.comb += [s.eq(a ^ b ^ c), k.eq(((a & b) | (a & c) | (b & c)) << 1)]
+        s = wire(m, a ^ b ^ c, f"{name}_s{level[0]}", signed(width), keep=True)
+        k = wire(m, ((a & b) | (a & c) | (b & c)) << 1, f"{name}_k{level[0]}", signed(width),
+                 keep=True)
         level[0] += 1
         return [s, k]
 
@@ -174,9 +171,9 @@ def _room_left(m, name, room, sent, less, width):
     b = ~b                                # -sent = ~sent + 1: the 1 is the carry vector's bit 0
     # Kept: one LUT3 per bit between the block RAM and the carry chains (left to itself,
     # yosys shares the XORs between the checks and puts three LUT levels there).
-    x = Signal(signed(width), name=f"{name}_x", attrs={"keep": 1})
-    y = Signal(signed(width), name=f"{name}_y", attrs={"keep": 1})
-    m.d.comb += [x.eq(a ^ b ^ c), y.eq(Cat(1, ((a & b) | (a & c) | (b & c))[:width - 1]))]
+    x = wire(m, a ^ b ^ c, f"{name}_x", signed(width), keep=True)
+    y = wire(m, Cat(1, ((a & b) | (a & c) | (b & c))[:width - 1]), f"{name}_y", signed(width),
+             keep=True)
     return _nonnegative(m, name, x, y, width)
 
 
